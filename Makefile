@@ -1,0 +1,49 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both go through `make build`,
+# which installs everything the project needs on a machine that has only Rust and Python 3.
+# Each step is a file target, so `make build` does nothing when all is up to date.
+
+PYTHON    ?= python3
+VENV      := .venv
+PY        := $(VENV)/bin/python
+TARGET    := wasm32-wasip2
+WASM_OUT  := target/$(TARGET)/release/raceway_core.wasm
+WASM_PKG  := host-python/raceway/_wasm/raceway_core.wasm
+CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-wasm/Cargo.toml
+STAMP     := $(VENV)/.installed
+
+.PHONY: build test test-rust test-python demo bench clean
+
+build: $(WASM_PKG) $(STAMP)
+
+$(WASM_OUT): $(CORE_SRC)
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	cargo build --release --locked --target $(TARGET) -p raceway-core
+	@touch $@
+
+$(WASM_PKG): $(WASM_OUT)
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(STAMP): host-python/pyproject.toml requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e host-python -r requirements-dev.txt
+	@touch $@
+
+test: build test-rust test-python
+
+test-rust:
+	cargo test --locked -p raceway-core
+
+test-python: build
+	$(PY) -m pytest
+
+demo: build
+	$(PY) examples/demo.py
+
+bench: build
+	$(PY) benchmarks/run.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV) $(WASM_PKG)

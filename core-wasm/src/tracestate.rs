@@ -1,0 +1,139 @@
+//! The W3C `tracestate` header: vendor `key=value` members passed on unchanged.
+//!
+//! All received values are combined as if joined with commas; empty members are skipped and
+//! blanks around members ignored. One invalid member, or more than 32, discards the WHOLE
+//! header (not just the member), as the recommendation requires.
+
+use std::fmt;
+
+pub const MAX_MEMBERS: usize = 32;
+/// The longest combined value accepted: 32 members of the longest key and value, plus commas.
+pub const MAX_LEN: usize = MAX_MEMBERS * (256 + 1 + 256 + 1);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceStateError {
+    TooManyMembers(usize),
+    TooLong(usize),
+    InvalidMember(String),
+}
+
+impl fmt::Display for TraceStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyMembers(n) => write!(f, "tracestate: {n} members, more than {MAX_MEMBERS}"),
+            Self::TooLong(n) => write!(f, "tracestate: {n} characters, more than {MAX_LEN}"),
+            Self::InvalidMember(m) => {
+                let shown: String = m.chars().take(64).collect();
+                write!(f, "tracestate: invalid member {shown:?}")
+            }
+        }
+    }
+}
+
+fn is_key_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
+}
+
+/// `lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`, or the multi-tenant form
+/// `(lcalpha / DIGIT) 0*240(…) "@" lcalpha 0*13(…)`.
+pub fn is_valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    match key.split_once('@') {
+        None => {
+            !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| is_key_char(c))
+        }
+        Some((tenant, system)) => {
+            let (t, s) = (tenant.as_bytes(), system.as_bytes());
+            (1..=241).contains(&t.len())
+                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
+                && t.iter().all(|&c| is_key_char(c))
+                && (1..=14).contains(&s.len())
+                && s[0].is_ascii_lowercase()
+                && s.iter().all(|&c| is_key_char(c))
+        }
+    }
+}
+
+/// 1 to 256 printable ASCII characters other than `,` and `=`, not ending in a space.
+pub fn is_valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len())
+        && b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+/// Combines and validates every received value. `Ok(None)` when there is nothing to pass on.
+pub fn combine(values: &[&str]) -> Result<Option<String>, TraceStateError> {
+    let total: usize = values.iter().map(|v| v.len() + 1).sum();
+    if total > MAX_LEN + 1024 {
+        return Err(TraceStateError::TooLong(total));
+    }
+    let mut members: Vec<&str> = Vec::new();
+    for value in values {
+        for member in value.split(',') {
+            let member = member.trim_matches(|c| c == ' ' || c == '\t');
+            if member.is_empty() {
+                continue;
+            }
+            let valid = member
+                .split_once('=')
+                .is_some_and(|(k, v)| is_valid_key(k) && is_valid_value(v));
+            if !valid {
+                return Err(TraceStateError::InvalidMember(member.to_owned()));
+            }
+            members.push(member);
+            if members.len() > MAX_MEMBERS {
+                return Err(TraceStateError::TooManyMembers(members.len()));
+            }
+        }
+    }
+    Ok((!members.is_empty()).then(|| members.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combines_headers_in_order_and_skips_empties() {
+        assert_eq!(combine(&["a=1, ,b=2", "", " c=3\t"]).unwrap().as_deref(), Some("a=1,b=2,c=3"));
+        assert_eq!(combine(&[]).unwrap(), None);
+        assert_eq!(combine(&[" , "]).unwrap(), None);
+    }
+
+    #[test]
+    fn one_bad_member_discards_everything() {
+        for bad in ["foo =1", "FOO=1", "foo.bar=1", "@foo=1", "foo=bar=baz", "foo=", "foo", "=1"] {
+            assert!(combine(&["ok=1", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_limits() {
+        assert!(is_valid_key(&"z".repeat(256)));
+        assert!(!is_valid_key(&"z".repeat(257)));
+        assert!(is_valid_key(&format!("{}@{}", "t".repeat(241), "s".repeat(14))));
+        assert!(!is_valid_key(&format!("{}@s", "t".repeat(242))));
+        assert!(!is_valid_key(&format!("t@{}", "s".repeat(15))));
+        assert!(is_valid_key("1tenant@sys"));
+        assert!(!is_valid_key("1foo"));
+        assert!(!is_valid_key("a@b@c"));
+    }
+
+    #[test]
+    fn value_limits() {
+        assert!(is_valid_value(&"v".repeat(256)));
+        assert!(!is_valid_value(&"v".repeat(257)));
+        assert!(is_valid_value("a b"));
+        assert!(!is_valid_value("ab "));
+        assert!(!is_valid_value("a\u{7f}"));
+    }
+
+    #[test]
+    fn member_count_limit() {
+        let ok: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
+        assert!(combine(&[&ok.join(",")]).is_ok());
+        let too_many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(combine(&[&too_many.join(",")]), Err(TraceStateError::TooManyMembers(33)));
+    }
+}

@@ -1,0 +1,34 @@
+"""Raceway SDK for Python: race-condition detection and distributed tracing.
+
+The core (event model, vector clocks, header codecs) is Rust compiled to a WebAssembly
+component and runs sandboxed inside wasmtime; this package records events cheaply in Python
+and hands them to the core in batches.
+
+    >>> from raceway import RacewayClient, Config
+    >>> client = RacewayClient(Config(endpoint="http://localhost:8080", service_name="my-service"))
+    >>> with client.trace():
+    ...     client.track_state_change("counter", 5, 6, "Write")
+"""
+
+from .client import RacewayClient
+from .config import Config
+from .context import ExecutionContext, create_context, get_context, reset_context, set_context
+from .decorators import track_async, track_function, track_method
+from .lock_helpers import track_lock_acquire, track_lock_release, tracked_lock
+
+__all__ = [
+    "RacewayClient",
+    "Config",
+    "ExecutionContext",
+    "create_context",
+    "set_context",
+    "get_context",
+    "reset_context",
+    "tracked_lock",
+    "track_lock_acquire",
+    "track_lock_release",
+    "track_function",
+    "track_async",
+    "track_method",
+]
+__version__ = "0.1.0"

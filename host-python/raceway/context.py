@@ -1,0 +1,221 @@
+"""Execution contexts: who is doing the work an event records.
+
+An execution context is one strand of work (a request, a task, a thread, a job run). It owns
+a sequence counter, which is both its event counter and its own component of the vector clock,
+and an immutable `State` (the clock it inherited, the locks it holds) that events share by
+reference. Everything here is cheap and pure Python: the hot path touches only these objects.
+
+The current context lives in a ``contextvars.ContextVar``, so it follows ``await`` chains and is
+copied into tasks, ``asyncio.to_thread`` and ``contextvars.copy_context().run``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from contextvars import ContextVar, Token
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+Clock = Tuple[Tuple[str, int], ...]
+
+_current: ContextVar[Optional["ExecutionContext"]] = ContextVar("raceway_context", default=None)
+
+# Context suffixes count up from a random start: unique within the process (a random draw per
+# context would collide within a few ten thousand requests), unlikely to repeat across processes.
+_suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+# `<service>#<instance>`, set by the most recent RacewayClient. Contexts made with the module-level
+# `create_context` before any client exists use the fallback.
+_identity = ["unknown-service#unknown-instance"]
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+def set_identity(service_name: str, instance_id: str) -> None:
+    _identity[0] = f"{service_name}#{instance_id}"
+
+
+def new_trace_id() -> str:
+    """A random trace id as a lower-case hyphenated UUID (never all zero)."""
+    h = os.urandom(16).hex()
+    if h == "0" * 32:  # pragma: no cover - one in 2**128
+        return new_trace_id()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_span_id() -> str:
+    """A random 16-hex span id (never all zero)."""
+    h = os.urandom(8).hex()
+    return h if h != "0" * 16 else new_span_id()
+
+
+def normalize_trace_id(value: str, argument: str = "trace_id") -> str:
+    """Accepts a UUID or 32 hex digits, any case; returns the lower-case hyphenated UUID."""
+    digits = value.replace("-", "").lower() if isinstance(value, str) else ""
+    if not _HEX32.fullmatch(digits) or digits == "0" * 32:
+        raise ValueError(f"{argument} must be a non-zero UUID or 32 hex digits, got {value!r}")
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def normalize_span_id(value: str, argument: str) -> str:
+    digits = value.lower() if isinstance(value, str) else ""
+    if not _HEX16.fullmatch(digits) or digits == "0" * 16:
+        raise ValueError(f"{argument} must be 16 non-zero hex digits, got {value!r}")
+    return digits
+
+
+def merge_clocks(a: Clock, b: Iterable[Sequence]) -> Clock:
+    """Element-wise maximum, keeping first-seen order (the core's `VectorClock::merge`)."""
+    merged = dict(a)
+    for component, counter in b:
+        if counter > merged.get(component, -1):
+            merged[component] = counter
+    return tuple(merged.items())
+
+
+class State:
+    """What a context knew and held when an event happened. Immutable: replaced, never changed,
+    so a recorded event can keep a reference instead of a copy."""
+
+    __slots__ = ("clock", "locks")
+
+    def __init__(self, clock: Clock = (), locks: Tuple[str, ...] = ()):
+        self.clock = clock
+        self.locks = locks
+
+
+class ExecutionContext:
+    """One strand of work. Create them with `create_context`, `RacewayClient.trace()` or the
+    middleware; read them with `get_context()`."""
+
+    __slots__ = (
+        "trace_id", "span_id", "upstream_span_id", "tracestate", "flags",
+        "thread_id", "component", "id_base", "seq", "last", "state",
+    )
+
+    def __init__(
+        self,
+        trace_id: str,
+        span_id: str,
+        upstream_span_id: Optional[str] = None,
+        tracestate: Optional[str] = None,
+        flags: int = 1,
+        clock: Clock = (),
+    ):
+        suffix = f"{next(_suffixes) & 0xFFFFFFFF:08x}"
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.upstream_span_id = upstream_span_id
+        self.tracestate = tracestate
+        self.flags = flags
+        self.thread_id = f"python-{os.getpid()}-{suffix}"
+        self.component = f"{_identity[0]}/{suffix}"
+        self.id_base = os.urandom(16).hex()
+        self.seq = 0   # events (and outgoing calls) so far: this context's own clock counter
+        self.last = 0  # seq of the latest event: the next event's parent
+        self.state = State(clock)
+
+    # -- clock -----------------------------------------------------------------------------
+    def clock(self) -> Clock:
+        """The current vector clock: the inherited one with this context's own counter."""
+        return merge_clocks(self.state.clock, ((self.component, self.seq),))
+
+    def tick(self) -> int:
+        """Counts a step that is not an event (an outgoing call) and returns the new counter."""
+        self.seq += 1
+        return self.seq
+
+    def learn(self, clock: Iterable[Sequence]) -> None:
+        """Merges what another context knew (a join, a response): later events come after it."""
+        self.state = State(merge_clocks(self.state.clock, clock), self.state.locks)
+
+    def child(self) -> "ExecutionContext":
+        """A new context in the same trace and service span that starts knowing all this one knew."""
+        return ExecutionContext(
+            self.trace_id, self.span_id, self.upstream_span_id, self.tracestate, self.flags, self.clock()
+        )
+
+    # -- locks -----------------------------------------------------------------------------
+    def hold(self, lock_id: str) -> None:
+        self.state = State(self.state.clock, self.state.locks + (lock_id,))
+
+    def unhold(self, lock_id: str) -> None:
+        locks = list(self.state.locks)
+        if lock_id in locks:
+            # The most recent hold of a re-entrant lock goes first.
+            del locks[len(locks) - 1 - locks[::-1].index(lock_id)]
+        self.state = State(self.state.clock, tuple(locks))
+
+    @property
+    def task_id(self) -> str:
+        """A UUID naming this context in `AsyncSpawn`/`AsyncAwait` events of its parent."""
+        h = self.id_base
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    # -- names the reference SDK's context used ------------------------------------------------
+    @property
+    def execution_id(self) -> str:
+        return self.thread_id
+
+    @property
+    def parent_span_id(self) -> Optional[str]:
+        return self.upstream_span_id
+
+    @property
+    def clock_vector(self) -> List[Tuple[str, int]]:
+        return list(self.clock())
+
+    def __repr__(self) -> str:
+        return f"<ExecutionContext {self.thread_id} trace={self.trace_id} span={self.span_id} seq={self.seq}>"
+
+
+def create_context(
+    trace_id: Optional[str] = None,
+    *,
+    span_id: Optional[str] = None,
+    parent_span_id: Optional[str] = None,
+    distributed: bool = False,
+    clock_vector: Optional[Iterable[Sequence]] = None,
+    tracestate: Optional[str] = None,
+) -> ExecutionContext:
+    """Makes a context (the reference SDK's signature). It is not current until `set_context`.
+
+    ``distributed`` is accepted for compatibility; whether a context is part of a distributed
+    trace follows from ``parent_span_id``.
+    """
+    del distributed
+    clock: Clock = ()
+    if clock_vector:
+        pairs = []
+        for pair in clock_vector:
+            component, counter = pair
+            if not isinstance(component, str) or isinstance(counter, bool) or not isinstance(counter, int) or counter < 0:
+                raise ValueError(f"clock_vector entries must be (str, non-negative int), got {pair!r}")
+            pairs.append((component, counter))
+        clock = merge_clocks((), pairs)
+    return ExecutionContext(
+        normalize_trace_id(trace_id) if trace_id is not None else new_trace_id(),
+        normalize_span_id(span_id, "span_id") if span_id is not None else new_span_id(),
+        normalize_span_id(parent_span_id, "parent_span_id") if parent_span_id is not None else None,
+        tracestate,
+        1,
+        clock,
+    )
+
+
+def set_context(ctx: Optional[ExecutionContext]) -> Token:
+    """Makes ``ctx`` current; returns the token that `reset_context` takes to undo it."""
+    if ctx is not None and not isinstance(ctx, ExecutionContext):
+        raise TypeError(f"set_context() takes an ExecutionContext or None, got {type(ctx).__name__}")
+    return _current.set(ctx)
+
+
+def reset_context(token: Token) -> None:
+    _current.reset(token)
+
+
+def get_context() -> Optional[ExecutionContext]:
+    """The current execution context, or None outside any."""
+    return _current.get()

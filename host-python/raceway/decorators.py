@@ -1,0 +1,94 @@
+"""Decorators that record function calls.
+
+``@track_function(client)`` records, per call: a ``FunctionCall`` event at entry with the
+arguments; at exit a ``Custom`` event ``function_return`` with the duration in nanoseconds (also
+in ``metadata.duration_ns``) and, when ``capture_return=True``, the return value; and an
+``Error`` event if it raised. The server has no ``FunctionReturn`` kind (it would reject the
+batch), hence ``Custom``. Works on plain and ``async`` functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from typing import Any, Callable, Dict, Optional, TypeVar
+
+from .context import _current
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _arguments(fn: Callable, args: tuple, kwargs: dict) -> Dict[str, Any]:
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        return dict(bound.arguments)
+    except (TypeError, ValueError):
+        return {"args": list(args), "kwargs": kwargs}
+
+
+def track_function(client: Any, name: Optional[str] = None, capture_return: bool = False) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        label = name or getattr(fn, "__qualname__", getattr(fn, "__name__", "function"))
+
+        def enter(args: tuple, kwargs: dict) -> Optional[int]:
+            if _current.get() is None:
+                client.track_function_call(label, None)  # the client decides: ignore or raise
+                return None
+            client.track_function_call(label, _arguments(fn, args, kwargs))
+            return time.perf_counter_ns()
+
+        def leave(start: Optional[int], result: Any, error: Optional[BaseException]) -> None:
+            if start is None:
+                return
+            duration = time.perf_counter_ns() - start
+            if error is not None:
+                client.track_error(error)
+            data: Dict[str, Any] = {"function": label, "duration_ns": duration}
+            if capture_return and error is None:
+                data["return_value"] = result
+            ctx = _current.get()
+            if ctx is not None:
+                client._record(ctx, "Custom", ("function_return", client_snapshot(data)), duration)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = enter(args, kwargs)
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as e:
+                    leave(start, None, e)
+                    raise
+                leave(start, result, None)
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = enter(args, kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as e:
+                leave(start, None, e)
+                raise
+            leave(start, result, None)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def client_snapshot(value: Any) -> Any:
+    from ._values import snapshot
+
+    return snapshot(value)
+
+
+track_async = track_function
+"""The reference SDK's name for the decorator on ``async`` functions (`track_function` handles both)."""
+track_method = track_function
+"""The reference SDK's name for the decorator on methods (`track_function` handles them)."""
