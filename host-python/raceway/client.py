@@ -186,7 +186,7 @@ class RacewayClient:
     def _pressure(self, size: int) -> None:
         """The log reached a batch: wake the flusher; if it is full, the append drops the oldest."""
         if size >= self.config.max_queue_size:
-            self._stats.add(dropped=1)
+            self._stats.add(dropped=1, recorded=1)
         if not self._flusher or not self._flusher.wake.is_set():
             if self._flusher:
                 self._flusher.wake.set()

@@ -78,7 +78,9 @@ class CollectorServer:
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="raceway-collector", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="raceway-collector", daemon=True
+        )
 
     def _respond(self, rec: Received) -> Response:
         if self.responder is not None:

@@ -1,0 +1,49 @@
+"""Fixtures shared by the host's unit tests (host-python/tests) and the cross-language and
+end-to-end tests (tests/). Everything is real: an HTTP server on 127.0.0.1, the built
+component, real threads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import jsonschema
+import pytest
+
+from raceway import Config, RacewayClient
+from raceway.testing import CollectorServer
+
+ROOT = Path(__file__).parent
+SCHEMA = json.loads((ROOT / "tests" / "schema" / "raceway-events.schema.json").read_text())
+_validator = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def assert_valid_batch(batch: object) -> None:
+    """Fails with every schema error of a request body the SDK sent."""
+    errors = sorted(_validator.iter_errors(batch), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+@pytest.fixture
+def collector() -> Iterator[CollectorServer]:
+    with CollectorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., RacewayClient]]:
+    """Builds clients with test-friendly defaults and shuts every one down afterwards."""
+    made: List[RacewayClient] = []
+
+    def make(**kwargs: object) -> RacewayClient:
+        kwargs.setdefault("service_name", "test-svc")
+        kwargs.setdefault("instance_id", "test-1")
+        kwargs.setdefault("flush_interval", 0.05)
+        client = RacewayClient(Config(**kwargs))  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.shutdown(timeout=5)

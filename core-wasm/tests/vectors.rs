@@ -1,0 +1,57 @@
+//! The golden vectors in `tests/vectors/`, checked against the native build of the core.
+//! The Python host checks the same files against the compiled component
+//! (`tests/test_vectors.py`), and every future host does the same.
+
+use raceway_core::clock::{Causality, VectorClock};
+use raceway_core::propagation::{encode_outgoing_json, parse_incoming_json};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn load(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn incoming() {
+    for case in load("incoming.json")["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let got: Value = serde_json::from_str(&parse_incoming_json(&case["headers"].to_string())).unwrap();
+        for key in ["parent", "tracestate", "upstream"] {
+            assert_eq!(got[key], case["expect"][key], "{name}: {key}");
+        }
+        if let Some(n) = case.get("expect_errors") {
+            assert_eq!(got["errors"].as_array().unwrap().len() as u64, n.as_u64().unwrap(), "{name}: {got}");
+        }
+    }
+}
+
+#[test]
+fn outgoing() {
+    let vectors = load("outgoing.json");
+    for case in vectors["cases"].as_array().unwrap() {
+        let got: Value = serde_json::from_str(&encode_outgoing_json(&case["request"].to_string()).unwrap()).unwrap();
+        assert_eq!(got, case["expect"], "{}", case["name"]);
+    }
+    for case in vectors["errors"].as_array().unwrap() {
+        assert!(encode_outgoing_json(&case["request"].to_string()).is_err(), "{}", case["name"]);
+    }
+}
+
+#[test]
+fn clock() {
+    for case in load("clock.json")["cases"].as_array().unwrap() {
+        let a: VectorClock = serde_json::from_value(case["a"].clone()).unwrap();
+        let b: VectorClock = serde_json::from_value(case["b"].clone()).unwrap();
+        let expected = match case["compare"].as_str().unwrap() {
+            "Before" => Causality::Before,
+            "After" => Causality::After,
+            "Equal" => Causality::Equal,
+            _ => Causality::Concurrent,
+        };
+        assert_eq!(a.compare(&b), expected, "{case}");
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert_eq!(serde_json::to_value(&merged).unwrap(), case["merge"], "{case}");
+    }
+}

@@ -1,0 +1,243 @@
+"""The reference API, its errors for misuse, and what it records (checked on the wire)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+
+import pytest
+
+import raceway
+from conftest import assert_valid_batch
+from raceway import Config, RacewayClient, create_context, get_context, set_context, reset_context
+from raceway.decorators import track_function
+from raceway.lock_helpers import tracked_lock
+
+
+def kinds(events):
+    return [next(iter(e["kind"])) for e in events]
+
+
+def test_config_defaults_match_the_reference():
+    c = Config()
+    assert (c.endpoint, c.service_name, c.instance_id, c.environment) == (
+        "http://localhost:8080", "unknown-service", None, "development")
+    assert (c.batch_size, c.flush_interval, c.debug, c.api_key) == (50, 1.0, False, None)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"batch_size": 0}, "batch_size"), ({"flush_interval": -1}, "flush_interval"),
+     ({"endpoint": "localhost:8080"}, "endpoint"), ({"max_queue_size": True}, "max_queue_size"),
+     ({"service_name": ""}, "service_name")],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        Config(**kwargs)
+
+
+def test_instance_id_defaults_to_hostname_pid(make_client):
+    import os
+    import socket
+
+    client = make_client(endpoint=None, instance_id=None)
+    assert client.instance_id == f"{socket.gethostname()}-{os.getpid()}"
+
+
+def test_misuse_raises_value_error_naming_the_argument(make_client):
+    client = make_client(endpoint=None)
+    with client.trace():
+        with pytest.raises(ValueError, match="access_type"):
+            client.track_state_change("x", 1, 2, "Modify")
+        with pytest.raises(ValueError, match="duration_ms"):
+            client.track_http_response(200, duration_ms=-5)
+        with pytest.raises(ValueError, match="duration_ns"):
+            client.track_function_call("f", None, duration_ns=-1)
+        with pytest.raises(ValueError, match="status"):
+            client.track_http_response(70000)
+
+
+def test_outside_a_context_tracking_is_a_no_op_and_strict_mode_raises(collector, make_client):
+    client = make_client(endpoint=collector.url)
+    assert get_context() is None
+    client.track_state_change("x", 1, 2, "Write")
+    client.track_function_call("f")
+    assert client.flush(timeout=5) and collector.events == []
+    strict = make_client(endpoint=None, strict_context=True)
+    with pytest.raises(RuntimeError, match="outside"):
+        strict.track_state_change("x", 1, 2, "Write")
+
+
+def test_propagation_headers_outside_a_context_raise_runtime_error(make_client):
+    client = make_client(endpoint=None)
+    with pytest.raises(RuntimeError):
+        client.propagation_headers()
+    with client.trace():
+        headers = client.propagation_headers({"x-custom": "v"})
+    assert set(headers) == {"traceparent", "raceway-clock", "x-custom"}
+
+
+def test_trace_nests_as_child_and_restores_the_parent(collector, make_client):
+    client = make_client(endpoint=collector.url)
+    with client.trace() as parent:
+        client.track_state_change("x", 0, 1, "Write")
+        with client.trace() as child:
+            assert get_context() is child
+            client.track_state_change("x", 1, 2, "Write")
+        assert get_context() is parent
+        client.track_state_change("x", 2, 3, "Write")
+    assert get_context() is None
+    assert client.flush(timeout=5)
+    events = collector.events
+    assert {e["trace_id"] for e in events} == {parent.trace_id}
+    assert child.thread_id != parent.thread_id
+    p = [e for e in events if e["metadata"]["thread_id"] == parent.thread_id]
+    c = [e for e in events if e["metadata"]["thread_id"] == child.thread_id]
+    assert kinds(p) == ["StateChange", "AsyncSpawn", "AsyncAwait", "StateChange"]
+    assert p[1]["kind"]["AsyncSpawn"]["task_id"] == child.task_id
+    clock = lambda e: dict(map(tuple, e["causality_vector"]))  # noqa: E731
+    # the child's event comes after the spawn, and the parent's last event after the child's
+    assert clock(c[0])[parent.component] >= clock(p[1])[parent.component]
+    assert clock(p[-1])[child.component] >= clock(c[0])[child.component]
+
+
+def test_reference_context_functions(collector, make_client):
+    client = make_client(endpoint=collector.url)
+    ctx = create_context("0AF7651916CD43DD8448EB211C80319C", span_id="b7ad6b7169203331",
+                         clock_vector=[("upstream#1", 4)])
+    assert ctx.trace_id == "0af76519-16cd-43dd-8448-eb211c80319c"
+    token = set_context(ctx)
+    try:
+        assert get_context() is ctx
+        client.track_function_call("f")
+    finally:
+        reset_context(token)
+    assert get_context() is None
+    assert client.flush(timeout=5)
+    (event,) = collector.events
+    assert event["trace_id"] == ctx.trace_id
+    assert event["metadata"]["distributed_span_id"] == "b7ad6b7169203331"
+    assert ["upstream#1", 4] in event["causality_vector"]
+    with pytest.raises(ValueError, match="trace_id"):
+        create_context("not-a-trace")
+
+
+def test_tracked_lock_records_the_critical_section_and_survives_exceptions(collector, make_client):
+    client = make_client(endpoint=collector.url)
+    lock = threading.Lock()
+    with client.trace():
+        with pytest.raises(KeyError):
+            with tracked_lock(client, lock, "acct", "Mutex"):
+                client.track_state_change("balance", 10, 5, "Write")
+                raise KeyError("boom")
+        client.track_state_change("balance", 5, 5, "Read")
+    assert not lock.locked()
+    assert client.flush(timeout=5)
+    events = collector.events
+    assert kinds(events) == ["LockAcquire", "StateChange", "LockRelease", "StateChange"]
+    assert [e["lock_set"] for e in events] == [["acct"], ["acct"], ["acct"], []]
+
+
+def test_tracked_lock_with_asyncio_lock(collector, make_client):
+    client = make_client(endpoint=collector.url)
+
+    async def main():
+        lock = asyncio.Lock()
+        with client.trace():
+            async with tracked_lock(client, lock, "alock"):
+                client.track_state_change("v", 0, 1, "Write")
+
+    asyncio.run(main())
+    assert client.flush(timeout=5)
+    assert [e["lock_set"] for e in collector.events] == [["alock"]] * 3
+
+
+def test_track_function_decorator_sync_async_and_errors(collector, make_client):
+    client = make_client(endpoint=collector.url)
+
+    @track_function(client, capture_return=True)
+    def add(a, b=2):
+        return a + b
+
+    @track_function(client)
+    async def fails(x):
+        raise ValueError("bad")
+
+    with client.trace():
+        assert add(1) == 3
+        with pytest.raises(ValueError):
+            asyncio.run(fails(5))
+    assert client.flush(timeout=5)
+    events = collector.events
+    for b in collector.batches:
+        assert_valid_batch(b)
+    assert kinds(events) == ["FunctionCall", "Custom", "FunctionCall", "Error", "Custom"]
+    assert events[0]["kind"]["FunctionCall"]["args"] == {"a": 1}
+    ret = events[1]["kind"]["Custom"]
+    assert ret["name"] == "function_return" and ret["data"]["return_value"] == 3
+    assert ret["data"]["duration_ns"] == events[1]["metadata"]["duration_ns"] > 0
+    assert events[3]["kind"]["Error"]["error_type"] == "ValueError"
+    assert events[0]["kind"]["FunctionCall"]["file"] == __file__
+
+
+def test_locations_point_at_user_code_even_in_a_folder_named_raceway(collector, make_client, tmp_path):
+    pkg = tmp_path / "raceway" / "app"
+    pkg.mkdir(parents=True)
+    src = pkg / "views.py"
+    src.write_text(
+        "def handler(client, lock):\n"
+        "    client.track_state_change('x', 0, 1, 'Write')\n"
+        "    from raceway import tracked_lock\n"
+        "    with tracked_lock(client, lock, 'l'):\n"
+        "        pass\n"
+    )
+    spec = importlib.util.spec_from_file_location("user_views", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    client = make_client(endpoint=collector.url)
+    with client.trace():
+        mod.handler(client, threading.Lock())
+    assert client.flush(timeout=5)
+    change, acquire, release = collector.events
+    assert change["kind"]["StateChange"]["location"] == f"{src}:2"
+    assert acquire["kind"]["LockAcquire"]["location"] == f"{src}:4"
+
+
+def test_values_json_cannot_carry_are_converted_never_raised(collector, make_client):
+    client = make_client(endpoint=collector.url)
+    cyclic = {"a": 1}
+    cyclic["self"] = cyclic
+
+    class Weird:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    with client.trace():
+        client.track_state_change("cyclic", None, cyclic, "Write")
+        client.track_state_change("bytes", None, b"\x00\xff", "Write")
+        client.track_state_change("inf", float("-inf"), float("nan"), "Write")
+        client.track_state_change("big", None, "x" * 100_000, "Write")
+        client.track_state_change("weird", None, Weird(), "Write")
+        client.track_state_change("surrogate", None, "bad \udc80 byte", "Write")
+        client.track_function_call(object(), {1: {2, 3}, (4, 5): None})
+        client.track_http_request("GET", "/x", {"h": 1}, body={"deep": [[[[[[[[[[1]]]]]]]]]]})
+    assert client.flush(timeout=5)
+    for b in collector.batches:
+        assert_valid_batch(b)
+    values = {e["kind"]["StateChange"]["variable"]: e["kind"]["StateChange"]["new_value"]
+              for e in collector.events if "StateChange" in e["kind"]}
+    assert values["cyclic"] == {"a": 1, "self": "<cycle>"}
+    assert values["bytes"] == "b'\\x00\\xff'"
+    assert values["inf"] == "nan"
+    assert len(values["big"]) < 5000 and values["big"].endswith("chars]")
+    assert values["weird"].startswith("<unrepresentable")
+    assert "\\udc80" in values["surrogate"]
+    assert len(collector.events) == 8
+
+
+def test_package_exports_the_reference_names():
+    for name in ("RacewayClient", "Config", "create_context", "set_context", "get_context",
+                 "tracked_lock", "track_function", "track_async", "track_method"):
+        assert hasattr(raceway, name), name
+    assert isinstance(RacewayClient, type)
