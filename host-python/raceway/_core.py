@@ -25,6 +25,8 @@ import wasmtime
 from wasmtime import Engine, Store, WasiConfig
 from wasmtime.component import Component, Linker
 
+from ._fastcall import CallError, make_caller
+
 log = logging.getLogger("raceway")
 
 WASM_NAME = "raceway_core.wasm"
@@ -116,6 +118,7 @@ class CoreInstance:
         self._store.set_limits(memory_size=MEMORY_LIMIT)
         instance = self.runtime.linker.instantiate(self._store, self.runtime.component)
         self._funcs: Dict[str, Any] = {}
+        self._fast: Dict[str, Any] = {}
         for iface, names in (
             (PROPAGATION, ("parse-incoming", "encode-outgoing")),
             (PIPELINE, ("configure", "encode-batch")),
@@ -128,8 +131,22 @@ class CoreInstance:
                 if func is None:
                     raise CoreError(f"component does not export {iface}#{name}")
                 self._funcs[name] = func
+                self._fast[name] = make_caller(func, self._store)
 
     def _call(self, name: str, *args: Any) -> Any:
+        fast = self._fast[name]
+        if fast is not None:
+            with self._lock:
+                try:
+                    return fast(*args)
+                except CallError as e:
+                    raise CoreError(f"core refused {name}: {e}") from None
+                except Exception as e:  # a trap, or wasmtime refusing the call
+                    raise CoreError(f"core call {name} failed: {e}") from e
+        return self._call_public(name, *args)
+
+    def _call_public(self, name: str, *args: Any) -> Any:
+        """wasmtime-py's own calling path: the fallback, and the reference in tests."""
         func = self._funcs[name]
         with self._lock:
             try:

@@ -1,0 +1,42 @@
+"""The direct caller must give exactly what wasmtime-py's public calling path gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raceway._core import CoreError, CoreInstance
+
+VECTORS = Path(__file__).resolve().parents[2] / "tests" / "vectors"
+
+
+@pytest.fixture(scope="module")
+def core() -> CoreInstance:
+    c = CoreInstance()
+    assert all(c._fast[name] is not None for name in ("parse-incoming", "encode-outgoing", "encode-batch"))
+    return c
+
+
+def test_same_answers_as_the_public_path(core):
+    for case in json.loads((VECTORS / "incoming.json").read_text())["cases"]:
+        arg = json.dumps(case["headers"])
+        assert core._call("parse-incoming", arg) == core._call_public("parse-incoming", arg)
+    for case in json.loads((VECTORS / "outgoing.json").read_text())["cases"]:
+        arg = json.dumps(case["request"])
+        assert core._call("encode-outgoing", arg) == core._call_public("encode-outgoing", arg)
+
+
+def test_errors_surface_the_same_way(core):
+    for call in (core._call, core._call_public):
+        with pytest.raises(CoreError, match="trace_id"):
+            call("encode-outgoing", "{}")
+
+
+def test_large_and_non_ascii_strings_cross_intact(core):
+    value = "é€😀" * 50_000
+    headers = {"tracestate": [value], "traceparent": ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]}
+    out = json.loads(core._call("parse-incoming", json.dumps(headers, ensure_ascii=False)))
+    assert out["parent"]["span_id"] == "b7ad6b7169203331" and out["tracestate"] is None
+    assert core._call("parse-incoming", "") == core._call_public("parse-incoming", "")
