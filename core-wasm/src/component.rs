@@ -39,7 +39,7 @@ impl wit_pipeline::Guest for Core {
             let config = c.borrow();
             let config = config.as_ref().ok_or("encode-batch called before configure")?;
             let out = pipeline::encode_batch(config, &records, max_events_per_body as usize)?;
-            Ok(serde_json::to_string(&out).expect("plain data serializes"))
+            Ok(out.into_wire())
         })
     }
 }

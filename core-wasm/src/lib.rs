@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod propagation;
 pub mod raceway_clock;
 pub mod record;
+pub mod render;
 pub mod timestamp;
 pub mod traceparent;
 pub mod tracestate;

@@ -1,14 +1,19 @@
 //! Turns a batch of host records into request bodies for `POST {endpoint}/events`.
 //!
 //! The server rejects a whole body when one event in it does not deserialize, so every event
-//! is built through the typed model in `event.rs`, and a record that cannot be built is dropped
-//! and reported instead of being passed on.
+//! is validated through the typed model in `event.rs` before a byte of it is written, and a
+//! record that cannot be built is dropped and reported instead of being passed on.
+//!
+//! This is the throughput-critical loop of the SDK, so the parts of an event that repeat are
+//! rendered once per batch: metadata per context, clock and lock set per state. The varying
+//! parts (ids, timestamp, kind, counters) are written straight into the body.
 
-use crate::event::{AccessType, ClockAt, Event, Kind, Metadata, Ordering, ProcessConfig};
-use crate::ids::{event_id, TraceId};
-use crate::record::{BatchRecord, ContextRecord, EventRecord};
-use crate::timestamp::rfc3339_micros;
+use crate::clock::VectorClock;
+use crate::event::{AccessType, Kind, Ordering, ProcessConfig};
 use crate::hex;
+use crate::ids::TraceId;
+use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
+use crate::render::{self, Timestamps};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -17,10 +22,16 @@ use std::collections::BTreeMap;
 /// At most this many distinct error messages are returned per batch.
 const MAX_ERRORS: usize = 10;
 
-#[derive(Debug, Default, Serialize)]
+/// What one `encode-batch` call produced.
+#[derive(Debug, Default)]
 pub struct Encoded {
-    /// Request bodies, one per line.
-    pub bodies: String,
+    /// Request bodies, each `{"events":[…]}`, separated by `\n`.
+    pub bodies: Vec<u8>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
     /// How many events each body holds, in order.
     pub counts: Vec<usize>,
     pub events: usize,
@@ -28,74 +39,279 @@ pub struct Encoded {
     pub errors: Vec<String>,
 }
 
-/// A context of the batch, checked once for all its events.
-struct Ctx<'a> {
-    record: &'a ContextRecord<'a>,
-    id_base: u128,
+impl Encoded {
+    /// The component's answer: the summary as one JSON line, then the bodies verbatim.
+    /// Bodies are not embedded in the JSON: escaping them would double their size.
+    pub fn into_wire(self) -> String {
+        let mut out = serde_json::to_vec(&self.summary).expect("plain data serializes");
+        out.push(b'\n');
+        out.extend_from_slice(&self.bodies);
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    pub fn body_strs(&self) -> Vec<&str> {
+        if self.bodies.is_empty() {
+            return Vec::new();
+        }
+        std::str::from_utf8(&self.bodies).expect("UTF-8").split('\n').collect()
+    }
+
+    fn drop_record(&mut self, error: String) {
+        self.summary.dropped += 1;
+        if self.summary.errors.len() < MAX_ERRORS && !self.summary.errors.contains(&error) {
+            self.summary.errors.push(error);
+        }
+    }
 }
 
 pub fn encode_batch(config: &ProcessConfig, records: &str, max_per_body: usize) -> Result<Encoded, String> {
-    let batch: BatchRecord = serde_json::from_str(records).map_err(|e| format!("records: {e}"))?;
-    let contexts: Vec<Result<Ctx, String>> = batch.contexts.iter().map(check_context).collect();
-    let max_per_body = max_per_body.max(1);
-    let mut out = Encoded::default();
-    let mut body: Vec<u8> = Vec::new();
-    let mut in_body = 0usize;
-    for raw in &batch.events {
-        let event = serde_json::from_str::<EventRecord>(raw.get())
-            .map_err(|e| format!("event record: {e}"))
-            .and_then(|r| {
-                let ctx = contexts.get(r.0).ok_or("event record: unknown context")?.as_ref()?;
-                let state = batch.states.get(r.1).ok_or("event record: unknown state")?;
-                let mut buf = Vec::new();
-                build(config, ctx, state, &r).and_then(|ev| {
-                    serde_json::to_writer(&mut buf, &ev).map_err(|e| format!("event: {e}"))
-                })?;
-                Ok(buf)
-            });
-        match event {
-            Ok(bytes) => {
-                if in_body == max_per_body {
-                    close_body(&mut out.bodies, &mut body);
-                    out.counts.push(in_body);
-                    in_body = 0;
-                }
-                body.extend_from_slice(if in_body == 0 { b"{\"events\":[" } else { b"," });
-                body.extend_from_slice(&bytes);
-                in_body += 1;
-                out.events += 1;
+    let mut enc = Encoder::new(config, max_per_body);
+    match serde_json::from_str::<BatchRecord<EventRecord>>(records) {
+        Ok(batch) => {
+            let ctx = enc.contexts(&batch.contexts);
+            for r in &batch.events {
+                enc.event(&ctx, &batch.states, r);
             }
-            Err(e) => {
-                out.dropped += 1;
-                if out.errors.len() < MAX_ERRORS && !out.errors.contains(&e) {
-                    out.errors.push(e);
+        }
+        Err(_) => {
+            // Something is malformed: go record by record so the rest still gets through.
+            let batch: BatchRecord<&RawValue> =
+                serde_json::from_str(records).map_err(|e| format!("records: {e}"))?;
+            let ctx = enc.contexts(&batch.contexts);
+            for raw in &batch.events {
+                match serde_json::from_str::<EventRecord>(raw.get()) {
+                    Ok(r) => enc.event(&ctx, &batch.states, &r),
+                    Err(e) => enc.out.drop_record(format!("event record: {e}")),
                 }
             }
         }
     }
-    if in_body > 0 {
-        close_body(&mut out.bodies, &mut body);
-        out.counts.push(in_body);
-    }
-    Ok(out)
+    Ok(enc.finish())
 }
 
-fn close_body(bodies: &mut String, body: &mut Vec<u8>) {
-    body.extend_from_slice(b"]}");
-    if !bodies.is_empty() {
-        bodies.push('\n');
-    }
-    bodies.push_str(std::str::from_utf8(body).expect("serde_json writes UTF-8"));
-    body.clear();
+/// A context of the batch, checked and pre-rendered once for all its events.
+struct Ctx<'a> {
+    id_base: u128,
+    component: &'a str,
+    /// `"trace_id":"…"`
+    trace: Vec<u8>,
+    /// `"metadata":{"thread_id":…,"tags":{…},"duration_ns":`
+    meta_head: Vec<u8>,
+    /// `,"instance_id":…,"upstream_span_id":…}`
+    meta_tail: Vec<u8>,
 }
 
-fn check_context<'a>(c: &'a ContextRecord<'a>) -> Result<Ctx<'a>, String> {
-    TraceId::parse_uuid(&c.trace_id).ok_or_else(|| format!("context: trace_id {:?} is not a UUID", c.trace_id))?;
-    let id_base = (c.id_base.len() == 32)
-        .then(|| hex::parse_lower(&c.id_base))
-        .flatten()
-        .ok_or("context: id_base is not 32 lower-case hex digits")?;
-    Ok(Ctx { record: c, id_base })
+/// A state rendered for one context: its clock around the context's own counter, its locks.
+struct RenderedState {
+    context: usize,
+    clock_head: Vec<u8>,
+    base_own: u64,
+    clock_tail: Vec<u8>,
+    lock_set: Vec<u8>,
+}
+
+struct Encoder<'c> {
+    config: &'c ProcessConfig,
+    max_per_body: usize,
+    /// `,"process_id":…,"service_name":…,"environment":…,"tags":{…}`
+    process: Vec<u8>,
+    /// `,"instance_id":"…"`
+    instance: Vec<u8>,
+    states: Vec<Option<RenderedState>>,
+    timestamps: Timestamps,
+    in_body: usize,
+    out: Encoded,
+}
+
+impl<'c> Encoder<'c> {
+    fn new(config: &'c ProcessConfig, max_per_body: usize) -> Self {
+        let mut process = b",\"process_id\":".to_vec();
+        render::u64(&mut process, u64::from(config.process_id));
+        process.extend_from_slice(b",\"service_name\":");
+        render::string(&mut process, &config.service_name);
+        process.extend_from_slice(b",\"environment\":");
+        render::string(&mut process, &config.environment);
+        process.extend_from_slice(b",\"tags\":");
+        serde_json::to_writer(&mut process, &config.tags).expect("plain data serializes");
+        let mut instance = b",\"instance_id\":".to_vec();
+        render::string(&mut instance, &config.instance_id);
+        Encoder {
+            config,
+            max_per_body: max_per_body.max(1),
+            process,
+            instance,
+            states: Vec::new(),
+            timestamps: Timestamps::default(),
+            in_body: 0,
+            out: Encoded::default(),
+        }
+    }
+
+    fn contexts<'a>(&self, contexts: &'a [ContextRecord<'a>]) -> Vec<Result<Ctx<'a>, String>> {
+        contexts.iter().map(|c| self.context(c)).collect()
+    }
+
+    fn context<'a>(&self, c: &'a ContextRecord<'a>) -> Result<Ctx<'a>, String> {
+        TraceId::parse_uuid(&c.trace_id).ok_or_else(|| format!("context: trace_id {:?} is not a UUID", c.trace_id))?;
+        let id_base = (c.id_base.len() == 32)
+            .then(|| hex::parse_lower(&c.id_base))
+            .flatten()
+            .ok_or("context: id_base is not 32 lower-case hex digits")?;
+        let mut trace = b"\"trace_id\":".to_vec();
+        render::string(&mut trace, &c.trace_id);
+        let mut meta_head = b"\"metadata\":{\"thread_id\":".to_vec();
+        render::string(&mut meta_head, &c.thread_id);
+        meta_head.extend_from_slice(&self.process);
+        meta_head.extend_from_slice(b",\"duration_ns\":");
+        let mut meta_tail = self.instance.clone();
+        for (name, value) in [("distributed_span_id", &c.span_id), ("upstream_span_id", &c.upstream_span_id)] {
+            meta_tail.extend_from_slice(format!(",\"{name}\":").as_bytes());
+            match value {
+                Some(v) => render::string(&mut meta_tail, v),
+                None => meta_tail.extend_from_slice(b"null"),
+            }
+        }
+        meta_tail.push(b'}');
+        Ok(Ctx { id_base, component: &c.component, trace, meta_head, meta_tail })
+    }
+
+    fn state(&mut self, index: usize, state: &StateRecord, context: usize, own: &str) -> &RenderedState {
+        if self.states.len() <= index {
+            self.states.resize_with(index + 1, || None);
+        }
+        let fresh = !matches!(&self.states[index], Some(s) if s.context == context);
+        if fresh {
+            self.states[index] = Some(render_state(&state.clock, &state.locks, context, own));
+        }
+        self.states[index].as_ref().expect("just set")
+    }
+
+    fn event(&mut self, contexts: &[Result<Ctx, String>], states: &[StateRecord], r: &EventRecord) {
+        let ctx = match contexts.get(r.0) {
+            Some(Ok(ctx)) => ctx,
+            Some(Err(e)) => return self.out.drop_record(e.clone()),
+            None => return self.out.drop_record("event record: unknown context".to_owned()),
+        };
+        let Some(state) = states.get(r.1) else {
+            return self.out.drop_record("event record: unknown state".to_owned());
+        };
+        let location = || format!("{}:{}", r.6, r.7);
+        let kind = match build_kind(r, location) {
+            Ok(kind) => kind,
+            Err(e) => return self.out.drop_record(e),
+        };
+        let (seq, prev_seq) = (r.2, r.3);
+        if seq == 0 || prev_seq >= seq {
+            return self.out.drop_record(format!("event record: seq {seq} after {prev_seq}"));
+        }
+
+        let mut body = std::mem::take(&mut self.out.bodies);
+        if self.in_body == self.max_per_body {
+            body.extend_from_slice(b"]}");
+            self.out.summary.counts.push(self.in_body);
+            self.in_body = 0;
+        }
+        if self.in_body == 0 {
+            if !body.is_empty() {
+                body.push(b'\n');
+            }
+            body.extend_from_slice(b"{\"events\":[");
+        } else {
+            body.push(b',');
+        }
+        let rollback = body.len();
+        body.extend_from_slice(b"{\"id\":");
+        render::uuid(&mut body, ctx.id_base.wrapping_add(u128::from(seq)));
+        body.push(b',');
+        body.extend_from_slice(&ctx.trace);
+        body.extend_from_slice(b",\"parent_id\":");
+        if prev_seq == 0 {
+            body.extend_from_slice(b"null");
+        } else {
+            render::uuid(&mut body, ctx.id_base.wrapping_add(u128::from(prev_seq)));
+        }
+        body.extend_from_slice(b",\"timestamp\":");
+        self.timestamps.write(&mut body, r.4);
+        body.extend_from_slice(b",\"kind\":");
+        if let Err(e) = serde_json::to_writer(&mut body, &kind) {
+            body.truncate(rollback);
+            self.out.bodies = body;
+            return self.out.drop_record(format!("event: {e}"));
+        }
+        body.push(b',');
+        body.extend_from_slice(&ctx.meta_head);
+        match r.5 {
+            Some(d) => render::u64(&mut body, d),
+            None => body.extend_from_slice(b"null"),
+        }
+        body.extend_from_slice(&ctx.meta_tail);
+        let st = self.state(r.1, state, r.0, ctx.component);
+        body.extend_from_slice(b",\"causality_vector\":");
+        body.extend_from_slice(&st.clock_head);
+        render::u64(&mut body, st.base_own.max(seq));
+        body.extend_from_slice(&st.clock_tail);
+        body.extend_from_slice(b",\"lock_set\":");
+        body.extend_from_slice(&st.lock_set);
+        body.push(b'}');
+        self.in_body += 1;
+        self.out.summary.events += 1;
+        self.out.bodies = body;
+    }
+
+    fn finish(mut self) -> Encoded {
+        if self.in_body > 0 {
+            self.out.bodies.extend_from_slice(b"]}");
+            self.out.summary.counts.push(self.in_body);
+        }
+        let _ = self.config;
+        self.out
+    }
+}
+
+/// A context's clock is its inherited clock with its own component at the event's counter:
+/// rendered as the JSON before the counter and the JSON after it.
+fn render_state(clock: &VectorClock, locks: &[Cow<str>], context: usize, own: &str) -> RenderedState {
+    let mut head = vec![b'['];
+    let mut tail = Vec::new();
+    let mut base_own = 0;
+    let mut seen_own = false;
+    for (c, n) in clock.entries() {
+        if c == own {
+            seen_own = true;
+            base_own = *n;
+            if head.len() > 1 {
+                head.push(b',');
+            }
+            head.push(b'[');
+            render::string(&mut head, c);
+            head.push(b',');
+            continue;
+        }
+        let needs_comma = seen_own || head.len() > 1;
+        let target = if seen_own { &mut tail } else { &mut head };
+        if needs_comma {
+            target.push(b',');
+        }
+        target.push(b'[');
+        render::string(target, c);
+        target.push(b',');
+        render::u64(target, *n);
+        target.push(b']');
+    }
+    if !seen_own {
+        if head.len() > 1 {
+            head.push(b',');
+        }
+        head.push(b'[');
+        render::string(&mut head, own);
+        head.push(b',');
+    }
+    let mut clock_tail = vec![b']'];
+    clock_tail.extend_from_slice(&tail);
+    clock_tail.push(b']');
+    let mut lock_set = Vec::new();
+    serde_json::to_writer(&mut lock_set, locks).expect("plain data serializes");
+    RenderedState { context, clock_head: head, base_own, clock_tail, lock_set }
 }
 
 fn fields<'a, T: serde::Deserialize<'a>>(kind: &str, raw: &'a RawValue) -> Result<T, String> {
@@ -105,19 +321,10 @@ fn fields<'a, T: serde::Deserialize<'a>>(kind: &str, raw: &'a RawValue) -> Resul
 type S<'a> = Cow<'a, str>;
 type Headers<'a> = BTreeMap<S<'a>, S<'a>>;
 
-fn build<'a>(
-    config: &'a ProcessConfig,
-    ctx: &'a Ctx<'a>,
-    state: &'a crate::record::StateRecord<'a>,
-    r: &'a EventRecord<'a>,
-) -> Result<Event<'a>, String> {
-    let EventRecord(_, _, seq, prev_seq, nanos, duration_ns, file, line, kind_name, raw) = r;
-    if *seq == 0 || prev_seq >= seq {
-        return Err(format!("event record: seq {seq} after {prev_seq}"));
-    }
-    let location = || format!("{file}:{line}");
-    let kind_name: &str = kind_name;
-    let kind = match kind_name {
+fn build_kind<'a>(r: &'a EventRecord<'a>, location: impl Fn() -> String) -> Result<Kind<'a>, String> {
+    let kind_name: &str = &r.8;
+    let raw = r.9;
+    Ok(match kind_name {
         "StateChange" => {
             let (variable, old_value, new_value, access): (S, &RawValue, &RawValue, S) = fields(kind_name, raw)?;
             let access_type = AccessType::parse(&access)
@@ -126,7 +333,7 @@ fn build<'a>(
         }
         "FunctionCall" => {
             let (function_name, module, args): (S, S, &RawValue) = fields(kind_name, raw)?;
-            Kind::FunctionCall { function_name, module, args, file: file.clone(), line: *line }
+            Kind::FunctionCall { function_name, module, args, file: r.6.clone(), line: r.7 }
         }
         "HttpRequest" => {
             let (method, url, headers, body): (S, S, Headers, &RawValue) = fields(kind_name, raw)?;
@@ -136,13 +343,13 @@ fn build<'a>(
             let (status, headers, body, duration_ms): (u16, Headers, &RawValue, u64) = fields(kind_name, raw)?;
             Kind::HttpResponse { status, headers, body, duration_ms }
         }
-        "LockAcquire" | "LockRelease" => {
+        "LockAcquire" => {
             let (lock_id, lock_type): (S, S) = fields(kind_name, raw)?;
-            if kind_name == "LockAcquire" {
-                Kind::LockAcquire { lock_id, lock_type, location: location() }
-            } else {
-                Kind::LockRelease { lock_id, lock_type, location: location() }
-            }
+            Kind::LockAcquire { lock_id, lock_type, location: location() }
+        }
+        "LockRelease" => {
+            let (lock_id, lock_type): (S, S) = fields(kind_name, raw)?;
+            Kind::LockRelease { lock_id, lock_type, location: location() }
         }
         "AsyncSpawn" => {
             let (task_id, spawned_by): (S, S) = fields(kind_name, raw)?;
@@ -176,33 +383,13 @@ fn build<'a>(
             Kind::DatabaseResult { rows_affected }
         }
         other => return Err(format!("event record: unknown kind {other:?}")),
-    };
-    let c = ctx.record;
-    Ok(Event {
-        id: event_id(ctx.id_base, *seq),
-        trace_id: &c.trace_id,
-        parent_id: (*prev_seq > 0).then(|| event_id(ctx.id_base, *prev_seq)),
-        timestamp: rfc3339_micros(*nanos),
-        kind,
-        metadata: Metadata {
-            thread_id: &c.thread_id,
-            process_id: config.process_id,
-            service_name: &config.service_name,
-            environment: &config.environment,
-            tags: &config.tags,
-            duration_ns: *duration_ns,
-            instance_id: Some(&config.instance_id),
-            distributed_span_id: c.span_id.as_deref(),
-            upstream_span_id: c.upstream_span_id.as_deref(),
-        },
-        causality_vector: ClockAt { base: &state.clock, own: &c.component, counter: *seq },
-        lock_set: &state.locks,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn config() -> ProcessConfig {
         ProcessConfig {
@@ -216,11 +403,16 @@ mod tests {
 
     const CTX: &str = r#"{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"python-42-0000abcd","component":"svc#host-1/0000abcd","span_id":"b7ad6b7169203331","upstream_span_id":null,"id_base":"000000000000000000000000000000a0"}"#;
 
+    fn batch_with_states(states: &str, events: &[&str]) -> String {
+        format!(r#"{{"contexts":[{CTX}],"states":{states},"events":[{}]}}"#, events.join(","))
+    }
+
     fn batch(events: &[&str]) -> String {
-        format!(
-            r#"{{"contexts":[{CTX}],"states":[{{"clock":[["up",3]],"locks":["L"]}}],"events":[{}]}}"#,
-            events.join(",")
-        )
+        batch_with_states(r#"[{"clock":[["up",3]],"locks":["L"]}]"#, events)
+    }
+
+    fn bodies(out: &Encoded) -> Vec<Value> {
+        out.body_strs().iter().map(|b| serde_json::from_str(b).unwrap()).collect()
     }
 
     #[test]
@@ -230,18 +422,43 @@ mod tests {
             r#"[0,0,3,1,1000,7,"app.py",4,"FunctionCall",["f","app",{"a":1}]]"#,
         ]);
         let out = encode_batch(&config(), &b, 50).unwrap();
-        assert_eq!((out.events, out.dropped), (2, 0), "{:?}", out.errors);
-        let body: serde_json::Value = serde_json::from_str(&out.bodies).unwrap();
+        assert_eq!((out.summary.events, out.summary.dropped), (2, 0), "{:?}", out.summary.errors);
+        let body = &bodies(&out)[0];
         let evs = body["events"].as_array().unwrap();
         assert_eq!(evs[0]["id"], "00000000-0000-0000-0000-0000000000a1");
-        assert_eq!(evs[0]["parent_id"], serde_json::Value::Null);
+        assert_eq!(evs[0]["parent_id"], Value::Null);
         assert_eq!(evs[1]["parent_id"], evs[0]["id"]);
         assert_eq!(evs[0]["kind"]["StateChange"]["access_type"], "Write");
         assert_eq!(evs[0]["kind"]["StateChange"]["location"], "app.py:3");
-        assert_eq!(evs[1]["causality_vector"], serde_json::json!([["up", 3], ["svc#host-1/0000abcd", 3]]));
+        assert_eq!(evs[1]["causality_vector"], json!([["up", 3], ["svc#host-1/0000abcd", 3]]));
         assert_eq!(evs[1]["metadata"]["duration_ns"], 7);
-        assert_eq!(evs[1]["lock_set"], serde_json::json!(["L"]));
+        assert_eq!(evs[1]["lock_set"], json!(["L"]));
         assert_eq!(evs[1]["timestamp"], "1970-01-01T00:00:00.000001+00:00");
+        let meta = &evs[0]["metadata"];
+        assert_eq!(
+            *meta,
+            json!({"thread_id": "python-42-0000abcd", "process_id": 42, "service_name": "svc",
+                   "environment": "test", "tags": {"sdk_language": "python"}, "duration_ns": null,
+                   "instance_id": "host-1", "distributed_span_id": "b7ad6b7169203331", "upstream_span_id": null})
+        );
+    }
+
+    #[test]
+    fn own_component_inside_the_inherited_clock_keeps_its_place() {
+        let states = r#"[{"clock":[["a",1],["svc#host-1/0000abcd",5],["b",2]],"locks":[]},{"clock":[],"locks":[]}]"#;
+        let b = batch_with_states(
+            states,
+            &[
+                r#"[0,0,2,0,0,null,"a.py",1,"Custom",["n",1]]"#,
+                r#"[0,0,9,2,0,null,"a.py",1,"Custom",["n",1]]"#,
+                r#"[0,1,10,9,0,null,"a.py",1,"Custom",["n",1]]"#,
+            ],
+        );
+        let out = encode_batch(&config(), &b, 50).unwrap();
+        let evs = bodies(&out)[0]["events"].as_array().unwrap().clone();
+        assert_eq!(evs[0]["causality_vector"], json!([["a", 1], ["svc#host-1/0000abcd", 5], ["b", 2]]));
+        assert_eq!(evs[1]["causality_vector"], json!([["a", 1], ["svc#host-1/0000abcd", 9], ["b", 2]]));
+        assert_eq!(evs[2]["causality_vector"], json!([["svc#host-1/0000abcd", 10]]));
     }
 
     #[test]
@@ -253,10 +470,13 @@ mod tests {
             r#"[0,0,4,3,0,null,"a.py",1,"HttpResponse",[200,{},null,-1]]"#,
             r#"[5,0,5,4,0,null,"a.py",1,"Custom",["n",1]]"#,
             r#"[0,0,6,5,0,null,"a.py",1,"Custom",["n",1]]"#,
+            r#"[0,0,7,6,-3,null,"a.py",1,"Custom",["n",1]]"#,
+            r#"[0,0,8,8,0,null,"a.py",1,"Custom",["n",1]]"#,
         ]);
         let out = encode_batch(&config(), &b, 50).unwrap();
-        assert_eq!((out.events, out.dropped), (1, 5));
-        assert!(out.errors.iter().any(|e| e.contains("Modify")), "{:?}", out.errors);
+        assert_eq!((out.summary.events, out.summary.dropped), (1, 7));
+        assert!(out.summary.errors.iter().any(|e| e.contains("Modify")), "{:?}", out.summary.errors);
+        assert_eq!(bodies(&out).len(), 1);
     }
 
     #[test]
@@ -266,18 +486,25 @@ mod tests {
             .collect();
         let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
         let out = encode_batch(&config(), &batch(&refs), 2).unwrap();
-        let sizes: Vec<usize> = out
-            .bodies
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["events"].as_array().unwrap().len())
-            .collect();
+        let sizes: Vec<usize> = bodies(&out).iter().map(|b| b["events"].as_array().unwrap().len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
-        assert_eq!(out.counts, sizes);
+        assert_eq!(out.summary.counts, sizes);
+    }
+
+    #[test]
+    fn wire_form_is_a_summary_line_then_bodies() {
+        let out = encode_batch(&config(), &batch(&[r#"[0,0,1,0,0,null,"a.py",1,"Custom",["n",1]]"#]), 50).unwrap();
+        let wire = out.into_wire();
+        let (head, rest) = wire.split_once('\n').unwrap();
+        let summary: Value = serde_json::from_str(head).unwrap();
+        assert_eq!(summary["counts"], json!([1]));
+        assert!(rest.starts_with("{\"events\":[{\"id\":"));
     }
 
     #[test]
     fn empty_batch_has_no_bodies_and_garbage_is_an_error() {
-        assert_eq!(encode_batch(&config(), &batch(&[]), 10).unwrap().bodies, "");
+        let out = encode_batch(&config(), &batch(&[]), 10).unwrap();
+        assert!(out.bodies.is_empty() && out.body_strs().is_empty());
         assert!(encode_batch(&config(), "nonsense", 10).is_err());
     }
 }

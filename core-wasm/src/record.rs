@@ -37,14 +37,16 @@ pub struct StateRecord<'a> {
     pub locks: Vec<Cow<'a, str>>,
 }
 
+/// A batch. `E` is `EventRecord` for the fast path (one typed parse of everything) or
+/// `&RawValue` for the fallback that parses each record on its own, so that one malformed
+/// record costs only itself.
 #[derive(Debug, Deserialize)]
-pub struct BatchRecord<'a> {
+pub struct BatchRecord<'a, E> {
     #[serde(borrow)]
     pub contexts: Vec<ContextRecord<'a>>,
     #[serde(borrow)]
     pub states: Vec<StateRecord<'a>>,
-    #[serde(borrow)]
-    pub events: Vec<&'a RawValue>,
+    pub events: Vec<E>,
 }
 
 /// `[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields]`.

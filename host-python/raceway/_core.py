@@ -172,4 +172,9 @@ class CoreInstance:
         self._call("configure", json.dumps(config))
 
     def encode_batch(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
-        return json.loads(self._call("encode-batch", records, max_events_per_body))
+        """The component answers a summary line, then the bodies verbatim (see the WIT); this
+        returns the summary with ``bodies`` added: the bodies joined by newlines."""
+        head, _, bodies = self._call("encode-batch", records, max_events_per_body).partition("\n")
+        summary = json.loads(head)
+        summary["bodies"] = bodies
+        return summary
