@@ -10,6 +10,7 @@ WASM_OUT  := target/$(TARGET)/release/raceway_core.wasm
 WASM_PKG  := host-python/raceway/_wasm/raceway_core.wasm
 CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-wasm/Cargo.toml
 STAMP     := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: build test test-rust test-python demo bench clean
 
@@ -41,7 +42,11 @@ test-python: build
 demo: build
 	$(PY) examples/demo.py
 
-bench: build
+$(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	@touch $@
+
+bench: build $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
 
 clean:

@@ -23,7 +23,7 @@ impl wit_propagation::Guest for Core {
     }
 
     fn encode_outgoing(request: String) -> Result<String, String> {
-        propagation::encode_outgoing_json(&request)
+        propagation::encode_outgoing_lines(&request)
     }
 }
 

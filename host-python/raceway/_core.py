@@ -164,8 +164,12 @@ class CoreInstance:
     def parse_incoming(self, headers: Dict[str, List[str]]) -> Dict[str, Any]:
         return json.loads(self._call("parse-incoming", json.dumps(headers)))
 
-    def encode_outgoing(self, request: Dict[str, Any]) -> Dict[str, str]:
-        return json.loads(self._call("encode-outgoing", json.dumps(request)))
+    def encode_outgoing(self, request: "Dict[str, Any] | str") -> Dict[str, str]:
+        """Headers for one outgoing call; ``request`` is the JSON the WIT describes, or a dict."""
+        if not isinstance(request, str):
+            request = json.dumps(request)
+        lines = self._call("encode-outgoing", request).split("\n")
+        return dict(line.split(": ", 1) for line in lines)
 
     # -- pipeline ------------------------------------------------------------------------------
     def configure(self, config: Dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ flusher thread, in batches, in the core.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import time
@@ -35,6 +36,7 @@ _PLAIN = frozenset({int, float, bool, type(None)})
 _MAX = _values.MAX_STRING
 _snapshot = _values.snapshot
 _time_ns = time.time_ns
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _access_type(value: Any) -> str:
@@ -300,23 +302,31 @@ class RacewayClient:
         headers: Dict[str, str] = {}
         if self._codec is not None:
             try:
-                headers = self._codec.encode_outgoing(
-                    {
-                        "trace_id": ctx.trace_id,
-                        "span_id": new_span_id(),
-                        "parent_span_id": ctx.span_id,
-                        "flags": ctx.flags,
-                        "tracestate": ctx.tracestate,
-                        "service": self.settings.service_name,
-                        "instance": self.settings.instance_id,
-                        "clock": ctx.clock(),
-                    }
-                )
+                headers = self._codec.encode_outgoing(self._outgoing_request(ctx))
             except CoreError as e:
                 self._warn_once("encode-outgoing", "raceway: cannot build propagation headers: %s", e)
         if extra_headers:
             headers.update(extra_headers)
         return headers
+
+    def _outgoing_request(self, ctx: ExecutionContext) -> str:
+        """The ``encode-outgoing`` request as JSON. What does not change between calls of one
+        context is rendered once and kept on the context; per call only the new span id and
+        the clock are added."""
+        cached = ctx.outgoing
+        if cached is None or cached[0] is not self:
+            prefix = _compact(
+                {
+                    "trace_id": ctx.trace_id,
+                    "parent_span_id": ctx.span_id,
+                    "flags": ctx.flags,
+                    "tracestate": ctx.tracestate,
+                    "service": self.settings.service_name,
+                    "instance": self.settings.instance_id,
+                }
+            )[:-1] + ',"span_id":"'
+            cached = ctx.outgoing = (self, prefix)
+        return f'{cached[1]}{new_span_id()}","clock":{_compact(ctx.clock())}}}'
 
     def request(self, method: str, url: str, **kwargs: Any):
         """``requests.request`` with the propagation headers added. Headers you pass win, matched

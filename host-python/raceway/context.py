@@ -92,7 +92,7 @@ class ExecutionContext:
 
     __slots__ = (
         "trace_id", "span_id", "upstream_span_id", "tracestate", "flags",
-        "thread_id", "component", "id_base", "seq", "last", "state",
+        "thread_id", "component", "id_base", "seq", "last", "state", "outgoing",
     )
 
     def __init__(
@@ -116,6 +116,7 @@ class ExecutionContext:
         self.seq = 0   # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
         self.state = State(clock)
+        self.outgoing: Optional[Tuple[object, str]] = None  # (owner, pre-rendered request JSON)
 
     # -- clock -----------------------------------------------------------------------------
     def clock(self) -> Clock:

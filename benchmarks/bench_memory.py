@@ -1,0 +1,43 @@
+"""Memory while 1,000,000 events pass through with the server slow: peak RSS growth of a fresh
+process, against the queue limit. Run in a subprocess so earlier figures do not share its heap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Dict, List
+
+EVENTS = 1_000_000
+CHILD = r"""
+import json, resource, threading, time
+from raceway import Config, RacewayClient
+from raceway.testing import CollectorServer
+
+def slow(rec):
+    time.sleep(0.05)  # a server that takes 50 ms per request
+    return 200, {"success": True, "data": "ok", "error": None}
+
+with CollectorServer(responder=slow) as server:
+    client = RacewayClient(Config(endpoint=server.url, service_name="bench", max_queue_size=%(limit)d))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with client.trace():
+        for i in range(%(events)d):
+            client.track_state_change("account.balance", i, i + 1, "Write")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats = client.stats()
+    client.shutdown(timeout=1)
+print(json.dumps({"rss_growth_mb": (peak - before) / 1024, "stats": stats}))
+"""
+
+
+def run(limit: int = 100_000) -> Dict[str, List[float]]:
+    code = CHILD % {"events": EVENTS, "limit": limit}
+    samples, notes = [], []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        samples.append(result["rss_growth_mb"])
+        notes.append(result["stats"])
+    run.last_stats = notes[-1]  # type: ignore[attr-defined]
+    return {"memory_rss_growth_mb": samples}
