@@ -15,6 +15,8 @@ from .config import Config
 from .context import ExecutionContext, create_context, get_context, reset_context, set_context
 from .decorators import track_async, track_function, track_method
 from .lock_helpers import track_lock_acquire, track_lock_release, tracked_lock
+from .background import background_job
+from .concurrency import ContextAwareThread, ContextAwareThreadPoolExecutor, bind, instrument_loop, run_with_context
 
 __all__ = [
     "RacewayClient",
@@ -30,5 +32,11 @@ __all__ = [
     "track_function",
     "track_async",
     "track_method",
+    "background_job",
+    "ContextAwareThreadPoolExecutor",
+    "ContextAwareThread",
+    "run_with_context",
+    "bind",
+    "instrument_loop",
 ]
 __version__ = "0.1.0"

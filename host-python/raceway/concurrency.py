@@ -1,0 +1,413 @@
+"""Context that follows the work: every task and thread gets an execution context of its own.
+
+Python copies ``contextvars`` into asyncio tasks and ``asyncio.to_thread``, so without help two
+tasks of one request would share ONE mutable `ExecutionContext`: their events would form a
+single strand, and a race between them could not be seen. Threads and executors, on the other
+hand, get no context at all. This module gives each strand its own child context (own
+``thread_id``, own clock component) that starts from the parent's trace and clock:
+
+- `instrument_loop`: an asyncio task factory that forks a child for every task created while a
+  context is current, and a context-aware default executor for ``to_thread`` and
+  ``run_in_executor(None, ...)``. The middlewares install it on the serving loop.
+- `ContextAwareThreadPoolExecutor`: a drop-in ``ThreadPoolExecutor`` that forks at ``submit``.
+- `ContextAwareThread`: a drop-in ``threading.Thread`` that forks at ``start``.
+- `run_with_context` and `bind`: run a function (or a callback a library will call later) in a
+  child of a given context.
+
+Spawn edges are exact when the fork happens on the parent's own strand (task creation, submit,
+start): the child knows the parent's events up to that point and nothing after. Join edges are
+recorded when the parent can actually observe that the child finished: when it awaits the task,
+collects a future's ``result()``/``exception()``, iterates ``Executor.map``, leaves ``with
+executor:``, or calls ``Thread.join()`` (see docs/context.md). None of this adds work per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+
+from .context import ExecutionContext, _current
+
+log = logging.getLogger("raceway")
+
+T = TypeVar("T")
+
+PENDING_JOINS_LIMIT = 1024
+"""Uncollected executor futures remembered for the join at ``shutdown(wait=True)``: a long-lived
+executor with fire-and-forget work must not grow without bound."""
+
+_warned: set = set()
+
+
+def _warn_once(key: str, msg: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.error(msg, *args)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fork and join, with or without a client
+# ----------------------------------------------------------------------------------------------
+def _fork(client: Any, parent: ExecutionContext) -> Optional[ExecutionContext]:
+    """A child of ``parent``, made on the parent's strand. With a client the spawn is also an
+    ``AsyncSpawn`` event of the parent; without one it is carried by the clock alone."""
+    try:
+        if client is not None and getattr(client, "_codec", None) is not None:
+            return client.fork(parent)
+        return parent.child()
+    except Exception as e:  # never fail the task creation or submit
+        _warn_once("fork", "raceway: cannot fork an execution context: %s", e)
+        return None
+
+
+class _Joins:
+    """One child's join bookkeeping: who has already learned that it finished."""
+
+    __slots__ = ("client", "parent", "child", "loop", "collectors", "lock")
+
+    def __init__(self, client: Any, parent: ExecutionContext, child: ExecutionContext,
+                 loop: Optional[asyncio.AbstractEventLoop] = None):
+        self.client = client
+        self.parent = parent
+        self.child = child
+        self.loop = loop
+        self.collectors: List[ExecutionContext] = []
+        self.lock = threading.Lock()
+
+    def collect(self, collector: Optional[ExecutionContext]) -> None:
+        """``collector`` observed that the child finished: its later events come after all of
+        the child's. Once per collector; the child itself and "no context" learn nothing."""
+        if collector is None or collector is self.child:
+            return
+        with self.lock:
+            if any(c is collector for c in self.collectors):
+                return
+            self.collectors.append(collector)
+        try:
+            if self.client is not None and getattr(self.client, "_codec", None) is not None:
+                self.client.join(collector, self.child)
+            else:
+                collector.learn(self.child.clock())
+        except Exception as e:
+            _warn_once("join", "raceway: cannot join an execution context: %s", e)
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# asyncio
+# ----------------------------------------------------------------------------------------------
+class _RacewayTask(asyncio.Task):
+    """A task with a child context of its own. Awaiting it, or asking for its ``result()`` or
+    ``exception()`` (which ``gather``, ``wait_for`` and ``TaskGroup`` do on the awaiting side),
+    joins the child into whoever did so."""
+
+    _raceway_joins: Optional[_Joins] = None
+
+    def __await__(self):  # type: ignore[override]
+        try:
+            return (yield from super().__await__())
+        finally:
+            self._raceway_collected()
+
+    def result(self):  # type: ignore[override]
+        try:
+            return super().result()
+        finally:
+            self._raceway_collected()
+
+    def exception(self):  # type: ignore[override]
+        try:
+            return super().exception()
+        finally:
+            self._raceway_collected()
+
+    def _raceway_collected(self) -> None:
+        joins = self._raceway_joins
+        if joins is not None and self.done():
+            joins.collect(_current.get())
+
+
+class _TaskFactory:
+    """Gives each task created while a context is current a child context, forked at creation
+    (on the creating task's strand). Tasks created outside any context are plain tasks.
+
+    A task created with an explicit ``context=`` runs in a copy of that ``contextvars.Context``
+    with the child current: the caller's other variables are all there, but two tasks never
+    share one execution context. Another task factory that was installed first is kept and
+    called; its tasks get their child contexts but no join events (they are not ours to hook).
+    """
+
+    def __init__(self, client: Any, inner: Optional[Callable[..., Any]] = None):
+        self.client = client
+        self.inner = inner
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+        given = kwargs.get("context")
+        parent = given.get(_current) if given is not None else _current.get()
+        child = _fork(self.client, parent) if parent is not None else None
+        if child is None:
+            return self._make(loop, coro, kwargs, asyncio.Task)
+        if given is not None:
+            ctx = given.copy()
+            ctx.run(_current.set, child)
+            kwargs["context"] = ctx
+            task = self._make(loop, coro, kwargs, _RacewayTask)
+        else:
+            token = _current.set(child)  # Task() copies the current context: the child's
+            try:
+                task = self._make(loop, coro, kwargs, _RacewayTask)
+            finally:
+                _current.reset(token)
+        if isinstance(task, _RacewayTask):
+            task._raceway_joins = _Joins(self.client, parent, child)
+        return task
+
+    def _make(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Dict[str, Any], cls: type) -> asyncio.Task:
+        if self.inner is not None:
+            return self.inner(loop, coro, **kwargs)
+        return cls(coro, loop=loop, **kwargs)
+
+
+def instrument_loop(client: Any, loop: Optional[asyncio.AbstractEventLoop] = None, *,
+                    default_executor: bool = True) -> bool:
+    """Makes every task created on ``loop`` (default: the running one) while a context is
+    current run in a child context, and, with ``default_executor``, makes ``asyncio.to_thread``
+    and ``run_in_executor(None, ...)`` do the same through a `ContextAwareThreadPoolExecutor`.
+
+    Idempotent and cheap to call again (the middlewares call it per request). A default executor
+    the application set itself is left alone. Returns True if the loop is instrumented."""
+    try:
+        loop = loop or asyncio.get_running_loop()
+        factory = loop.get_task_factory()
+        if not isinstance(factory, _TaskFactory):
+            loop.set_task_factory(_TaskFactory(client, factory))
+        if default_executor:
+            _install_default_executor(client, loop)
+        return True
+    except Exception as e:
+        _warn_once("instrument-loop", "raceway: cannot instrument the event loop: %s", e)
+        return False
+
+
+def _install_default_executor(client: Any, loop: asyncio.AbstractEventLoop) -> None:
+    current = getattr(loop, "_default_executor", None)
+    if isinstance(current, ContextAwareThreadPoolExecutor):
+        return
+    # asyncio's own lazily made default (exactly a ThreadPoolExecutor named "asyncio") is
+    # replaced; one the application chose is kept.
+    if current is not None and not (
+        type(current) is concurrent.futures.ThreadPoolExecutor
+        and getattr(current, "_thread_name_prefix", "").startswith("asyncio")
+    ):
+        return
+    loop.set_default_executor(ContextAwareThreadPoolExecutor(client=client, thread_name_prefix="asyncio-raceway"))
+    if current is not None:
+        current.shutdown(wait=False)  # its idle threads end; running work finishes
+
+
+# ----------------------------------------------------------------------------------------------
+# Threads
+# ----------------------------------------------------------------------------------------------
+class _TracedFuture(concurrent.futures.Future):
+    """An executor future whose ``result()``/``exception()`` joins the work's child context
+    into the collector. ``run_in_executor``/``to_thread`` collect on the event loop with no
+    context of their own; then the join goes to the submitting task, which is the one awaiting
+    the result."""
+
+    _raceway_joins: Optional[_Joins] = None
+    _raceway_owner: Any = None
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        try:
+            return super().result(timeout)
+        finally:
+            self._raceway_collected()
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        try:
+            return super().exception(timeout)
+        finally:
+            self._raceway_collected()
+
+    def _raceway_collected(self) -> None:
+        joins = self._raceway_joins
+        if joins is None or not self.done():
+            return
+        collector = _current.get()
+        if collector is None and joins.loop is not None and _running_loop() is joins.loop:
+            collector = joins.parent
+        joins.collect(collector)
+        owner = self._raceway_owner
+        if owner is not None:
+            owner._raceway_forget(self)
+
+
+def _to_thread_context(fn: Any) -> Optional[contextvars.Context]:
+    """``asyncio.to_thread`` submits ``functools.partial(copied_context.run, func, ...)``: the
+    function runs in THAT context, so the child must be set there."""
+    if isinstance(fn, functools.partial):
+        owner = getattr(fn.func, "__self__", None)
+        if isinstance(owner, contextvars.Context) and getattr(fn.func, "__name__", "") == "run":
+            return owner
+    return None
+
+
+class ContextAwareThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A drop-in ``ThreadPoolExecutor`` whose work runs in a child of the submitter's context
+    (and sees the submitter's other ``contextvars``, as ``to_thread`` does).
+
+    The child is forked at ``submit``, on the submitter's strand; the join happens when the
+    result is collected (``future.result()``, ``future.exception()``, ``map``), or for work
+    nobody collected, when the executor is shut down with ``wait=True`` (``with executor:``).
+    Pass ``client`` to also record ``AsyncSpawn``/``AsyncAwait`` events; without it the edges are
+    carried by the clocks alone."""
+
+    def __init__(self, max_workers: Optional[int] = None, thread_name_prefix: str = "",
+                 initializer: Optional[Callable[..., Any]] = None, initargs: tuple = (), *,
+                 client: Any = None):
+        super().__init__(max_workers, thread_name_prefix, initializer, initargs)
+        self._raceway_client = client
+        self._raceway_pending: Dict[concurrent.futures.Future, _Joins] = {}
+        self._raceway_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[T]":
+        parent = _current.get()
+        child = _fork(self._raceway_client, parent) if parent is not None else None
+        target = _to_thread_context(fn)
+        if child is not None and target is not None:
+            try:
+                target.run(_current.set, child)
+            except RuntimeError:  # the context is entered elsewhere: wrap it instead
+                target = None
+        if target is not None:
+            future = super().submit(fn, *args, **kwargs)
+        else:
+            ctx = contextvars.copy_context()
+            if child is not None:
+                ctx.run(_current.set, child)
+            future = super().submit(ctx.run, fn, *args, **kwargs)
+        if child is not None:
+            self._raceway_track(future, _Joins(self._raceway_client, parent, child, _running_loop()))
+        return future
+
+    def _raceway_track(self, future: concurrent.futures.Future, joins: _Joins) -> None:
+        future.__class__ = _TracedFuture  # same layout: only result()/exception() change
+        future._raceway_joins = joins  # type: ignore[attr-defined]
+        future._raceway_owner = self  # type: ignore[attr-defined]
+        with self._raceway_lock:
+            pending = self._raceway_pending
+            pending[future] = joins
+            while len(pending) > PENDING_JOINS_LIMIT:
+                del pending[next(iter(pending))]
+
+    def _raceway_forget(self, future: concurrent.futures.Future) -> None:
+        with self._raceway_lock:
+            self._raceway_pending.pop(future, None)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if not wait:
+            return
+        # Everything submitted has finished: the caller's later events come after it all.
+        with self._raceway_lock:
+            pending, self._raceway_pending = self._raceway_pending, {}
+        collector = _current.get()
+        if collector is None:
+            return
+        for future, joins in pending.items():
+            if future.done() and joins.child.trace_id == collector.trace_id:
+                joins.collect(collector)
+
+
+class ContextAwareThread(threading.Thread):
+    """A drop-in ``threading.Thread`` that runs in a child of the context current at
+    ``start()`` (forked there, on the starter's strand); ``join()`` joins it back into whoever
+    joins the thread. Pass ``client`` to record ``AsyncSpawn``/``AsyncAwait`` events."""
+
+    def __init__(self, *args: Any, client: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._raceway_client = client
+        self._raceway_context: Optional[contextvars.Context] = None
+        self._raceway_joins: Optional[_Joins] = None
+
+    def start(self) -> None:
+        ctx = contextvars.copy_context()
+        parent = _current.get()
+        child = _fork(self._raceway_client, parent) if parent is not None else None
+        if child is not None:
+            ctx.run(_current.set, child)
+            self._raceway_joins = _Joins(self._raceway_client, parent, child)  # type: ignore[arg-type]
+        self._raceway_context = ctx
+        super().start()
+
+    def run(self) -> None:
+        ctx = self._raceway_context
+        if ctx is None:  # run() called directly, not through start()
+            return super().run()
+        ctx.run(super().run)
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        super().join(timeout)
+        joins = self._raceway_joins
+        if joins is not None and not self.is_alive():
+            joins.collect(_current.get())
+
+    @property
+    def raceway_context(self) -> Optional[ExecutionContext]:
+        """The thread's own execution context (None if it was started outside any)."""
+        return self._raceway_joins.child if self._raceway_joins is not None else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Explicit helpers
+# ----------------------------------------------------------------------------------------------
+def run_with_context(ctx: Union[ExecutionContext, contextvars.Context, None], fn: Callable[..., T],
+                     *args: Any, **kwargs: Any) -> T:
+    """Runs ``fn(*args, **kwargs)`` in a new child of ``ctx`` (an `ExecutionContext`, or a
+    ``contextvars.Context`` holding one) and returns its result; the caller's context is as
+    before afterwards. Meant for work handed to a thread pool or a library callback:
+
+        ctx = raceway.get_context()
+        executor.submit(run_with_context, ctx, my_function, arg1)
+
+    Each run gets its own ``thread_id``, so concurrent runs never share a context. The child is
+    made when the run starts, so it also knows what ``ctx`` did between the hand-over and the
+    start; for exact spawn and join edges use `ContextAwareThreadPoolExecutor`."""
+    if isinstance(ctx, contextvars.Context):
+        base = ctx.copy()
+        parent = ctx.get(_current)
+    else:
+        base = contextvars.copy_context()
+        parent = ctx
+    if parent is not None:
+        try:
+            base.run(_current.set, parent.child())
+        except Exception as e:
+            _warn_once("run-with-context", "raceway: cannot make a child context: %s", e)
+    return base.run(fn, *args, **kwargs)
+
+
+def bind(fn: Callable[..., T], ctx: Optional[ExecutionContext] = None) -> Callable[..., T]:
+    """Wraps a callback so that whenever (and on whichever thread) a library calls it, it runs
+    in a new child of ``ctx`` (default: the context current now). Outside any context the
+    callback is returned unchanged."""
+    captured = ctx if ctx is not None else _current.get()
+    if captured is None:
+        return fn
+
+    @functools.wraps(fn)
+    def bound(*args: Any, **kwargs: Any) -> T:
+        return run_with_context(captured, fn, *args, **kwargs)
+
+    return bound

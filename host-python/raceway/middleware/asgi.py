@@ -1,0 +1,91 @@
+"""Pure ASGI middleware: any ASGI framework (Starlette, FastAPI, Quart, Litestar, bare apps).
+
+Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: the request runs in the server's own
+task (no extra task group between the server and the app), streaming responses pass through
+untouched, and the response is recorded when its last body chunk has been sent, so a streamed
+body's duration counts. Only ``http`` scopes are traced; ``lifespan`` and ``websocket`` pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Dict, MutableMapping
+
+from ..concurrency import instrument_loop
+from ._incoming import gather
+from ._scope import Options, RequestScope
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RacewayASGIMiddleware:
+    """``app = RacewayASGIMiddleware(app, client=raceway)``, or with Starlette/FastAPI
+    ``app.add_middleware(RacewayASGIMiddleware, client=raceway)``.
+
+    Keyword options: ``include_query``, ``response_traceparent``, ``isolate_tasks`` (see
+    `raceway.middleware.Options`)."""
+
+    def __init__(self, app: ASGIApp, client: Any, **options: Any):
+        self.app = app
+        self.client = client
+        self.options = Options(**options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.options.isolate_tasks:
+            instrument_loop(self.client)
+        raw = scope.get("query_string") or b""
+        request = RequestScope.open(
+            self.client,
+            gather(scope.get("headers") or ()),
+            scope.get("method", "GET"),
+            scope.get("path", "/"),
+            raw.decode("latin-1") if isinstance(raw, bytes) else str(raw),
+            self.options,
+        )
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        add_traceparent = self.options.response_traceparent
+        started: Dict[str, int] = {}
+
+        async def traced_send(message: Message) -> None:
+            kind = message.get("type")
+            if kind == "http.response.start":
+                started["status"] = int(message.get("status", 0))
+                if add_traceparent:
+                    message = _with_traceparent(message, request.traceparent())
+            await send(message)
+            if kind == "http.response.body" and not message.get("more_body", False):
+                request.finish(started.get("status", 0))
+
+        try:
+            await self.app(scope, receive, traced_send)
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # not a cancellation or an interpreter exit
+                request.error(exc)
+            # No response went out: the server (or an outer error middleware) will answer 500.
+            request.finish(started.get("status", 500))
+            raise
+        finally:
+            if not request.finished:  # the app returned without finishing its body
+                request.finish(started.get("status", 0))
+            request.deactivate()
+
+
+def _with_traceparent(message: Message, value: str) -> Message:
+    headers = [(k, v) for k, v in message.get("headers") or () if bytes(k).lower() != b"traceparent"]
+    headers.append((b"traceparent", value.encode("latin-1")))
+    message = dict(message)
+    message["headers"] = headers
+    return message
+
+
+class FastAPIMiddleware(RacewayASGIMiddleware):
+    """The reference SDK's name: ``app.add_middleware(FastAPIMiddleware, client=raceway)``.
+    It is the pure ASGI middleware, so it works with streaming responses too."""

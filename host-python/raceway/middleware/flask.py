@@ -1,0 +1,103 @@
+"""Flask, the reference SDK's way: ``middleware = flask_middleware(raceway)`` and two hooks.
+
+    @app.before_request
+    def init_raceway():
+        middleware.before_request()
+
+    @app.after_request
+    def finish_raceway(response):
+        return middleware.after_request(response)
+
+or ``flask_middleware(raceway, app)`` (or ``middleware.init_app(app)``) to register both.
+
+Flask does not call ``after_request`` hooks for an exception it propagates (debug or testing
+mode), and they cannot see the exception anyway. So the middleware also listens to Flask's
+``got_request_exception`` signal (records the ``Error``) and ``request_tearing_down`` (ends a
+context that ``after_request`` did not): the context ends with every request, whatever happens.
+Flask is imported lazily: it is an optional extra (``pip install raceway[flask]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ._incoming import gather_wsgi
+from ._scope import Options, RequestScope
+
+
+class FlaskMiddleware:
+    def __init__(self, client: Any, app: Any = None, **options: Any):
+        from flask import signals  # noqa: F401 - fails early with a clear ImportError
+
+        self.client = client
+        self.options = Options(**options)
+        self._key = f"raceway.scope.{id(self):x}"
+        # Weak (blinker's default): a middleware nobody holds any more stops listening.
+        signals.got_request_exception.connect(self._on_exception)
+        signals.request_tearing_down.connect(self._on_teardown)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        """Registers `before_request` and `after_request` on ``app``."""
+        app.before_request(self.before_request)
+        app.after_request(self.after_request)
+
+    def before_request(self) -> None:
+        """Opens the request's execution context (returns None, so Flask goes on)."""
+        from flask import request
+
+        environ = request.environ
+        if self._key in environ:
+            return None
+        scope = RequestScope.open(
+            self.client,
+            gather_wsgi(environ),
+            request.method,
+            request.path,
+            request.query_string.decode("latin-1"),
+            self.options,
+        )
+        if scope is not None:
+            environ[self._key] = scope
+        return None
+
+    def after_request(self, response: Any) -> Any:
+        """Records the response, optionally adds ``traceparent``, ends the context."""
+        scope = self._take()
+        if scope is not None:
+            if self.options.response_traceparent:
+                try:
+                    response.headers["traceparent"] = scope.traceparent()
+                except Exception:
+                    pass
+            scope.finish(getattr(response, "status_code", 0))
+            scope.deactivate()
+        return response
+
+    # -- signals -------------------------------------------------------------------------------
+    def _on_exception(self, sender: Any, exception: Optional[BaseException] = None, **extra: Any) -> None:
+        scope = self._peek()
+        if scope is not None and isinstance(exception, Exception):
+            scope.error(exception)
+
+    def _on_teardown(self, sender: Any, exc: Optional[BaseException] = None, **extra: Any) -> None:
+        scope = self._take()
+        if scope is not None:
+            scope.finish(500 if exc is not None else 0)
+            scope.deactivate()
+
+    def _peek(self) -> Optional[RequestScope]:
+        from flask import has_request_context, request
+
+        return request.environ.get(self._key) if has_request_context() else None
+
+    def _take(self) -> Optional[RequestScope]:
+        from flask import has_request_context, request
+
+        return request.environ.pop(self._key, None) if has_request_context() else None
+
+
+def flask_middleware(client: Any, app: Any = None, **options: Any) -> FlaskMiddleware:
+    """The reference SDK's factory. Keyword options: ``include_query``, ``response_traceparent``."""
+    return FlaskMiddleware(client, app, **options)
