@@ -11,8 +11,8 @@ hand, get no context at all. This module gives each strand its own child context
   ``run_in_executor(None, ...)``. The middlewares install it on the serving loop.
 - `ContextAwareThreadPoolExecutor`: a drop-in ``ThreadPoolExecutor`` that forks at ``submit``.
 - `ContextAwareThread`: a drop-in ``threading.Thread`` that forks at ``start``.
-- `run_with_context` and `bind`: run a function (or a callback a library will call later) in a
-  child of a given context.
+- `capture`, `run_with_context` and `bind`: run a function (or a callback a library will call
+  later) in a child of a given context.
 
 Spawn edges are exact when the fork happens on the parent's own strand (task creation, submit,
 start): the child knows the parent's events up to that point and nothing after. Join edges are
@@ -59,6 +59,7 @@ def _fork(client: Any, parent: ExecutionContext) -> Optional[ExecutionContext]:
     try:
         if client is not None and getattr(client, "_codec", None) is not None:
             return client.fork(parent)
+        parent.tick()  # the spawn is a step of the parent: its earlier events come strictly before
         return parent.child()
     except Exception as e:  # never fail the task creation or submit
         _warn_once("fork", "raceway: cannot fork an execution context: %s", e)
@@ -372,21 +373,52 @@ class ContextAwareThread(threading.Thread):
 # ----------------------------------------------------------------------------------------------
 # Explicit helpers
 # ----------------------------------------------------------------------------------------------
-def run_with_context(ctx: Union[ExecutionContext, contextvars.Context, None], fn: Callable[..., T],
-                     *args: Any, **kwargs: Any) -> T:
-    """Runs ``fn(*args, **kwargs)`` in a new child of ``ctx`` (an `ExecutionContext`, or a
-    ``contextvars.Context`` holding one) and returns its result; the caller's context is as
-    before afterwards. Meant for work handed to a thread pool or a library callback:
+class Handoff:
+    """What a context knew at the moment it handed work over, captured on its own strand (see
+    `capture`). Each run started from it is a new child that knows exactly that much."""
 
-        ctx = raceway.get_context()
+    __slots__ = ("trace_id", "span_id", "upstream_span_id", "tracestate", "flags", "clock")
+
+    def __init__(self, ctx: ExecutionContext):
+        ctx.tick()  # the hand-over is a step of ctx: its earlier events come strictly before
+        self.trace_id = ctx.trace_id
+        self.span_id = ctx.span_id
+        self.upstream_span_id = ctx.upstream_span_id
+        self.tracestate = ctx.tracestate
+        self.flags = ctx.flags
+        self.clock = ctx.clock()
+
+    def child(self) -> ExecutionContext:
+        return ExecutionContext(self.trace_id, self.span_id, self.upstream_span_id, self.tracestate,
+                                self.flags, self.clock)
+
+
+def capture(ctx: Optional[ExecutionContext] = None) -> Optional[Handoff]:
+    """Captures the current context (or ``ctx``) for work that will run elsewhere, later. Call it
+    where the work is handed over; pass the result to `run_with_context`. None outside any
+    context."""
+    ctx = ctx if ctx is not None else _current.get()
+    return Handoff(ctx) if ctx is not None else None
+
+
+def run_with_context(ctx: Union[Handoff, ExecutionContext, contextvars.Context, None], fn: Callable[..., T],
+                     *args: Any, **kwargs: Any) -> T:
+    """Runs ``fn(*args, **kwargs)`` in a new child of ``ctx`` and returns its result; the
+    caller's context is as before afterwards. Meant for work handed to a plain thread pool or a
+    library's thread (the seed's pattern):
+
+        ctx = capture()            # or raceway.get_context()
         executor.submit(run_with_context, ctx, my_function, arg1)
 
-    Each run gets its own ``thread_id``, so concurrent runs never share a context. The child is
-    made when the run starts, so it also knows what ``ctx`` did between the hand-over and the
-    start; for exact spawn and join edges use `ContextAwareThreadPoolExecutor`."""
+    Each run gets its own ``thread_id``, so concurrent runs never share a context. ``ctx`` may be
+    a `Handoff` from `capture` (exact: the run knows what the context did up to the capture),
+    an `ExecutionContext` (the run knows what it had done when the run starts, which may be a
+    little more), or a ``contextvars.Context`` holding one (its other variables are kept). No
+    join is recorded: nothing here sees the result being collected; `ContextAwareThreadPoolExecutor`
+    records both edges."""
     if isinstance(ctx, contextvars.Context):
         base = ctx.copy()
-        parent = ctx.get(_current)
+        parent: Any = ctx.get(_current)
     else:
         base = contextvars.copy_context()
         parent = ctx
@@ -400,14 +432,14 @@ def run_with_context(ctx: Union[ExecutionContext, contextvars.Context, None], fn
 
 def bind(fn: Callable[..., T], ctx: Optional[ExecutionContext] = None) -> Callable[..., T]:
     """Wraps a callback so that whenever (and on whichever thread) a library calls it, it runs
-    in a new child of ``ctx`` (default: the context current now). Outside any context the
-    callback is returned unchanged."""
-    captured = ctx if ctx is not None else _current.get()
-    if captured is None:
+    in a new child of ``ctx`` (default: the context current now), captured now. Outside any
+    context the callback is returned unchanged."""
+    handoff = capture(ctx)
+    if handoff is None:
         return fn
 
     @functools.wraps(fn)
     def bound(*args: Any, **kwargs: Any) -> T:
-        return run_with_context(captured, fn, *args, **kwargs)
+        return run_with_context(handoff, fn, *args, **kwargs)
 
     return bound
