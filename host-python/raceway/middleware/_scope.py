@@ -111,13 +111,14 @@ class RequestScope:
             return
         self.record("Error", (type(exc).__name__, message, stack))
 
-    def finish(self, status: int) -> None:
-        """Records the response once: its status and how long the request took."""
+    def finish(self, status: int, end_ns: Optional[int] = None) -> None:
+        """Records the response once: its status and how long the request took (until
+        ``end_ns``, a ``perf_counter_ns`` reading, default now)."""
         if self.finished:
             return
         self.finished = True
         self.status = status
-        duration_ns = max(0, time.perf_counter_ns() - self.start_ns)
+        duration_ns = max(0, (end_ns or time.perf_counter_ns()) - self.start_ns)
         status = status if isinstance(status, int) and 0 <= status <= 65535 else 0
         self.record("HttpResponse", (status, {}, None, duration_ns // 1_000_000), duration_ns)
 

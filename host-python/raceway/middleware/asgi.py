@@ -2,12 +2,12 @@
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: the request runs in the server's own
 task (no extra task group between the server and the app), streaming responses pass through
-untouched, and the response is recorded when its last body chunk has been sent, so a streamed
-body's duration counts. Only ``http`` scopes are traced; ``lifespan`` and ``websocket`` pass.
+untouched, and the response's duration runs to its last body chunk, so a streamed body counts. Only ``http`` scopes are traced; ``lifespan`` and ``websocket`` pass.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Awaitable, Callable, Dict, MutableMapping
 
 from ..concurrency import instrument_loop
@@ -52,29 +52,31 @@ class RacewayASGIMiddleware:
             await self.app(scope, receive, send)
             return
         add_traceparent = self.options.response_traceparent
-        started: Dict[str, int] = {}
+        sent: Dict[str, int] = {}
 
         async def traced_send(message: Message) -> None:
             kind = message.get("type")
             if kind == "http.response.start":
-                started["status"] = int(message.get("status", 0))
+                sent["status"] = int(message.get("status", 0))
                 if add_traceparent:
                     message = _with_traceparent(message, request.traceparent())
             await send(message)
             if kind == "http.response.body" and not message.get("more_body", False):
-                request.finish(started.get("status", 0))
+                sent.setdefault("end_ns", time.perf_counter_ns())
 
         try:
             await self.app(scope, receive, traced_send)
         except BaseException as exc:
             if isinstance(exc, Exception):  # not a cancellation or an interpreter exit
                 request.error(exc)
-            # No response went out: the server (or an outer error middleware) will answer 500.
-            request.finish(started.get("status", 500))
+            # Without a response started, the server (or an outer error middleware) answers 500.
+            request.finish(sent.get("status", 500), sent.get("end_ns"))
             raise
         finally:
-            if not request.finished:  # the app returned without finishing its body
-                request.finish(started.get("status", 0))
+            # Recorded when the app returns, not from inside send(): a body streamed by another
+            # task (Starlette's task group) has been joined by then, so the response comes after
+            # everything the request did. The duration runs to the last body chunk.
+            request.finish(sent.get("status", 0), sent.get("end_ns"))
             request.deactivate()
 
 
