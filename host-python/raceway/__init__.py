@@ -16,7 +16,8 @@ from .context import ExecutionContext, create_context, get_context, reset_contex
 from .decorators import track_async, track_function, track_method
 from .lock_helpers import track_lock_acquire, track_lock_release, tracked_lock
 from .background import background_job
-from .concurrency import ContextAwareThread, ContextAwareThreadPoolExecutor, bind, capture, instrument_loop, run_with_context
+from .concurrency import (ContextAwareThread, ContextAwareThreadPoolExecutor, bind, capture, continue_trace,
+                          instrument_loop, run_with_context)
 
 __all__ = [
     "RacewayClient",
@@ -39,5 +40,6 @@ __all__ = [
     "bind",
     "instrument_loop",
     "capture",
+    "continue_trace",
 ]
 __version__ = "0.1.0"

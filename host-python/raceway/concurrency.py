@@ -13,6 +13,8 @@ hand, get no context at all. This module gives each strand its own child context
 - `ContextAwareThread`: a drop-in ``threading.Thread`` that forks at ``start``.
 - `capture`, `run_with_context` and `bind`: run a function (or a callback a library will call
   later) in a child of a given context.
+- `continue_trace`: across a process boundary (``ProcessPoolExecutor``, a job queue) the trace
+  travels as headers, exactly as between services.
 
 Spawn edges are exact when the fork happens on the parent's own strand (task creation, submit,
 start): the child knows the parent's events up to that point and nothing after. Join edges are
@@ -29,7 +31,8 @@ import contextvars
 import functools
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from .context import ExecutionContext, _current
 
@@ -443,3 +446,39 @@ def bind(fn: Callable[..., T], ctx: Optional[ExecutionContext] = None) -> Callab
         return run_with_context(handoff, fn, *args, **kwargs)
 
     return bound
+
+
+# ----------------------------------------------------------------------------------------------
+# Across processes
+# ----------------------------------------------------------------------------------------------
+@contextmanager
+def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple[str, str]]]) -> Iterator[ExecutionContext]:
+    """Continues, in this process, the trace that ``headers`` carry: the
+    ``client.propagation_headers()`` of the process that handed the work over (passed with it
+    through a ``ProcessPoolExecutor``, a queue, a file...). The headers are read by the core as
+    a request's are; invalid or missing ones start a new trace. The context is current inside
+    the block and stops being current after it.
+
+        # parent                                   # worker process (its own RacewayClient)
+        pool.submit(job, raceway.propagation_headers(), data)
+                                                   def job(headers, data):
+                                                       with continue_trace(raceway, headers):
+                                                           ...
+    """
+    # Imported here: the middleware package imports this module.
+    from .middleware._incoming import context_from_headers, gather, new_context
+
+    try:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        ctx = context_from_headers(client, gather(pairs))
+    except Exception as e:
+        _warn_once("continue-trace", "raceway: cannot continue a trace: %s", e)
+        ctx = new_context()
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        try:
+            _current.reset(token)
+        except ValueError:  # left in another contextvars.Context
+            _current.set(None)

@@ -16,7 +16,23 @@ from _servers import body, concurrent, happens_before, kind
 from conftest import assert_valid_batch
 from raceway import (ContextAwareThread, ContextAwareThreadPoolExecutor, bind, get_context, instrument_loop,
                      run_with_context)
-from raceway.concurrency import capture
+from raceway.concurrency import capture, continue_trace
+
+
+def process_job(endpoint, headers, n):
+    """Runs in a spawned worker process with a client of its own, as a real worker would."""
+    from raceway import Config, RacewayClient
+
+    client = RacewayClient(Config(endpoint=endpoint, service_name="test-svc", instance_id="worker",
+                                  flush_interval=0.05))
+    try:
+        with continue_trace(client, headers) as ctx:
+            client.track_state_change("processed", None, n, "Write")
+            seen = (ctx.trace_id, ctx.span_id, ctx.upstream_span_id)
+        assert get_context() is None
+        return seen
+    finally:
+        client.shutdown(timeout=10)
 
 
 def writes(collector, variable):
@@ -293,3 +309,25 @@ def test_outside_any_context_tracking_is_ignored_with_a_debug_log_or_raises_in_s
         with ThreadPoolExecutor(1) as pool:
             pool.submit(strict.track_state_change, "x", None, 1, "Write").result()
     assert client.flush(timeout=10) and collector.events == []
+
+
+def test_a_process_pool_worker_continues_the_trace_through_headers(collector, make_client):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    client = make_client(endpoint=collector.url)
+    with client.trace() as root:
+        client.track_state_change("before", None, 1, "Write")
+        headers = client.propagation_headers()
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            trace_id, span_id, upstream = pool.submit(process_job, collector.url, headers, 7).result(timeout=60)
+    assert trace_id == root.trace_id and upstream == root.span_id
+    assert span_id == headers["traceparent"].split("-")[2]
+    flushed(client, collector)
+    remote = one(collector, "processed")
+    assert remote["metadata"]["instance_id"] == "worker" and remote["metadata"]["distributed_span_id"] == span_id
+    assert happens_before(one(collector, "before"), remote)
+    # headers that cannot be read start a new trace in the worker
+    with continue_trace(client, {"traceparent": "garbage"}) as ctx:
+        assert ctx.trace_id != root.trace_id
+    assert get_context() is None
