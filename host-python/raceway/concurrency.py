@@ -72,7 +72,7 @@ def _fork(client: Any, parent: ExecutionContext) -> Optional[ExecutionContext]:
 class _Joins:
     """One child's join bookkeeping: who has already learned that it finished."""
 
-    __slots__ = ("client", "parent", "child", "loop", "collectors", "lock")
+    __slots__ = ("client", "parent", "child", "loop", "collectors", "lock", "initial")
 
     def __init__(self, client: Any, parent: ExecutionContext, child: ExecutionContext,
                  loop: Optional[asyncio.AbstractEventLoop] = None):
@@ -82,11 +82,19 @@ class _Joins:
         self.loop = loop
         self.collectors: List[ExecutionContext] = []
         self.lock = threading.Lock()
+        self.initial = child.state
 
     def collect(self, collector: Optional[ExecutionContext]) -> None:
         """``collector`` observed that the child finished: its later events come after all of
-        the child's. Once per collector; the child itself and "no context" learn nothing."""
+        the child's. Once per collector; the child itself and "no context" learn nothing.
+
+        A child that recorded nothing and learned nothing (most framework-internal tasks) has
+        nothing to order: it is not joined, which keeps the collector's clock from growing by
+        one component per such task."""
         if collector is None or collector is self.child:
+            return
+        child = self.child
+        if child.seq == 0 and child.state is self.initial:
             return
         with self.lock:
             if any(c is collector for c in self.collectors):
