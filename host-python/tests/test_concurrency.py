@@ -136,6 +136,23 @@ def test_task_group_and_explicit_context(collector, make_client):
     assert happens_before(one(collector, "explicit"), after)
 
 
+def test_tasks_that_record_nothing_are_not_joined(collector, make_client):
+    client = make_client(endpoint=collector.url)
+
+    async def main():
+        instrument_loop(client)
+        with client.trace() as root:
+            await asyncio.gather(*[asyncio.sleep(0) for _ in range(50)])
+            client.track_state_change("after", None, 1, "Write")
+        return root
+
+    root = asyncio.run(main())
+    flushed(client, collector)
+    kinds = [kind(e) for e in collector.events]
+    assert kinds.count("AsyncSpawn") == 50 and "AsyncAwait" not in kinds
+    assert len(one(collector, "after")["causality_vector"]) == 1  # the clock did not grow
+
+
 def test_tasks_outside_any_context_are_plain_tasks(make_client):
     client = make_client(endpoint=None)
 

@@ -227,10 +227,12 @@ def test_aiohttp_keep_alive_connection_serves_each_request_in_a_fresh_context(co
     client = make_client(endpoint=collector.url)
     leftovers = []
 
+    async def touch(n):
+        client.track_state_change("y", None, n, "Write")
+
     async def leaky(request):
-        # a handler that leaves a task running beyond its response, and a gather
         client.track_state_change("x", None, 1, "Write")
-        await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+        await asyncio.gather(touch(1), touch(2))
         return web.json_response({"trace": get_context().trace_id, "thread": get_context().thread_id})
 
     @web.middleware
