@@ -146,7 +146,7 @@ def test_tasks_that_record_nothing_are_not_joined(collector, make_client):
             client.track_state_change("after", None, 1, "Write")
         return root
 
-    root = asyncio.run(main())
+    asyncio.run(main())
     flushed(client, collector)
     kinds = [kind(e) for e in collector.events]
     assert kinds.count("AsyncSpawn") == 50 and "AsyncAwait" not in kinds

@@ -5,9 +5,7 @@ propagated-exception path. Checked on what arrived at the collector."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
-import pytest
 import requests
 
 from _servers import (aiohttp_server, asgi_server, body, by_trace, concurrent, happens_before, kind,
