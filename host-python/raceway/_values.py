@@ -5,7 +5,10 @@ Limits (documented in docs/values.md):
 - strings longer than `MAX_STRING` characters are cut and marked ``…[+N chars]``;
 - containers keep their first `MAX_ITEMS` items (a marker item says how many were left out);
 - nesting deeper than `MAX_DEPTH`, and cycles, become ``"<…>"`` markers;
+- one converted value holds at most `MAX_NODES` values and `MAX_CHARS` characters of text
+  in all: without a total, 100 items per level over 8 levels could still be 10^16 values;
 - ``bytes`` become ``"b'…'"`` (their repr, cut like strings); NaN and infinities become strings;
+- integers beyond 64 bits become their decimal string (the server's numbers are 64-bit);
 - dict keys become strings; sets and tuples become lists.
 
 Mutable values are converted when the event is recorded, so the event shows the value as it was
@@ -14,25 +17,33 @@ then, not as it is when the batch leaves.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any
+from typing import Any, List
 
 MAX_STRING = 4096
 MAX_ITEMS = 100
 MAX_DEPTH = 8
+MAX_NODES = 1000
+"""Values (containers, strings, numbers) in one converted value, all levels together."""
+MAX_CHARS = 65536
+"""Characters of text (strings and keys) in one converted value, all levels together."""
 
-_SCALARS = (int, bool, type(None))
+_INT_MIN = -(2**63)
+_INT_END = 2**64  # the server reads integers as i64 or u64
 
 
-def cut(s: str) -> str:
-    if len(s) <= MAX_STRING:
+def cut(s: str, limit: int = MAX_STRING) -> str:
+    if len(s) <= limit:
         return s
-    return f"{s[:MAX_STRING]}…[+{len(s) - MAX_STRING} chars]"
+    return f"{s[:limit]}…[+{len(s) - limit} chars]"
 
 
-def clean_str(s: str) -> str:
+def clean_str(s: str, limit: int = MAX_STRING) -> str:
     """Bounded, and valid UTF-8 (lone surrogates, e.g. from ``surrogateescape``, are escaped)."""
-    s = cut(s)
+    s = cut(s, limit)
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
         return s
@@ -40,59 +51,137 @@ def clean_str(s: str) -> str:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _safe_repr(value: Any) -> str:
+def _safe_repr(value: Any, limit: int = MAX_STRING) -> str:
     try:
-        return clean_str(repr(value))
-    except Exception as e:  # a __repr__ that raises
+        return clean_str(repr(value), limit)
+    except Exception as e:  # a __repr__ that raises (or returns something odd)
         return f"<unrepresentable {type(value).__name__}: {type(e).__name__}>"
+
+
+def _big_int(value: int) -> Any:
+    """An integer the server can read as a number stays one; a bigger one becomes its digits
+    (or, past Python's int-to-str limit, a note of its size)."""
+    if _INT_MIN <= value < _INT_END:
+        return value
+    try:
+        return cut(str(value))
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return f"<int of {value.bit_length()} bits>"
 
 
 def snapshot(value: Any, depth: int = 0, seen: frozenset = frozenset()) -> Any:
     """A JSON-safe copy of ``value`` (see the module docstring for the rules)."""
-    try:
-        if type(value) in _SCALARS:
-            return value
-        if isinstance(value, bool):
-            return bool(value)
-        if isinstance(value, int):  # IntEnum and other int subclasses
-            return int(value)
-        if isinstance(value, float):
-            return float(value) if math.isfinite(value) else repr(float(value))
-        if isinstance(value, str):
-            return clean_str(str(value))
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return _safe_repr(bytes(value[: MAX_STRING]))
-        if depth >= MAX_DEPTH:
-            return f"<depth>{_safe_repr(value)[:64]}"
-        if isinstance(value, dict):
-            if id(value) in seen:
-                return "<cycle>"
-            inner = seen | {id(value)}
-            out = {}
-            for i, (k, v) in enumerate(value.items()):
-                if i == MAX_ITEMS:
-                    out["…"] = f"+{len(value) - MAX_ITEMS} items"
-                    break
-                key = k if isinstance(k, str) else _key(k)
-                out[clean_str(key)] = snapshot(v, depth + 1, inner)
-            return out
-        if isinstance(value, (list, tuple, set, frozenset)):
-            if id(value) in seen:
-                return "<cycle>"
-            inner = seen | {id(value)}
-            items = list(value) if not isinstance(value, (set, frozenset)) else _ordered(value)
-            out_list = [snapshot(v, depth + 1, inner) for v in items[:MAX_ITEMS]]
-            if len(items) > MAX_ITEMS:
-                out_list.append(f"…+{len(items) - MAX_ITEMS} items")
-            return out_list
-        return _safe_repr(value)
-    except Exception as e:  # pragma: no cover - defensive: conversion must never raise
-        return f"<unconvertible {type(value).__name__}: {type(e).__name__}>"
+    cls = type(value)
+    if cls is bool or value is None:  # the common scalars, without starting a budget
+        return value
+    if cls is int:
+        return value if _INT_MIN <= value < _INT_END else _big_int(value)
+    if cls is str and len(value) <= MAX_STRING:
+        return clean_str(value)
+    return _Converter().convert(value, depth, seen)
+
+
+class _Converter:
+    """One conversion, with its budget of values and characters left. The loops check the
+    common scalars inline: this runs on the application's thread for every non-scalar value."""
+
+    __slots__ = ("nodes", "chars")
+
+    def __init__(self) -> None:
+        self.nodes = MAX_NODES - 1  # the value being converted is the first
+        self.chars = MAX_CHARS
+
+    def text(self, s: str) -> str:
+        """``s`` cut to the characters left in the budget (and to `MAX_STRING`)."""
+        limit = min(MAX_STRING, max(self.chars, 0))
+        out = clean_str(s, limit)
+        self.chars -= min(len(s), limit)
+        return out
+
+    def convert(self, value: Any, depth: int, seen: frozenset) -> Any:
+        """``value`` converted; the caller has already counted it against the budget."""
+        try:
+            if value is None or type(value) is bool:
+                return value
+            if isinstance(value, bool):
+                return bool(value)
+            if isinstance(value, int):  # IntEnum and other int subclasses too
+                return _big_int(int(value))
+            if isinstance(value, float):
+                return float(value) if math.isfinite(value) else repr(float(value))
+            if isinstance(value, str):
+                return self.text(str(value))
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                return self.text(_safe_repr(bytes(value[:MAX_STRING])))
+            if depth >= MAX_DEPTH:
+                return f"<depth>{_safe_repr(value, 64)}"
+            if isinstance(value, dict):
+                if id(value) in seen:
+                    return "<cycle>"
+                return self._dict(value, depth, seen | {id(value)})
+            if isinstance(value, (list, tuple, set, frozenset)):
+                if id(value) in seen:
+                    return "<cycle>"
+                return self._list(value, depth, seen | {id(value)})
+            return self.text(_safe_repr(value))
+        except Exception as e:  # defensive: conversion must never raise
+            return f"<unconvertible {type(value).__name__}: {type(e).__name__}>"
+
+    def _item(self, v: Any, depth: int, seen: frozenset) -> Any:
+        """One element of a container: scalars inline, anything else through `convert`."""
+        t = type(v)
+        if t is int:
+            return v if _INT_MIN <= v < _INT_END else _big_int(v)
+        if t is str and len(v) <= self.chars and len(v) <= MAX_STRING and v.isascii():
+            self.chars -= len(v)
+            return v
+        if t is bool or v is None:
+            return v
+        if t is float and math.isfinite(v):
+            return v
+        return self.convert(v, depth + 1, seen)
+
+    def _dict(self, value: dict, depth: int, seen: frozenset) -> dict:
+        out = {}
+        total = len(value)
+        item = self._item
+        for i, (k, v) in enumerate(value.items()):
+            if i == MAX_ITEMS or self.nodes <= 0:
+                out["…"] = f"+{total - i} items"
+                break
+            self.nodes -= 1
+            if type(k) is not str or len(k) > self.chars or len(k) > MAX_STRING or not k.isascii():
+                k = self.text(k if isinstance(k, str) else _key(k))
+            else:
+                self.chars -= len(k)
+            out[k] = item(v, depth, seen)
+        return out
+
+    def _list(self, value: Any, depth: int, seen: frozenset) -> List[Any]:
+        total = len(value)
+        if isinstance(value, (set, frozenset)):
+            items = _ordered(value) if total <= MAX_ITEMS else list(itertools.islice(value, MAX_ITEMS))
+        else:
+            items = value[:MAX_ITEMS]
+        out: List[Any] = []
+        append = out.append
+        item = self._item
+        for v in items:
+            if self.nodes <= 0:
+                break
+            self.nodes -= 1
+            append(item(v, depth, seen))
+        if len(out) < total:
+            append(f"…+{total - len(out)} items")
+        return out
 
 
 def _key(k: Any) -> str:
-    if isinstance(k, (int, float, bool)) or k is None:
+    if isinstance(k, (bool, float)) or k is None:
         return str(k)
+    if isinstance(k, int):
+        big = _big_int(int(k))
+        return big if isinstance(big, str) else str(big)
     return _safe_repr(k)
 
 
@@ -105,6 +194,9 @@ def _ordered(items: Any) -> list:
 
 def text(value: Any) -> str:
     """A name-like argument (variable, function or lock name) as a bounded string."""
-    if isinstance(value, str):
-        return clean_str(str(value))
+    try:
+        if isinstance(value, str):
+            return clean_str(str(value))
+    except Exception:
+        pass
     return _safe_repr(value)
