@@ -6,7 +6,16 @@ application threads, one for batch encoding on the flusher thread, so a long bat
 makes a request wait. Calls take and return JSON text (see ``wit/raceway.wit``).
 
 The component runs with an empty WASI configuration: no files, no environment, no arguments,
-no sockets. It can compute and nothing else.
+no sockets. It can compute and nothing else. Each instance's memory is capped (`Limits.memory`)
+and each call has a fuel budget proportional to its input (`Limits.fuel_base`,
+`Limits.fuel_per_char`), so a runaway core traps instead of eating RAM or spinning forever.
+A trap (out of fuel, out of memory, a panic) poisons the instance: it raises `CoreTrap` and
+calls its ``on_trap`` callback once, and every later call raises `CoreTrap` without entering
+the component. The client turns that into "log once, become a no-op" (docs/delivery.md).
+
+Fuel, not epoch interruption: both cost about the same per call (measured in docs/delivery.md),
+but epochs need a ticker thread in every process (restarted after fork) while fuel is a counter
+in the store.
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ import logging
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import wasmtime
-from wasmtime import Engine, Store, WasiConfig
+from wasmtime import Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, Linker
 
 from ._fastcall import CallError, make_caller
@@ -36,8 +46,30 @@ MEMORY_LIMIT = 256 * 1024 * 1024
 """Bytes of linear memory one instance may grow to: a runaway core traps instead of eating RAM."""
 
 
+@dataclass
+class Limits:
+    """The sandbox's bounds. The defaults leave a wide margin over what real input needs (the
+    most measured is ~250 fuel per input character, for batches of tiny events); tests shrink
+    them (`raceway.testing.core_limits`) to make the real component trap."""
+
+    memory: int = MEMORY_LIMIT
+    """Bytes of linear memory per instance; read when an instance is made."""
+    fuel_base: int = 20_000_000
+    """Fuel every call gets (roughly instructions; ~10-50 ms of work)."""
+    fuel_per_char: int = 2_000
+    """Fuel per character of the call's string arguments, on top of ``fuel_base``."""
+
+
+LIMITS = Limits()
+
+
 class CoreError(Exception):
     """The core refused a call (bad input) or failed (a trap, a missing component)."""
+
+
+class CoreTrap(CoreError):
+    """The core failed (trapped, ran out of fuel or memory, or an earlier call did): this
+    instance cannot be used any more."""
 
 
 def wasm_bytes() -> bytes:
@@ -51,7 +83,7 @@ def cache_dir() -> Path:
 
 def _cache_path(wasm: bytes) -> Path:
     key = hashlib.sha256(wasm).hexdigest()[:24]
-    return cache_dir() / f"core-{key}-wasmtime-{_wasmtime_version()}.bin"
+    return cache_dir() / f"core-{key}-wasmtime-{_wasmtime_version()}-fuel.bin"
 
 
 def _wasmtime_version() -> str:
@@ -71,7 +103,9 @@ class Runtime:
     _shared: Optional["Runtime"] = None
 
     def __init__(self, wasm: Optional[bytes] = None, use_cache: bool = True):
-        self.engine = Engine()
+        config = wasmtime.Config()
+        config.consume_fuel = True  # the bound on how long one call may run
+        self.engine = Engine(config)
         wasm = wasm if wasm is not None else wasm_bytes()
         self.component, self.from_cache = self._load(wasm, use_cache)
         self.linker = Linker(self.engine)
@@ -107,15 +141,30 @@ class Runtime:
         return component, False
 
 
-class CoreInstance:
-    """One sandboxed instance of the core. Thread-safe: calls are serialized by a lock."""
+def _reset_after_fork() -> None:
+    """A lock copied into a forked child may be held by a thread that does not exist there."""
+    Runtime._lock = threading.Lock()
 
-    def __init__(self, runtime: Optional[Runtime] = None):
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+class CoreInstance:
+    """One sandboxed instance of the core. Thread-safe: calls are serialized by a lock.
+
+    ``on_trap`` is called once, with the exception, on the thread whose call trapped."""
+
+    def __init__(self, runtime: Optional[Runtime] = None, on_trap: Optional[Callable[[BaseException], None]] = None):
         self.runtime = runtime or Runtime.shared()
+        self.on_trap = on_trap
+        self.failure: Optional[str] = None
+        """Why the instance is unusable, once it is."""
         self._lock = threading.Lock()
         self._store = Store(self.runtime.engine)
         self._store.set_wasi(WasiConfig())
-        self._store.set_limits(memory_size=MEMORY_LIMIT)
+        self._store.set_limits(memory_size=LIMITS.memory)
+        self._store.set_fuel(LIMITS.fuel_base)
         instance = self.runtime.linker.instantiate(self._store, self.runtime.component)
         self._funcs: Dict[str, Any] = {}
         self._fast: Dict[str, Any] = {}
@@ -133,32 +182,81 @@ class CoreInstance:
                 self._funcs[name] = func
                 self._fast[name] = make_caller(func, self._store)
 
+    @staticmethod
+    def _fuel(args: tuple) -> int:
+        """This call's budget: a base, plus an allowance per character of input."""
+        size = 0
+        for a in args:
+            if isinstance(a, str):
+                size += len(a)
+        return LIMITS.fuel_base + LIMITS.fuel_per_char * size
+
     def _call(self, name: str, *args: Any) -> Any:
+        if self.failure is not None:
+            raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
         fast = self._fast[name]
-        if fast is not None:
-            with self._lock:
-                try:
-                    return fast(*args)
-                except CallError as e:
-                    raise CoreError(f"core refused {name}: {e}") from None
-                except Exception as e:  # a trap, or wasmtime refusing the call
-                    raise CoreError(f"core call {name} failed: {e}") from e
-        return self._call_public(name, *args)
+        if fast is None:
+            return self._call_public(name, *args)
+        with self._lock:
+            try:
+                self._store.set_fuel(self._fuel(args))
+                return fast(*args)
+            except CallError as e:
+                raise CoreError(f"core refused {name}: {e}") from None
+            except (WasmtimeError, wasmtime.Trap) as e:  # a trap: out of fuel or memory, a panic
+                trap = self._trapped(name, e)
+            except Exception as e:  # the host could not pass the arguments
+                raise CoreError(f"core call {name} failed: {type(e).__name__}: {e}") from e
+        self._notify(trap)
+        raise trap
 
     def _call_public(self, name: str, *args: Any) -> Any:
         """wasmtime-py's own calling path: the fallback, and the reference in tests."""
+        if self.failure is not None:
+            raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
         func = self._funcs[name]
+        trap = None
         with self._lock:
             try:
+                self._store.set_fuel(self._fuel(args))
                 result = func(self._store, *args)
                 func.post_return(self._store)
-            except Exception as e:  # a trap, or wasmtime refusing the call
-                raise CoreError(f"core call {name} failed: {e}") from e
+            except (WasmtimeError, wasmtime.Trap) as e:
+                trap = self._trapped(name, e)
+            except Exception as e:  # the host could not pass the arguments
+                raise CoreError(f"core call {name} failed: {type(e).__name__}: {e}") from e
+        if trap is not None:
+            self._notify(trap)
+            raise trap
         if isinstance(result, wasmtime.component.Variant):
             if result.tag == "err":
                 raise CoreError(f"core refused {name}: {result.payload}")
             return result.payload
         return result
+
+    def _trapped(self, name: str, error: BaseException) -> CoreTrap:
+        """Marks the instance unusable (a trapped instance refuses every later call anyway).
+        The message keeps wasmtime's cause (its last line), not the wasm backtrace."""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        self.failure = f"{name}: {lines[-1] if lines else type(error).__name__}"
+        return CoreTrap(f"core call {self.failure}")
+
+    def _notify(self, trap: CoreTrap) -> None:
+        """Tells the owner, once, outside the lock (its handler may use other instances)."""
+        callback, self.on_trap = self.on_trap, None
+        if callback is not None:
+            try:
+                callback(trap)
+            except Exception:  # pragma: no cover - the owner's handler must not make it worse
+                log.debug("raceway: on_trap handler failed", exc_info=True)
+
+    def hold(self, timeout: float) -> bool:
+        """Waits until no call is running and keeps others out (before ``os.fork()``, so the
+        child's copy of the store is never mid-call). Pair with `release`."""
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
 
     # -- propagation ---------------------------------------------------------------------------
     def parse_incoming(self, headers: Dict[str, List[str]]) -> Dict[str, Any]:
