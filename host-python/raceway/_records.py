@@ -10,13 +10,18 @@ so they are written once per batch in tables and events refer to them by index.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from ._values import clean_str, snapshot
 
 Record = tuple
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+MAX_BATCH_CHARS = 4 * 1024 * 1024
+"""Largest record log handed to the core in one call. Each user value is bounded
+(docs/values.md), but 4096 records of large values could still be hundreds of megabytes: the
+core's memory limit would make that a trap, so big batches are split first."""
 
 
 def encode(records: Sequence[Record], sanitize: bool = False) -> str:
@@ -63,3 +68,18 @@ def encode_safely(records: Sequence[Record]) -> str:
         return encode(records)
     except (ValueError, TypeError, RecursionError):
         return encode(records, sanitize=True)
+
+
+def encode_parts(records: Sequence[Record], max_chars: int = MAX_BATCH_CHARS) -> Iterator[Tuple[str, Sequence[Record]]]:
+    """``(json, records)`` pieces of at most ``max_chars`` each (a single record may exceed it),
+    in order. The JSON is ASCII (``ensure_ascii``), so characters are bytes."""
+    stack = [records]
+    while stack:
+        part = stack.pop()
+        text = encode_safely(part)
+        if len(text) > max_chars and len(part) > 1:
+            mid = len(part) // 2
+            stack.append(part[mid:])
+            stack.append(part[:mid])
+            continue
+        yield text, part

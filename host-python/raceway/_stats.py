@@ -1,4 +1,23 @@
-"""Delivery counters, reported by `RacewayClient.stats()`."""
+"""Delivery counters, reported by `RacewayClient.stats()`.
+
+Every event the application records ends up in exactly one of ``sent``, ``dropped`` or
+``failed``, or is still held (``queued`` in the record log, ``pending`` in bodies waiting to be
+delivered), so ``recorded == sent + dropped + failed + queued + pending`` once the flusher is
+between batches. ``retried`` counts re-sends and is not part of that sum.
+
+- ``recorded``: events the application recorded.
+- ``sent``: events in bodies the server accepted (200).
+- ``dropped``: events the SDK let go by its own policy: the memory limit was reached (the oldest
+  go first) or the core found the record invalid.
+- ``failed``: events that could not be delivered: the server refused the body (a 4xx other
+  than 429), delivery was still failing when the client shut down, or the core failed.
+- ``retried``: event sends repeated after a failure (each repeat of a body counts its events).
+
+These counters move on the flusher thread. Drops because the record log is full happen on the
+application's threads; the client counts those in a plain attribute, without a lock (an
+increment can be lost in a thread switch: the count is exact in practice, not by construction),
+and adds them in `RacewayClient.stats()`.
+"""
 
 from __future__ import annotations
 

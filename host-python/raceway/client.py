@@ -8,10 +8,11 @@ flusher thread, in batches, in the core.
 
 from __future__ import annotations
 
-import atexit
+import dataclasses
 import json
 import logging
 import os
+import threading
 import time
 import traceback
 import weakref
@@ -19,13 +20,14 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
-from . import _values
+from . import _lifecycle, _values
+from ._backlog import split_budget
 from ._core import CoreError, CoreInstance, Runtime
 from ._flusher import Flusher
 from ._location import PACKAGE_DIR, getframe, user_frame
 from ._stats import Stats
-from ._transport import Transport
-from .config import Config, Settings
+from ._transport import RetryPolicy, Transport
+from .config import Config, Settings, default_instance_id
 from .context import ExecutionContext, _current, new_span_id, new_trace_id, set_identity
 
 log = logging.getLogger("raceway")
@@ -78,30 +80,25 @@ class RacewayClient:
         self.settings = settings
         self.instance_id = settings.instance_id
         set_identity(settings.service_name, settings.instance_id)
-        self._queue: deque = deque(maxlen=self.config.max_queue_size)
+        # The memory limit covers the record log and what the flusher holds (see _backlog.py).
+        queue_limit, self._chunk = split_budget(self.config.max_queue_size)
+        self._queue: deque = deque(maxlen=queue_limit)
+        self._queue_limit = queue_limit
         self._wake_at = self.config.batch_size
         self._stats = Stats()
+        self._drops = 0  # records the full log dropped (counted on the hot path, without a lock)
         self._warned: set = set()
         self._http_session = None
         self._codec: Optional[CoreInstance] = None
         self._flusher: Optional[Flusher] = None
         self._closed = False
+        self._disabled = False
+        self._disable_lock = threading.Lock()
+        self._fork_held: list = []
         try:
-            runtime = Runtime.shared()
-            self._codec = CoreInstance(runtime)
-            pipeline = CoreInstance(runtime)
-            pipeline.configure(self._process_config())
-            transport = (
-                Transport(settings.endpoint, settings.api_key, self.config.timeout)
-                if settings.endpoint
-                else None
-            )
-            self._flusher = Flusher(
-                self._queue, pipeline, transport, self.config.batch_size, self.config.flush_interval, self._stats
-            ).start()
+            self._start()
         except Exception as e:
-            log.error("raceway: the core could not be started (%s: %s); tracking is off", type(e).__name__, e)
-            self._disable()
+            self._disable(f"the core could not be started ({type(e).__name__}: {e})")
             return
         if self.config.debug:
             log.setLevel(logging.DEBUG)
@@ -110,7 +107,27 @@ class RacewayClient:
                 settings.endpoint, settings.service_name, settings.instance_id,
                 self.config.batch_size, self.config.flush_interval,
             )
-        atexit.register(_shutdown_at_exit, weakref.ref(self))
+        _lifecycle.register(self)
+
+    def _start(self) -> None:
+        """Instantiates the core (codec and pipeline), the connection pool and the flusher."""
+        runtime = Runtime.shared()
+        self._codec = CoreInstance(runtime, on_trap=self._on_core_failure)
+        pipeline = CoreInstance(runtime, on_trap=self._on_core_failure)
+        pipeline.configure(self._process_config())
+        config = self.config
+        transport = (
+            Transport(
+                self.settings.endpoint, self.settings.api_key, config.timeout,
+                RetryPolicy(config.retries, config.retry_backoff, config.retry_backoff_max),
+            )
+            if self.settings.endpoint
+            else None
+        )
+        self._flusher = Flusher(
+            self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
+            chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._dropped_so_far,
+        ).start()
 
     def _process_config(self) -> Dict[str, Any]:
         return {
@@ -186,12 +203,16 @@ class RacewayClient:
         q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, file, line, kind, fields))
 
     def _pressure(self, size: int) -> None:
-        """The log reached a batch: wake the flusher; if it is full, the append drops the oldest."""
-        if size >= self.config.max_queue_size:
-            self._stats.add(dropped=1, recorded=1)
-        if not self._flusher or not self._flusher.wake.is_set():
-            if self._flusher:
-                self._flusher.wake.set()
+        """The log reached a batch: wake the flusher. If the log is full, the append that
+        follows drops its oldest record: counted here, without a lock (see _stats.py)."""
+        try:
+            if size >= self._queue_limit:
+                self._drops += 1
+            flusher = self._flusher
+            if flusher is not None and not flusher.wake.is_set():
+                flusher.wake.set()
+        except Exception:  # pragma: no cover - never raise into the application
+            pass
 
     def _outside(self, method: str) -> None:
         if self.config.strict_context:
@@ -352,26 +373,39 @@ class RacewayClient:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Sends everything recorded so far; returns True if it was all handed over within
         ``timeout`` seconds (None: wait as long as it takes)."""
-        if self._flusher is None:
+        flusher = self._flusher
+        if flusher is None:
             return not self._queue
-        return self._flusher.flush(timeout)
+        return flusher.flush(timeout)
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Flushes and stops the background thread. Safe to call more than once."""
-        if self._closed:
-            return True
+        """Delivers what is left and stops the background thread, trying for at most
+        ``timeout`` seconds (None: one last attempt, with urllib3's retries). Tracking is a
+        no-op afterwards. Safe to call more than once. True if everything was delivered."""
         self._closed = True
-        if self._flusher is None:
+        self._mute()
+        flusher = self._flusher
+        if flusher is None:
             return True
-        return self._flusher.stop(timeout)
+        return flusher.stop(timeout)
 
     def stats(self) -> Dict[str, int]:
-        """Counters: events ``recorded`` (including those still ``queued``), ``sent``,
-        ``dropped`` (queue full or invalid), ``failed`` (could not be delivered), ``retried``."""
+        """Counters (docs/delivery.md): events ``recorded``, ``sent``, ``dropped`` (the queue
+        limit, invalid records), ``failed`` (refused by the server, undeliverable at shutdown,
+        a core failure), ``retried`` (re-sends), and those still held: ``queued`` (recorded,
+        not yet encoded) and ``pending`` (encoded, not yet delivered). ``recorded`` equals
+        sent + dropped + failed + queued + pending whenever the flusher is between batches."""
         counts = self._stats.snapshot()
+        drops = self._drops
+        counts["dropped"] += drops
         counts["queued"] = len(self._queue)
-        counts["recorded"] += counts["queued"]
+        flusher = self._flusher
+        counts["pending"] = flusher.held if flusher is not None else 0
+        counts["recorded"] += drops + counts["queued"]
         return counts
+
+    def _dropped_so_far(self) -> int:
+        return self._drops
 
     # ------------------------------------------------------------------------------------------
     def _warn_once(self, key: str, msg: str, *args: Any) -> None:
@@ -379,24 +413,95 @@ class RacewayClient:
             self._warned.add(key)
             log.error(msg, *args)
 
-    def _disable(self) -> None:
-        """Fail-open: every tracking method becomes a no-op on this instance."""
+    def _mute(self) -> None:
+        """Every tracking method (and `_record`, which the middleware uses) becomes a no-op on
+        this instance. Contexts still work, so the application's code runs unchanged."""
 
         def noop(*_args: Any, **_kwargs: Any) -> None:
             return None
 
         for name in (
             "track_state_change", "track_function_call", "track_http_request", "track_http_response",
-            "track_lock_acquire", "track_lock_release", "track_error", "track_custom",
+            "track_lock_acquire", "track_lock_release", "track_error", "track_custom", "_record",
         ):
             setattr(self, name, noop)
-        self._queue.clear()
+
+    def _disable(self, reason: Optional[str] = None) -> None:
+        """Fail-open: logs ``reason`` once at ERROR, turns tracking into a no-op and lets the
+        flusher deliver what it still can and stop. Propagation headers degrade to the extra
+        headers the caller passes, and the middleware stops recording (``_codec`` is None).
+        Safe on any thread, the flusher's included (it never waits for the flusher)."""
+        with self._disable_lock:
+            if self._disabled:
+                return
+            self._disabled = True
+        if reason is not None:
+            log.error("raceway: %s; tracking is off, the application carries on", reason)
+        self._mute()
+        # The codec calls that may still be in flight report through these keys: already said.
+        self._warned.update(("encode-outgoing", "parse-incoming"))
+        self._codec = None
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.stop(0)
+        else:
+            self._queue.clear()
+
+    def _on_core_failure(self, error: BaseException) -> None:
+        """A core instance trapped (out of fuel or memory, a panic): it cannot be used again."""
+        self._disable(f"the core failed ({error})")
+
+    # ------------------------------------------------------------------------------------------
+    # Exit and fork (registered by _lifecycle.register)
+    # ------------------------------------------------------------------------------------------
+    def _exit_flush(self) -> None:
+        """At interpreter (or multiprocessing worker) exit: deliver what is left, briefly."""
+        try:
+            self.shutdown(timeout=self.config.timeout + 1)
+        except Exception:  # pragma: no cover - never fail interpreter exit
+            pass
+
+    def _before_fork(self) -> None:
+        """Waits (briefly) until no core call is running, so the child never copies a store in
+        the middle of a call; the child builds its own instances anyway."""
+        flusher = self._flusher
+        for core in (self._codec, flusher.core if flusher is not None else None):
+            if core is not None and core.hold(timeout=1.0):
+                self._fork_held.append(core)
+
+    def _after_fork_in_parent(self) -> None:
+        held, self._fork_held = self._fork_held, []
+        for core in held:
+            core.release()
+
+    def _after_fork_in_child(self) -> None:
+        """The child's own client: new core instances, pool, flusher and counters, its own
+        ``process_id`` and (unless the user chose one) ``instance_id``. Its log starts empty:
+        the parent delivers what it recorded before the fork."""
+        self._fork_held = []
+        self._disable_lock = threading.Lock()
+        if self._closed or self._disabled:
+            return
+        try:
+            if self.config.instance_id is None and not os.environ.get("RACEWAY_INSTANCE_ID"):
+                self.settings = dataclasses.replace(self.settings, instance_id=default_instance_id())
+                self.instance_id = self.settings.instance_id
+            set_identity(self.settings.service_name, self.settings.instance_id)
+            self._queue = deque(maxlen=self._queue_limit)
+            self._stats = Stats()
+            self._drops = 0
+            self._http_session = None
+            self._codec = None
+            self._flusher = None
+            self._start()
+            _lifecycle.renew_current_context()
+            _lifecycle.flush_at_multiprocessing_exit(self)
+        except Exception as e:
+            self._disable(f"the client could not be restarted in the forked child ({type(e).__name__}: {e})")
 
 
 def _shutdown_at_exit(ref: "weakref.ref[RacewayClient]") -> None:
+    """Kept for callers of the old name; `_lifecycle` registers the exit hook now."""
     client = ref()
     if client is not None:
-        try:
-            client.shutdown(timeout=client.config.timeout + 1)
-        except Exception:  # pragma: no cover - never fail interpreter exit
-            pass
+        client._exit_flush()

@@ -35,9 +35,19 @@ class Config:
 
     # Beyond the reference SDK.
     max_queue_size: int = 100_000
-    """Events held in memory at most; when full, the oldest are dropped and counted."""
+    """Events held in memory at most, recorded and waiting or encoded and not yet delivered
+    (about 30-60 MB at the default). When full, the oldest are dropped and counted in
+    ``stats()["dropped"]``; the application never waits. See docs/delivery.md."""
     timeout: float = 10.0
     """Seconds one HTTP request to the server may take."""
+    retries: int = 3
+    """Times urllib3 sends a request again after a connection error, a timeout, 429 or 5xx
+    before the flusher sets the batch aside and tries again later (it keeps it)."""
+    retry_backoff: float = 0.5
+    """urllib3's backoff factor: retries wait 0, 2x, 4x this many seconds (plus jitter); after
+    that, while the server stays unreachable, attempts are 2x, 4x, 8x... apart."""
+    retry_backoff_max: float = 30.0
+    """No wait between attempts is longer (a server's ``Retry-After`` included)."""
     max_stack_frames: int = 10
     """Frames kept in the stack trace of an ``Error`` event."""
     strict_context: bool = False
@@ -60,6 +70,16 @@ class Config:
             self.timeout = float(self.timeout)
         positive("flush_interval", float)
         positive("timeout", float)
+        for name in ("retry_backoff", "retry_backoff_max"):
+            if isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool):
+                setattr(self, name, float(getattr(self, name)))
+        positive("retry_backoff_max", float)
+        if not self.retry_backoff_max < float("inf"):
+            raise ValueError(f"Config.retry_backoff_max must be finite, got {self.retry_backoff_max!r}")
+        if not isinstance(self.retry_backoff, float) or not 0 <= self.retry_backoff < float("inf"):
+            raise ValueError(f"Config.retry_backoff must be a non-negative float, got {self.retry_backoff!r}")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"Config.retries must be a non-negative int, got {self.retries!r}")
         if self.endpoint is not None:
             if not isinstance(self.endpoint, str) or not self.endpoint.startswith(("http://", "https://")):
                 raise ValueError(f"Config.endpoint must be an http(s) URL or None, got {self.endpoint!r}")

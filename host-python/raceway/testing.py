@@ -1,24 +1,42 @@
-"""A real HTTP server on 127.0.0.1 that speaks the Raceway ingest API, for tests.
+"""A real HTTP server on 127.0.0.1 that speaks the Raceway ingest API, for tests, and the faults
+it can inject.
 
 It records every request it receives and answers ``POST /events`` like a Raceway server
-(``200`` with the ``{"success", "data", "error"}`` envelope). Give it a ``responder`` to inject
-faults: return a status and body, or ``None`` to drop the connection without answering.
+(``200`` with the ``{"success", "data", "error"}`` envelope). Give it a ``responder`` to decide
+answers yourself: return a status and body, or ``None`` to drop the connection without
+answering.
 
     with CollectorServer() as server:
         client = RacewayClient(Config(endpoint=server.url))
         ...
         client.flush()
         assert server.events
+
+Faults, for delivery tests (each is short, so the tests stay fast):
+
+- `script` queues faults that the next ``POST /events`` requests meet, one each, in order:
+  `Status` (a 503, a 429 with ``Retry-After``, a 206, a 401...), `Stall` (hold the request past
+  the client's timeout, then accept it), `CloseMidResponse` (accept, start the answer, hang up).
+- `refuse` closes the listening socket and every open connection (the client then gets
+  "connection refused"); `restore` listens again on the same port.
+- `arrived` counts the event ids the server accepted (a 2xx other than 206, even if the client
+  never saw the answer); ``keep_bodies=False`` keeps only those ids, for tests that send
+  hundreds of thousands of events.
+
+`core_limits` shrinks the core's sandbox limits so the real component traps.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 Response = Optional[Tuple[int, Any]]
 
@@ -33,18 +51,80 @@ class Received:
     header_list: List[Tuple[str, str]] = field(default_factory=list)
 
 
+# -- faults ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Status:
+    """Answer with ``status`` (and ``Retry-After`` when given). A 2xx other than 206 accepts
+    the events; anything else does not."""
+
+    status: int
+    retry_after: Optional[float] = None
+    error: str = "injected fault"
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Hold the request ``seconds`` (or until ``release`` is set), then accept it and answer
+    200. With ``seconds`` past the client's timeout, the client gives up first and sends the
+    body again: the server has both copies (a duplicate, by design)."""
+
+    seconds: float = 0.0
+    release: Optional[threading.Event] = None
+
+
+@dataclass(frozen=True)
+class CloseMidResponse:
+    """Accept the events, send the status line and part of the answer, close the connection."""
+
+
+Fault = Union[Status, Stall, CloseMidResponse]
+
+
 class CollectorServer:
-    def __init__(self, responder: Optional[Callable[[Received], Response]] = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        responder: Optional[Callable[[Received], Response]] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keep_bodies: bool = True,
+    ):
         self.responder = responder
+        self.keep_bodies = keep_bodies
         self.received: List[Received] = []
+        self.arrived: Counter = Counter()
+        """Event ids the server accepted, with how many times each came."""
+        self.faults: Deque[Fault] = deque()
         self._cond = threading.Condition()
+        self._conns: Set[socket.socket] = set()
+        self._refusing = False
+        self._host = host
+        self._httpd = self._make_httpd(host, port)
+        self._port = self._httpd.server_address[1]
+        self._thread = self._serving_thread()
+
+    # -- the HTTP side ----------------------------------------------------------------------------
+    def _make_httpd(self, host: str, port: int) -> ThreadingHTTPServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms ACK waits
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._cond:
+                    server._conns.add(self.connection)
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+                with server._cond:
+                    server._conns.discard(self.connection)
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -53,32 +133,81 @@ class CollectorServer:
                     parsed = json.loads(body) if body else None
                 except ValueError:
                     parsed = None
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 rec = Received(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body, parsed,
+                    self.command, self.path, headers, body if server.keep_bodies else b"",
+                    parsed if server.keep_bodies else None,
                     [(k.lower(), v) for k, v in self.headers.items()],
                 )
-                response = server._respond(rec)
+                is_events = self.command == "POST" and self.path == "/events"
+                fault = server._next_fault() if is_events else None
+                if fault is not None:
+                    return self._fault(fault, rec, parsed)
+                response = server._respond(replace(rec, json=parsed, body=body))
                 with server._cond:
                     server.received.append(rec)
+                    if is_events and response is not None and 200 <= response[0] < 300 and response[0] != 206:
+                        server._accept(parsed)
                     server._cond.notify_all()
                 if response is None:  # simulate a connection closed mid-exchange
-                    self.close_connection = True
-                    self.wfile.flush()
-                    self.connection.shutdown(2)
+                    self._hang_up()
                     return
                 status, payload = response
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self._answer(status, data)
+
+            def _answer(self, status: int, data: bytes, extra: Optional[Dict[str, str]] = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _hang_up(self) -> None:
+                self.close_connection = True
+                try:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+            def _fault(self, fault: Fault, rec: Received, parsed: Any) -> None:
+                accepted = not isinstance(fault, Status) or (200 <= fault.status < 300 and fault.status != 206)
+                if isinstance(fault, Stall):
+                    if fault.release is not None:
+                        fault.release.wait(fault.seconds or None)
+                    else:
+                        time.sleep(fault.seconds)
+                with server._cond:
+                    server.received.append(rec)
+                    if accepted:
+                        server._accept(parsed)
+                    server._cond.notify_all()
+                try:
+                    if isinstance(fault, CloseMidResponse):
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"succ")
+                        self._hang_up()
+                    elif isinstance(fault, Status):
+                        n = _count(parsed)
+                        envelope = {"success": accepted, "data": f"Ingested {n} events" if accepted else None,
+                                    "error": None if accepted else fault.error}
+                        extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+                        self._answer(fault.status, json.dumps(envelope).encode(), extra)
+                    else:
+                        self._answer(200, json.dumps({"success": True, "data": "late", "error": None}).encode())
+                except OSError:  # the client gave up waiting and closed the connection
+                    self.close_connection = True
+
             do_GET = do_POST = do_PUT = _handle
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
+        httpd = ThreadingHTTPServer((host, port), Handler)
+        httpd.daemon_threads = True
+        return httpd
+
+    def _serving_thread(self) -> threading.Thread:
+        return threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="raceway-collector", daemon=True
         )
 
@@ -86,24 +215,37 @@ class CollectorServer:
         if self.responder is not None:
             return self.responder(rec)
         if rec.method == "POST" and rec.path == "/events":
-            n = len(rec.json.get("events", [])) if isinstance(rec.json, dict) else 0
+            n = _count(rec.json)
             return 200, {"success": True, "data": f"Ingested {n} events", "error": None}
         if rec.path == "/health":
             return 200, {"success": True, "data": "ok", "error": None}
         return 200, {"success": True, "data": None, "error": None}
 
+    def _accept(self, parsed: Any) -> None:
+        """Counts the ids of an accepted body (called with the condition held)."""
+        if isinstance(parsed, dict):
+            for event in parsed.get("events") or ():
+                if isinstance(event, dict) and "id" in event:
+                    self.arrived[event["id"]] += 1
+
+    def _next_fault(self) -> Optional[Fault]:
+        with self._cond:
+            return self.faults.popleft() if self.faults else None
+
+    # -- control ----------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._port}"
 
     def start(self) -> "CollectorServer":
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if not self._refusing:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        self._close_connections()
 
     def __enter__(self) -> "CollectorServer":
         return self.start()
@@ -111,7 +253,40 @@ class CollectorServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    # -- what arrived ---------------------------------------------------------------------------
+    def script(self, *faults: Fault) -> "CollectorServer":
+        """Queues faults for the next ``POST /events`` requests, one each, in order."""
+        with self._cond:
+            self.faults.extend(faults)
+        return self
+
+    def refuse(self) -> None:
+        """Stops listening and closes every open connection: new connections are refused."""
+        if self._refusing:
+            return
+        self._refusing = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._close_connections()
+
+    def restore(self) -> None:
+        """Listens again, on the same port."""
+        if not self._refusing:
+            return
+        self._httpd = self._make_httpd(self._host, self._port)
+        self._thread = self._serving_thread()
+        self._thread.start()
+        self._refusing = False
+
+    def _close_connections(self) -> None:
+        with self._cond:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- what arrived -----------------------------------------------------------------------------
     @property
     def batches(self) -> List[Dict[str, Any]]:
         """Parsed bodies of every ``POST /events`` (including ones answered with an error)."""
@@ -134,3 +309,35 @@ class CollectorServer:
 
     def wait_for_events(self, n: int, timeout: float = 10.0) -> bool:
         return self.wait_for(lambda s: len(s.events) >= n, timeout)
+
+    def wait_for_ids(self, ids: "Set[str]", timeout: float = 10.0) -> bool:
+        """Waits until every id in ``ids`` was accepted at least once."""
+        return self.wait_for(lambda s: all(i in s.arrived for i in ids), timeout)
+
+
+def _count(parsed: Any) -> int:
+    return len(parsed.get("events", [])) if isinstance(parsed, dict) else 0
+
+
+# -- the core's sandbox ------------------------------------------------------------------------
+@contextmanager
+def core_limits(memory: Optional[int] = None, fuel_base: Optional[int] = None,
+                fuel_per_char: Optional[int] = None) -> Iterator[None]:
+    """Shrinks the core's sandbox limits while the block runs, so the real component traps
+    (``fuel_base=1000, fuel_per_char=0``: the next call runs out of fuel). Fuel applies to calls
+    made in the block; ``memory`` to instances created in it (clients made in the block)."""
+    from . import _core
+
+    saved = replace(_core.LIMITS)
+    try:
+        if memory is not None:
+            _core.LIMITS.memory = memory
+        if fuel_base is not None:
+            _core.LIMITS.fuel_base = fuel_base
+        if fuel_per_char is not None:
+            _core.LIMITS.fuel_per_char = fuel_per_char
+        yield
+    finally:
+        _core.LIMITS.memory = saved.memory
+        _core.LIMITS.fuel_base = saved.fuel_base
+        _core.LIMITS.fuel_per_char = saved.fuel_per_char
