@@ -153,7 +153,8 @@ if hasattr(os, "register_at_fork"):
 class CoreInstance:
     """One sandboxed instance of the core. Thread-safe: calls are serialized by a lock.
 
-    ``on_trap`` is called once, with the exception, on the thread whose call trapped."""
+    ``on_trap`` is called once, with the exception, on the thread whose call trapped, before
+    any other call can see the failure."""
 
     def __init__(self, runtime: Optional[Runtime] = None, on_trap: Optional[Callable[[BaseException], None]] = None):
         self.runtime = runtime or Runtime.shared()
@@ -205,17 +206,16 @@ class CoreInstance:
                 raise CoreError(f"core refused {name}: {e}") from None
             except (WasmtimeError, wasmtime.Trap) as e:  # a trap: out of fuel or memory, a panic
                 trap = self._trapped(name, e)
+                self._notify(trap)
+                raise trap from None
             except Exception as e:  # the host could not pass the arguments
                 raise CoreError(f"core call {name} failed: {type(e).__name__}: {e}") from e
-        self._notify(trap)
-        raise trap
 
     def _call_public(self, name: str, *args: Any) -> Any:
         """wasmtime-py's own calling path: the fallback, and the reference in tests."""
         if self.failure is not None:
             raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
         func = self._funcs[name]
-        trap = None
         with self._lock:
             try:
                 self._store.set_fuel(self._fuel(args))
@@ -223,11 +223,10 @@ class CoreInstance:
                 func.post_return(self._store)
             except (WasmtimeError, wasmtime.Trap) as e:
                 trap = self._trapped(name, e)
+                self._notify(trap)
+                raise trap from None
             except Exception as e:  # the host could not pass the arguments
                 raise CoreError(f"core call {name} failed: {type(e).__name__}: {e}") from e
-        if trap is not None:
-            self._notify(trap)
-            raise trap
         if isinstance(result, wasmtime.component.Variant):
             if result.tag == "err":
                 raise CoreError(f"core refused {name}: {result.payload}")
@@ -242,7 +241,9 @@ class CoreInstance:
         return CoreTrap(f"core call {self.failure}")
 
     def _notify(self, trap: CoreTrap) -> None:
-        """Tells the owner, once, outside the lock (its handler may use other instances)."""
+        """Tells the owner, once. Runs with the lock held, so no other caller can see the
+        failure before the owner has reacted (the client must log one error, not two); the
+        handler must not call this instance."""
         callback, self.on_trap = self.on_trap, None
         if callback is not None:
             try:

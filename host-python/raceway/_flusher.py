@@ -134,7 +134,12 @@ class Flusher:
                 self._pause(ok)
                 with self._waiters_lock:
                     waiters, self._waiters = self._waiters, []
-                ok = self._cycle_safely()
+                try:
+                    ok = self._cycle_safely()
+                except BaseException:  # the core failed: they are answered on the way out
+                    with self._waiters_lock:
+                        self._waiters[:0] = waiters
+                    raise
                 if ok:
                     for w in waiters:
                         w.done(True)
