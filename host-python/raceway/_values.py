@@ -98,6 +98,10 @@ class _Converter:
         self.chars -= min(len(s), limit)
         return out
 
+    def _int(self, value: int) -> Any:
+        big = _big_int(value)
+        return self.text(big) if isinstance(big, str) else big
+
     def convert(self, value: Any, depth: int, seen: frozenset) -> Any:
         """``value`` converted; the caller has already counted it against the budget."""
         try:
@@ -106,7 +110,7 @@ class _Converter:
             if isinstance(value, bool):
                 return bool(value)
             if isinstance(value, int):  # IntEnum and other int subclasses too
-                return _big_int(int(value))
+                return self._int(int(value))
             if isinstance(value, float):
                 return float(value) if math.isfinite(value) else repr(float(value))
             if isinstance(value, str):
@@ -131,7 +135,7 @@ class _Converter:
         """One element of a container: scalars inline, anything else through `convert`."""
         t = type(v)
         if t is int:
-            return v if _INT_MIN <= v < _INT_END else _big_int(v)
+            return v if _INT_MIN <= v < _INT_END else self._int(v)
         if t is str and len(v) <= self.chars and len(v) <= MAX_STRING and v.isascii():
             self.chars -= len(v)
             return v
