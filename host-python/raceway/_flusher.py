@@ -91,6 +91,7 @@ class Flusher:
         self._halt = threading.Event()  # set by `stop`: ends a backoff early
         self._stopping = False
         self._deadline: Optional[float] = None
+        self._stop_reason: Optional[str] = "the client shut down"
         self._finished = False  # the thread has ended (or will, having settled everything)
         self._delivered_all = False
         self._waiters: List[_Waiter] = []
@@ -152,7 +153,7 @@ class Flusher:
                         self._delivered_all = True
                         return
                     if not ok and self._out_of_time():
-                        self._give_up("the client shut down")
+                        self._give_up(self._stop_reason)
                         return
         except CoreTrap as e:
             self._give_up(None)
@@ -171,15 +172,14 @@ class Flusher:
             return
         delay = self._retry_at - time.monotonic()
         if self._stopping:
-            if self._deadline is not None:
-                delay = min(delay, self._deadline - time.monotonic())
+            delay = min(delay, self._deadline - time.monotonic())  # type: ignore[operator]
             if delay > 0:
                 time.sleep(delay)
         elif delay > 0:
             self._halt.wait(delay)
 
     def _out_of_time(self) -> bool:
-        return self._deadline is None or time.monotonic() >= self._deadline
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _cycle_safely(self) -> bool:
         try:
@@ -356,10 +356,20 @@ class Flusher:
         self.wake.set()
         return waiter.event.wait(timeout) and waiter.ok
 
-    def stop(self, timeout: Optional[float]) -> bool:
+    def stop(self, timeout: Optional[float], reason: Optional[str] = "the client shut down") -> bool:
         """Delivers what is left and ends the worker, retrying until ``timeout`` seconds have
-        passed (None: one last attempt). True if everything was delivered in time."""
-        self._deadline = None if timeout is None else time.monotonic() + timeout
+        passed (None: one last attempt). True if everything was delivered in time. What cannot
+        be delivered is counted as failed and logged as lost because of ``reason`` (None: not
+        logged, the caller has said why)."""
+        # A stop is one-way: a later call can bring the deadline closer, never push it back,
+        # and once the caller has said why (reason None) nothing more is logged.
+        deadline = time.monotonic() + (timeout or 0.0)
+        if self._stopping:
+            deadline = min(deadline, self._deadline)  # type: ignore[type-var]
+            if self._stop_reason is None:
+                reason = None
+        self._stop_reason = reason
+        self._deadline = deadline
         self._stopping = True
         self._halt.set()
         self.wake.set()

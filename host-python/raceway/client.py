@@ -443,7 +443,7 @@ class RacewayClient:
         self._codec = None
         flusher = self._flusher
         if flusher is not None:
-            flusher.stop(0)
+            flusher.stop(0, reason=None)  # what it cannot deliver now is counted, not logged again
         else:
             self._queue.clear()
 

@@ -36,7 +36,7 @@ class Config:
     # Beyond the reference SDK.
     max_queue_size: int = 100_000
     """Events held in memory at most, recorded and waiting or encoded and not yet delivered
-    (about 30-60 MB at the default). When full, the oldest are dropped and counted in
+    (~35 MB at the default). When full, the oldest are dropped and counted in
     ``stats()["dropped"]``; the application never waits. See docs/delivery.md."""
     timeout: float = 10.0
     """Seconds one HTTP request to the server may take."""

@@ -175,3 +175,19 @@ def test_the_fuel_budget_leaves_real_input_a_wide_margin():
     assert core.encode_batch(text, 50)["events"] == 4096
     used = budget - core._store.get_fuel()
     assert used * 4 < budget, (used, budget)
+
+
+def test_a_trap_during_an_outage_is_still_one_error(make_client, collector, caplog):
+    collector.refuse()
+    client = make_client(endpoint=collector.url, timeout=0.5, retries=1, retry_backoff=0.01, retry_backoff_max=0.05)
+    caplog.set_level(logging.DEBUG, logger="raceway")
+    with client.trace():
+        for i in range(20):
+            client.track_state_change("x", i, i + 1, "Write")
+        with core_limits(fuel_base=1_000, fuel_per_char=0):
+            assert client.propagation_headers({"x": "1"}) == {"x": "1"}  # the codec traps here
+    assert client.shutdown(timeout=10) is False
+    errors = raceway_errors(caplog)
+    assert len(errors) == 1 and "core failed" in errors[0], errors
+    stats = client.stats()
+    assert stats["failed"] == 20 and stats["sent"] == 0
