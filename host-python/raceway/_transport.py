@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import math
 import threading
 from dataclasses import dataclass
 from typing import Optional
@@ -59,11 +58,10 @@ class RetryPolicy:
     """No wait is longer (a ``Retry-After`` from the server included)."""
 
     def _retry(self, **kwargs: object) -> Retry:
-        return Retry(
+        return _CappedRetry(
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.backoff * 2,
-            retry_after_max=max(1, math.ceil(self.backoff_max)),
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -86,6 +84,15 @@ class RetryPolicy:
 
     def schedule(self) -> "Backoff":
         return Backoff(self)
+
+
+class _CappedRetry(Retry):
+    """`Retry` that waits at most ``backoff_max`` for a server's ``Retry-After`` (urllib3's own
+    cap is 6 hours, and ``retry_after_max`` only exists from urllib3 2.5 on)."""
+
+    def get_retry_after(self, response: "urllib3.BaseHTTPResponse") -> Optional[float]:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, self.backoff_max)
 
 
 class Backoff:

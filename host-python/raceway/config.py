@@ -40,6 +40,13 @@ class Config:
     ``stats()["dropped"]``; the application never waits. See docs/delivery.md."""
     timeout: float = 10.0
     """Seconds one HTTP request to the server may take."""
+    max_stack_frames: int = 10
+    """Frames kept in the stack trace of an ``Error`` event."""
+    strict_context: bool = False
+    """When true, tracking calls outside any execution context raise ``RuntimeError``
+    instead of being ignored."""
+    tags: Dict[str, str] = field(default_factory=lambda: {"sdk_language": "python"})
+    # Delivery (docs/delivery.md); after the fields above so positional use is unchanged.
     retries: int = 3
     """Times urllib3 sends a request again after a connection error, a timeout, 429 or 5xx
     before the flusher sets the batch aside and tries again later (it keeps it)."""
@@ -48,12 +55,6 @@ class Config:
     that, while the server stays unreachable, attempts are 2x, 4x, 8x... apart."""
     retry_backoff_max: float = 30.0
     """No wait between attempts is longer (a server's ``Retry-After`` included)."""
-    max_stack_frames: int = 10
-    """Frames kept in the stack trace of an ``Error`` event."""
-    strict_context: bool = False
-    """When true, tracking calls outside any execution context raise ``RuntimeError``
-    instead of being ignored."""
-    tags: Dict[str, str] = field(default_factory=lambda: {"sdk_language": "python"})
 
     def __post_init__(self) -> None:
         def positive(name: str, kind: type) -> None:

@@ -58,7 +58,8 @@ class Status:
     the events; anything else does not."""
 
     status: int
-    retry_after: Optional[float] = None
+    retry_after: Optional[int] = None
+    """Seconds, as the header carries them (an integer)."""
     error: str = "injected fault"
 
 
@@ -193,7 +194,7 @@ class CollectorServer:
                         n = _count(parsed)
                         envelope = {"success": accepted, "data": f"Ingested {n} events" if accepted else None,
                                     "error": None if accepted else fault.error}
-                        extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+                        extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
                         self._answer(fault.status, json.dumps(envelope).encode(), extra)
                     else:
                         self._answer(200, json.dumps({"success": True, "data": "late", "error": None}).encode())

@@ -91,7 +91,7 @@ def test_every_event_id_arrives_through_an_outage_and_memory_stays_within_the_li
             assert wait_until(lambda: client.stats()["retried"] > 0)
             server.script(
                 Status(503), Status(503), Status(503),        # more than urllib3's 2 retries
-                Status(429, retry_after=0.1), Status(429), Status(429),
+                Status(429, retry_after=5), Status(429), Status(429),  # waits capped at 0.25 s
                 Stall(1.0),                                   # past the 0.5 s timeout
                 CloseMidResponse(),
                 Status(206),                                  # the server's queue is full

@@ -1,0 +1,86 @@
+"""The pieces of the delivery policy on their own: the memory split, the retry schedule, how
+the transport classifies what a real server answers, and the new settings' validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from raceway import Config
+from raceway._backlog import CHUNK, split_budget
+from raceway._transport import Outcome, RetryPolicy, Transport
+from raceway.testing import CloseMidResponse, CollectorServer, Status
+
+
+@pytest.mark.parametrize("limit", [1, 2, 7, 8, 100, 10_000, 100_000, 10**7])
+def test_the_log_and_the_held_chunk_never_exceed_the_limit(limit):
+    log, chunk = split_budget(limit)
+    assert log >= 1 and 1 <= chunk <= CHUNK
+    assert log + chunk <= max(limit, 2)
+
+
+def test_the_default_split():
+    assert split_budget(Config().max_queue_size) == (95_904, 4_096)
+
+
+def test_the_backoff_doubles_to_its_cap_with_jitter_and_resets():
+    backoff = RetryPolicy(backoff=0.5, backoff_max=30.0).schedule()
+    delays = [backoff.next_delay() for _ in range(40)]
+    for n, delay in enumerate(delays[:5], start=1):
+        assert 0.5 * 2**n <= delay <= 0.5 * 2**n + 1.0  # jitter: up to 2 x backoff
+    assert all(d == 30.0 for d in delays[5:])
+    backoff.reset()
+    assert 1.0 <= backoff.next_delay() <= 2.0
+
+
+def test_retry_after_is_honoured_up_to_the_cap():
+    retry = RetryPolicy(backoff_max=2.0).per_request()
+
+    class Answer:
+        headers = {"Retry-After": "3600"}
+
+    assert retry.get_retry_after(Answer()) == 2.0
+    assert retry.new().get_retry_after(Answer()) == 2.0  # urllib3 copies it on every retry
+
+
+@pytest.mark.parametrize(
+    "faults, outcome, retries",
+    [
+        ((), Outcome.SENT, 0),
+        ((Status(206),), Outcome.BACKPRESSURE, 0),
+        ((Status(401),), Outcome.REJECTED, 0),
+        ((Status(422),), Outcome.REJECTED, 0),
+        ((Status(302),), Outcome.REJECTED, 0),
+        ((Status(503),) * 3, Outcome.FAILED, 2),           # retried by urllib3, still failing
+        ((Status(429, retry_after=1),) * 3, Outcome.FAILED, 2),  # Retry-After capped at 0.1 s
+        ((Status(503), Status(429)), Outcome.SENT, 2),      # recovered within urllib3's retries
+        ((CloseMidResponse(),), Outcome.SENT, 1),
+    ],
+)
+def test_the_transport_classifies_real_answers(faults, outcome, retries):
+    with CollectorServer() as server:
+        server.script(*faults)
+        transport = Transport(server.url, None, 2.0, RetryPolicy(retries=2, backoff=0.01, backoff_max=0.1))
+        result = transport.send('{"events":[]}')
+        transport.close()
+    assert (result.outcome, result.retries) == (outcome, retries)
+    if outcome is Outcome.REJECTED and faults[0].status != 302:
+        assert str(faults[0].status) in result.reason and "injected fault" in result.reason
+
+
+def test_a_refused_connection_fails_after_urllib3s_retries():
+    with CollectorServer() as server:
+        url = server.url
+        server.refuse()
+        result = Transport(url, None, 1.0, RetryPolicy(retries=2, backoff=0.01, backoff_max=0.1)).send("{}")
+    assert result.outcome is Outcome.FAILED and result.retries == 2
+    assert "refused" in result.reason.lower()
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"retries": -1}, "retries"), ({"retries": True}, "retries"), ({"retry_backoff": -0.1}, "retry_backoff"),
+     ({"retry_backoff_max": 0}, "retry_backoff_max"), ({"retry_backoff_max": float("inf")}, "retry_backoff_max")],
+)
+def test_delivery_settings_are_checked(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        Config(**kwargs)
