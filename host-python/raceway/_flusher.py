@@ -391,7 +391,10 @@ class Flusher:
     def _note_drops(self) -> None:
         if self.log_drops is None:
             return
-        drops = self.log_drops()
+        try:
+            drops = self.log_drops()
+        except Exception:  # pragma: no cover - a counter read; never let it stop the worker
+            return
         if drops > self._drops_logged:
             self._log_repeating(
                 "queue-full", "raceway: the event queue is full; %d events dropped so far (oldest first)", drops,
