@@ -57,6 +57,19 @@ impl Ordering {
     }
 }
 
+/// `file:line`, serialized without building the string first (one per event adds up).
+#[derive(Debug, Clone, Copy)]
+pub struct Location<'a> {
+    pub file: &'a str,
+    pub line: u32,
+}
+
+impl Serialize for Location<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}:{}", self.file, self.line))
+    }
+}
+
 /// Externally tagged, exactly the variants the server knows (no `FunctionReturn`: the server
 /// rejects a whole batch for an unknown variant).
 #[derive(Debug, Serialize)]
@@ -68,12 +81,12 @@ pub enum Kind<'a> {
         variable: Str<'a>,
         old_value: &'a RawValue,
         new_value: &'a RawValue,
-        location: String,
+        location: Location<'a>,
         access_type: AccessType,
     },
-    LockAcquire { lock_id: Str<'a>, lock_type: Str<'a>, location: String },
-    LockRelease { lock_id: Str<'a>, lock_type: Str<'a>, location: String },
-    MemoryFence { ordering: Ordering, location: String },
+    LockAcquire { lock_id: Str<'a>, lock_type: Str<'a>, location: Location<'a> },
+    LockRelease { lock_id: Str<'a>, lock_type: Str<'a>, location: Location<'a> },
+    MemoryFence { ordering: Ordering, location: Location<'a> },
     HttpRequest { method: Str<'a>, url: Str<'a>, headers: BTreeMap<Str<'a>, Str<'a>>, body: &'a RawValue },
     HttpResponse { status: u16, headers: BTreeMap<Str<'a>, Str<'a>>, body: &'a RawValue, duration_ms: u64 },
     DatabaseQuery { query: Str<'a>, database: Str<'a>, duration_ms: u64 },

@@ -9,7 +9,7 @@
 //! parts (ids, timestamp, kind, counters) are written straight into the body.
 
 use crate::clock::VectorClock;
-use crate::event::{AccessType, Kind, Ordering, ProcessConfig};
+use crate::event::{AccessType, Kind, Location, Ordering, ProcessConfig};
 use crate::hex;
 use crate::ids::TraceId;
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
@@ -195,7 +195,7 @@ impl<'c> Encoder<'c> {
         let Some(state) = states.get(r.1) else {
             return self.out.drop_record("event record: unknown state".to_owned());
         };
-        let location = || format!("{}:{}", r.6, r.7);
+        let location = Location { file: &r.6, line: r.7 };
         let kind = match build_kind(r, location) {
             Ok(kind) => kind,
             Err(e) => return self.out.drop_record(e),
@@ -321,7 +321,7 @@ fn fields<'a, T: serde::Deserialize<'a>>(kind: &str, raw: &'a RawValue) -> Resul
 type S<'a> = Cow<'a, str>;
 type Headers<'a> = BTreeMap<S<'a>, S<'a>>;
 
-fn build_kind<'a>(r: &'a EventRecord<'a>, location: impl Fn() -> String) -> Result<Kind<'a>, String> {
+fn build_kind<'a>(r: &'a EventRecord<'a>, location: Location<'a>) -> Result<Kind<'a>, String> {
     let kind_name: &str = &r.8;
     let raw = r.9;
     Ok(match kind_name {
@@ -329,7 +329,7 @@ fn build_kind<'a>(r: &'a EventRecord<'a>, location: impl Fn() -> String) -> Resu
             let (variable, old_value, new_value, access): (S, &RawValue, &RawValue, S) = fields(kind_name, raw)?;
             let access_type = AccessType::parse(&access)
                 .ok_or_else(|| format!("StateChange: access type {access:?} does not exist"))?;
-            Kind::StateChange { variable, old_value, new_value, location: location(), access_type }
+            Kind::StateChange { variable, old_value, new_value, location, access_type }
         }
         "FunctionCall" => {
             let (function_name, module, args): (S, S, &RawValue) = fields(kind_name, raw)?;
@@ -345,11 +345,11 @@ fn build_kind<'a>(r: &'a EventRecord<'a>, location: impl Fn() -> String) -> Resu
         }
         "LockAcquire" => {
             let (lock_id, lock_type): (S, S) = fields(kind_name, raw)?;
-            Kind::LockAcquire { lock_id, lock_type, location: location() }
+            Kind::LockAcquire { lock_id, lock_type, location }
         }
         "LockRelease" => {
             let (lock_id, lock_type): (S, S) = fields(kind_name, raw)?;
-            Kind::LockRelease { lock_id, lock_type, location: location() }
+            Kind::LockRelease { lock_id, lock_type, location }
         }
         "AsyncSpawn" => {
             let (task_id, spawned_by): (S, S) = fields(kind_name, raw)?;
@@ -372,7 +372,7 @@ fn build_kind<'a>(r: &'a EventRecord<'a>, location: impl Fn() -> String) -> Resu
         "MemoryFence" => {
             let (ordering,): (S,) = fields(kind_name, raw)?;
             let ordering = Ordering::parse(&ordering).ok_or("MemoryFence: unknown ordering")?;
-            Kind::MemoryFence { ordering, location: location() }
+            Kind::MemoryFence { ordering, location }
         }
         "DatabaseQuery" => {
             let (query, database, duration_ms): (S, S, u64) = fields(kind_name, raw)?;

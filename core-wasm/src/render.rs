@@ -3,21 +3,32 @@
 
 use crate::timestamp::rfc3339_micros;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 /// Writes 128 bits as a quoted lower-case hyphenated UUID.
 pub fn uuid(out: &mut Vec<u8>, bits: u128) {
+    let bytes = bits.to_be_bytes();
     let mut buf = [0u8; 38];
     buf[0] = b'"';
     buf[37] = b'"';
     let mut pos = 1;
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
             buf[pos] = b'-';
             pos += 1;
         }
-        buf[pos] = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
-        pos += 1;
+        buf[pos..pos + 2].copy_from_slice(&HEX_PAIRS[*b as usize]);
+        pos += 2;
     }
     out.extend_from_slice(&buf);
 }

@@ -181,7 +181,8 @@ class CoreInstance:
                 if func is None:
                     raise CoreError(f"component does not export {iface}#{name}")
                 self._funcs[name] = func
-                self._fast[name] = make_caller(func, self._store)
+                # Bodies stay bytes: they go to the network as bytes (see encode_batch).
+                self._fast[name] = make_caller(func, self._store, raw=(name == "encode-batch"))
 
     @staticmethod
     def _fuel(args: tuple) -> int:
@@ -276,8 +277,11 @@ class CoreInstance:
 
     def encode_batch(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
         """The component answers a summary line, then the bodies verbatim (see the WIT); this
-        returns the summary with ``bodies`` added: the bodies joined by newlines."""
-        head, _, bodies = self._call("encode-batch", records, max_events_per_body).partition("\n")
+        returns the summary with ``bodies`` added: the bodies as UTF-8 bytes joined by newlines."""
+        answer = self._call("encode-batch", records, max_events_per_body)
+        if isinstance(answer, str):  # the public calling path decodes
+            answer = answer.encode("utf-8")
+        head, _, bodies = answer.partition(b"\n")
         summary = json.loads(head)
         summary["bodies"] = bodies
         return summary

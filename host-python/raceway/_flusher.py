@@ -258,7 +258,7 @@ class Flusher:
             if self.transport is None:  # endpoint=None: local use, nothing leaves the process
                 self._settle(placed)
                 continue
-            for body, n in zip(bodies.split("\n"), counts):
+            for body, n in zip(bodies.split(b"\n"), counts):
                 self.backlog.push(body, n)
 
     def _encode_part(self, text: str, part: list) -> Optional[dict]:

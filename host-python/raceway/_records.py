@@ -13,6 +13,7 @@ import json
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from ._values import clean_str, snapshot
+from .context import ExecutionContext, State
 
 Record = tuple
 
@@ -27,6 +28,54 @@ core's memory limit would make that a trap, so big batches are split first."""
 def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     """Compact JSON for ``encode-batch``. With ``sanitize``, every user value is converted again
     (the fallback for a batch that the fast path could not encode, e.g. one holding NaN)."""
+    if sanitize:
+        return _encode_sanitized(records)
+    tables = _Tables()
+    # The records are dumped as they are: json's C encoder walks them and calls `tables.index`
+    # only for the two objects it cannot write, the context and the state, which become
+    # indexes into the tables. No Python loop over the records.
+    events = json.dumps(records, default=tables.index, separators=(",", ":"), allow_nan=False)
+    return f'{{"contexts":{_dumps(tables.contexts)},"states":{_dumps(tables.states)},"events":{events}}}'
+
+
+class _Tables:
+    """The context and state tables of one batch, filled as the encoder meets them."""
+
+    __slots__ = ("seen", "contexts", "states")
+
+    def __init__(self) -> None:
+        self.seen: Dict[int, int] = {}
+        self.contexts: List[dict] = []
+        self.states: List[dict] = []
+
+    def index(self, obj: Any) -> int:
+        i = self.seen.get(id(obj))  # the records keep every obj alive: ids cannot be reused
+        if i is not None:
+            return i
+        if obj.__class__ is State:
+            i = len(self.states)
+            self.states.append({"clock": obj.clock, "locks": obj.locks})
+        elif obj.__class__ is ExecutionContext:
+            i = len(self.contexts)
+            self.contexts.append(_context_row(obj))
+        else:
+            raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+        self.seen[id(obj)] = i
+        return i
+
+
+def _context_row(ctx: ExecutionContext) -> dict:
+    return {
+        "trace_id": ctx.trace_id,
+        "thread_id": ctx.thread_id,
+        "component": ctx.component,
+        "span_id": ctx.span_id,
+        "upstream_span_id": ctx.upstream_span_id,
+        "id_base": ctx.id_base,
+    }
+
+
+def _encode_sanitized(records: Sequence[Record]) -> str:
     contexts: Dict[Any, int] = {}
     context_table: List[dict] = []
     states: Dict[Any, int] = {}
@@ -36,29 +85,13 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
         ci = contexts.get(ctx)
         if ci is None:
             ci = contexts[ctx] = len(context_table)
-            context_table.append(
-                {
-                    "trace_id": ctx.trace_id,
-                    "thread_id": ctx.thread_id,
-                    "component": ctx.component,
-                    "span_id": ctx.span_id,
-                    "upstream_span_id": ctx.upstream_span_id,
-                    "id_base": ctx.id_base,
-                }
-            )
+            context_table.append(_context_row(ctx))
         si = states.get(state)
         if si is None:
             si = states[state] = len(state_table)
             state_table.append({"clock": state.clock, "locks": state.locks})
-        if sanitize:
-            file = clean_str(file)
-            fields = snapshot(fields)
-        events.append((ci, si, seq, prev, nanos, duration, file, line, kind, fields))
-    batch = {"contexts": context_table, "states": state_table, "events": events}
-    if sanitize:
-        batch["contexts"] = snapshot(context_table)
-        batch["states"] = snapshot(state_table)
-    return _dumps(batch)
+        events.append((ci, si, seq, prev, nanos, duration, clean_str(file), line, kind, snapshot(fields)))
+    return _dumps({"contexts": snapshot(context_table), "states": snapshot(state_table), "events": events})
 
 
 def encode_safely(records: Sequence[Record]) -> str:

@@ -133,9 +133,10 @@ class Transport:
             num_pools=1, maxsize=1, retries=self.policy.per_request(), timeout=urllib3.Timeout(total=timeout)
         )
 
-    def send(self, body: str) -> Result:
+    def send(self, body: "bytes | str") -> Result:
         try:
-            resp = self.pool.request("POST", self.url, body=body.encode("utf-8"), headers=self.headers)
+            resp = self.pool.request("POST", self.url, body=body if isinstance(body, bytes) else body.encode("utf-8"),
+                                     headers=self.headers)
         except MaxRetryError as e:
             return Result(Outcome.FAILED, None, _describe(e.reason), self.policy.retries)
         except urllib3.exceptions.HTTPError as e:
