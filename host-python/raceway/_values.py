@@ -78,7 +78,40 @@ def snapshot(value: Any, depth: int = 0, seen: frozenset = frozenset()) -> Any:
         return value if _INT_MIN <= value < _INT_END else _big_int(value)
     if cls is str and len(value) <= MAX_STRING:
         return clean_str(value)
+    if cls is dict and depth == 0:
+        flat = _flat_dict(value)
+        if flat is not None:
+            return flat
     return _Converter().convert(value, depth, seen)
+
+
+_FLAT_ITEMS = 16
+_FLAT_TEXT = 256
+
+
+def _flat_dict(value: dict) -> Any:
+    """The common ``args`` shape, ``{"from": "alice", "amount": 100}``: a few short ASCII
+    keys with plain scalar values. Such a dict is already JSON-safe and within every limit, so
+    one pass that checks and a copy replace the general conversion (it runs on the
+    application's thread). None when any entry needs the general path."""
+    if len(value) > _FLAT_ITEMS:
+        return None
+    for k, v in value.items():
+        if k.__class__ is not str or len(k) > _FLAT_TEXT or not k.isascii():
+            return None
+        t = v.__class__
+        if t is str:
+            if len(v) > _FLAT_TEXT or not v.isascii():
+                return None
+        elif t is int:
+            if not _INT_MIN <= v < _INT_END:
+                return None
+        elif t is float:
+            if v - v != 0.0:  # NaN or an infinity
+                return None
+        elif v is not None and t is not bool:
+            return None
+    return dict(value)
 
 
 class _Converter:

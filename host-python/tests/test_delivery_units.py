@@ -84,3 +84,23 @@ def test_a_refused_connection_fails_after_urllib3s_retries():
 def test_delivery_settings_are_checked(kwargs, field):
     with pytest.raises(ValueError, match=field):
         Config(**kwargs)
+
+
+def test_flat_dict_fast_path_gives_what_the_general_conversion_gives():
+    from raceway._values import _Converter, snapshot
+
+    cases = [
+        {"from": "alice", "to": "bob", "amount": 100, "ok": True, "none": None, "ratio": 0.5},
+        {"nan": float("nan"), "inf": float("-inf")},
+        {"big": 2**70, "neg": -(2**63) - 1},
+        {"é": 1, "s": "ünïcode", "sur": "\udc80"},
+        {1: "int key", "nested": {"a": [1, 2]}},
+        {"long": "x" * 300, "k" * 300: 1},
+        {f"k{i}": i for i in range(40)},
+    ]
+    for value in cases:
+        assert snapshot(value) == _Converter().convert(value, 0, frozenset()), value
+    original = {"a": 1}
+    copy = snapshot(original)
+    original["a"] = 2
+    assert copy == {"a": 1}  # the value as it was when recorded
