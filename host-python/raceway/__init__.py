@@ -15,9 +15,30 @@ from .config import Config
 from .context import ExecutionContext, create_context, get_context, reset_context, set_context
 from .decorators import track_async, track_function, track_method
 from .lock_helpers import track_lock_acquire, track_lock_release, tracked_lock
-from .background import background_job
-from .concurrency import (ContextAwareThread, ContextAwareThreadPoolExecutor, bind, capture, continue_trace,
-                          instrument_loop, run_with_context)
+
+# Imported on first use (PEP 562): they import asyncio and concurrent.futures, which a
+# service that never uses them should not pay for at start-up.
+_LAZY = {
+    "background_job": "background",
+    "ContextAwareThread": "concurrency",
+    "ContextAwareThreadPoolExecutor": "concurrency",
+    "bind": "concurrency",
+    "capture": "concurrency",
+    "continue_trace": "concurrency",
+    "instrument_loop": "concurrency",
+    "run_with_context": "concurrency",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'raceway' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "RacewayClient",

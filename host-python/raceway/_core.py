@@ -20,14 +20,12 @@ in the store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
+import zlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -73,7 +71,8 @@ class CoreTrap(CoreError):
 
 
 def wasm_bytes() -> bytes:
-    return resources.files("raceway").joinpath("_wasm", WASM_NAME).read_bytes()
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_wasm", WASM_NAME), "rb") as f:
+        return f.read()
 
 
 def cache_dir() -> Path:
@@ -82,18 +81,27 @@ def cache_dir() -> Path:
 
 
 def _cache_path(wasm: bytes) -> Path:
-    key = hashlib.sha256(wasm).hexdigest()[:24]
-    return cache_dir() / f"core-{key}-wasmtime-{_wasmtime_version()}-fuel.bin"
+    # A checksum, not a cryptographic hash: the cache is the user's own directory (whoever can
+    # write there can already run code as the user), and hashlib costs milliseconds to import.
+    key = f"{zlib.crc32(wasm):08x}{len(wasm):x}"
+    return cache_dir() / f"core-{key}-wasmtime-{_wasmtime_identity()}-fuel.bin"
 
 
-def _wasmtime_version() -> str:
-    """Compiled code is only valid for the wasmtime that made it: part of the cache key."""
+def _wasmtime_identity() -> str:
+    """Compiled code is only valid for the wasmtime library that made it: that library file's
+    size and modification time name it (reading package metadata instead costs ~10 ms)."""
     try:
-        from importlib.metadata import version
+        from wasmtime import _ffi
 
-        return version("wasmtime")
-    except Exception:  # pragma: no cover
-        return "unknown"
+        st = os.stat(_ffi.filename)
+        return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+    except Exception:  # pragma: no cover - another wasmtime-py layout
+        try:
+            from importlib.metadata import version
+
+            return version("wasmtime")
+        except Exception:
+            return "unknown"
 
 
 class Runtime:
@@ -131,6 +139,8 @@ class Runtime:
         component = Component(self.engine, wasm)
         if use_cache:
             try:
+                import tempfile
+
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".core-")
                 with os.fdopen(fd, "wb") as f:

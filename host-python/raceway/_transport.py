@@ -17,11 +17,14 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import urllib3
-from urllib3.exceptions import MaxRetryError
-from urllib3.util.retry import Retry
+if TYPE_CHECKING:
+    import urllib3
+    from urllib3.util.retry import Retry
+
+# urllib3 (~35 ms of imports) is imported when the first body is sent or the first backoff
+# computed, both on the flusher thread, so `import raceway` and a ready client never wait for it.
 
 log = logging.getLogger("raceway")
 
@@ -57,15 +60,15 @@ class RetryPolicy:
     backoff_max: float = 30.0
     """No wait is longer (a ``Retry-After`` from the server included)."""
 
-    def _retry(self, **kwargs: object) -> Retry:
-        return _CappedRetry(
+    def _retry(self, **kwargs: object) -> "Retry":
+        return _capped_retry()(
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.backoff * 2,
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def per_request(self) -> Retry:
+    def per_request(self) -> "Retry":
         """urllib3's retries within one send."""
         n = self.retries
         return self._retry(
@@ -86,13 +89,24 @@ class RetryPolicy:
         return Backoff(self)
 
 
-class _CappedRetry(Retry):
-    """`Retry` that waits at most ``backoff_max`` for a server's ``Retry-After`` (urllib3's own
-    cap is 6 hours, and ``retry_after_max`` only exists from urllib3 2.5 on)."""
+_capped_retry_class: Optional[type] = None
 
-    def get_retry_after(self, response: "urllib3.BaseHTTPResponse") -> Optional[float]:
-        after = super().get_retry_after(response)
-        return None if after is None else min(after, self.backoff_max)
+
+def _capped_retry() -> type:
+    """`Retry` that waits at most ``backoff_max`` for a server's ``Retry-After`` (urllib3's own
+    cap is 6 hours, and ``retry_after_max`` only exists from urllib3 2.5 on). Defined on first
+    use so that importing this module does not import urllib3."""
+    global _capped_retry_class
+    if _capped_retry_class is None:
+        from urllib3.util.retry import Retry
+
+        class CappedRetry(Retry):
+            def get_retry_after(self, response: "urllib3.BaseHTTPResponse") -> Optional[float]:
+                after = super().get_retry_after(response)
+                return None if after is None else min(after, self.backoff_max)
+
+        _capped_retry_class = CappedRetry
+    return _capped_retry_class
 
 
 class Backoff:
@@ -103,11 +117,18 @@ class Backoff:
     _HISTORY = 32  # enough to reach any cap; keeps the history from growing through an outage
 
     def __init__(self, policy: RetryPolicy):
-        self._start = policy._retry(total=None).increment(method="POST", url="/events")
-        self._retry = self._start
+        self._policy = policy
+        self._start: "Optional[Retry]" = None  # built on first use (it imports urllib3)
+        self._retry: "Optional[Retry]" = None
+
+    def _current(self) -> "Retry":
+        if self._retry is None:
+            self._start = self._policy._retry(total=None).increment(method="POST", url="/events")
+            self._retry = self._start
+        return self._retry
 
     def next_delay(self) -> float:
-        retry = self._retry.increment(method="POST", url="/events")
+        retry = self._current().increment(method="POST", url="/events")
         if len(retry.history) > self._HISTORY:
             retry = retry.new(history=retry.history[-self._HISTORY:])
         self._retry = retry
@@ -119,7 +140,7 @@ class Backoff:
     @property
     def failures(self) -> int:
         """Consecutive failed sends so far."""
-        return len(self._retry.history) - 1
+        return len(self._retry.history) - 1 if self._retry is not None else 0
 
 
 class Transport:
@@ -129,17 +150,29 @@ class Transport:
         self.headers = {"Content-Type": "application/json", "User-Agent": "raceway-python-wasm/0.1"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
-        self.pool = urllib3.PoolManager(
-            num_pools=1, maxsize=1, retries=self.policy.per_request(), timeout=urllib3.Timeout(total=timeout)
-        )
+        self.timeout = timeout
+        self._pool: "Optional[urllib3.PoolManager]" = None
+
+    @property
+    def pool(self) -> "urllib3.PoolManager":
+        """The connection pool, made on first use (on the flusher thread: it imports urllib3)."""
+        if self._pool is None:
+            import urllib3
+
+            self._pool = urllib3.PoolManager(
+                num_pools=1, maxsize=1, retries=self.policy.per_request(), timeout=urllib3.Timeout(total=self.timeout)
+            )
+        return self._pool
 
     def send(self, body: "bytes | str") -> Result:
+        from urllib3.exceptions import HTTPError, MaxRetryError
+
         try:
             resp = self.pool.request("POST", self.url, body=body if isinstance(body, bytes) else body.encode("utf-8"),
                                      headers=self.headers)
         except MaxRetryError as e:
             return Result(Outcome.FAILED, None, _describe(e.reason), self.policy.retries)
-        except urllib3.exceptions.HTTPError as e:
+        except HTTPError as e:
             return Result(Outcome.FAILED, None, _describe(e))
         retries = len(resp.retries.history) if resp.retries is not None else 0
         status = resp.status
@@ -153,7 +186,8 @@ class Transport:
         return Result(Outcome.REJECTED, status, reason, retries)
 
     def close(self) -> None:
-        self.pool.clear()
+        if self._pool is not None:
+            self._pool.clear()
 
 
 def _describe(error: object) -> str:
