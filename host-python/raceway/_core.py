@@ -278,8 +278,11 @@ class CoreInstance:
         """Headers for one outgoing call; ``request`` is the JSON the WIT describes, or a dict."""
         if not isinstance(request, str):
             request = json.dumps(request)
-        lines = self._call("encode-outgoing", request).split("\n")
-        return dict(line.split(": ", 1) for line in lines)
+        headers = {}
+        for line in self._call("encode-outgoing", request).split("\n"):
+            name, _, value = line.partition(": ")
+            headers[name] = value
+        return headers
 
     # -- pipeline ------------------------------------------------------------------------------
     def configure(self, config: Dict[str, Any]) -> None:

@@ -332,10 +332,12 @@ class RacewayClient:
 
     def _outgoing_request(self, ctx: ExecutionContext) -> str:
         """The ``encode-outgoing`` request as JSON. What does not change between calls of one
-        context is rendered once and kept on the context; per call only the new span id and
-        the clock are added."""
+        context is rendered once and kept on the context: the fixed fields, and the clock
+        without this context's own counter for as long as its inherited clock (its `State`)
+        stays the same. Per call only the new span id and the counter are added."""
         cached = ctx.outgoing
-        if cached is None or cached[0] is not self:
+        state = ctx.state
+        if cached is None or cached[0] is not self or cached[2] is not state:
             prefix = _compact(
                 {
                     "trace_id": ctx.trace_id,
@@ -346,8 +348,17 @@ class RacewayClient:
                     "instance": self.settings.instance_id,
                 }
             )[:-1] + ',"span_id":"'
-            cached = ctx.outgoing = (self, prefix)
-        return f'{cached[1]}{new_span_id()}","clock":{_compact(ctx.clock())}}}'
+            own = ctx.component
+            if any(c == own for c, _ in state.clock):  # a join brought our own component back
+                clock_head = None
+            else:
+                entries = _compact([[c, n] for c, n in state.clock])[1:-1]
+                clock_head = f'","clock":[{entries}{"," if entries else ""}[{_compact(own)},'
+            cached = ctx.outgoing = (self, prefix, state, clock_head)
+        _, prefix, _, clock_head = cached
+        if clock_head is None:
+            return f'{prefix}{new_span_id()}","clock":{_compact(ctx.clock())}}}'
+        return f"{prefix}{new_span_id()}{clock_head}{ctx.seq}]]}}"
 
     def request(self, method: str, url: str, **kwargs: Any):
         """``requests.request`` with the propagation headers added. Headers you pass win, matched

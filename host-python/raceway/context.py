@@ -116,7 +116,7 @@ class ExecutionContext:
         self.seq = 0   # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
         self.state = State(clock)
-        self.outgoing: Optional[Tuple[object, str]] = None  # (owner, pre-rendered request JSON)
+        self.outgoing: Optional[tuple] = None  # the client's pre-rendered encode-outgoing request
 
     # -- clock -----------------------------------------------------------------------------
     def clock(self) -> Clock:
