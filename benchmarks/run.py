@@ -24,7 +24,6 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import wasmtime  # noqa: F401
     from importlib.metadata import version
 
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "

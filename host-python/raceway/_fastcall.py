@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import POINTER, byref, c_uint8, string_at
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 try:
     from wasmtime import WasmtimeError

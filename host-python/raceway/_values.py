@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import traceback
 from typing import Any, List
 
 MAX_STRING = 4096
@@ -49,6 +50,21 @@ def clean_str(s: str, limit: int = MAX_STRING) -> str:
         return s
     except UnicodeEncodeError:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def describe_exception(error: BaseException, max_frames: int) -> tuple:
+    """The fields of an ``Error`` event: the exception's type name, its message, and at most
+    ``max_frames`` stack frames as ``file:line in function``, innermost last. Never raises."""
+    try:
+        frames = traceback.extract_tb(error.__traceback__)[-max_frames:] if error.__traceback__ else []
+        stack = [clean_str(f"{fr.filename}:{fr.lineno} in {fr.name}") for fr in frames]
+    except Exception:  # pragma: no cover - a traceback that cannot be read
+        stack = []
+    try:
+        message = text(str(error))
+    except Exception:  # a __str__ that raises
+        message = f"<{type(error).__name__}: str() failed>"
+    return (type(error).__name__, message, stack)
 
 
 def _safe_repr(value: Any, limit: int = MAX_STRING) -> str:

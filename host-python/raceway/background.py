@@ -23,7 +23,7 @@ import logging
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from .concurrency import instrument_loop
-from .context import ExecutionContext, _current, new_span_id, new_trace_id
+from .context import ExecutionContext, _current, new_span_id, new_trace_id, reset_context
 
 log = logging.getLogger("raceway")
 
@@ -117,10 +117,7 @@ class _Run:
         if token is None:
             return
         try:
-            try:
-                _current.reset(token)
-            except ValueError:  # ended in another contextvars.Context: restore by value
-                _current.set(self.parent)
+            reset_context(token)
             if self.parent is not None and self.ctx is not None and getattr(self.client, "_codec", None) is not None:
                 self.client.join(self.parent, self.ctx)  # the caller waited for this run
         except Exception as e:

@@ -14,11 +14,10 @@ import logging
 import os
 import threading
 import time
-import traceback
 import weakref
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 from . import _lifecycle, _values
 from ._backlog import split_budget
@@ -28,7 +27,7 @@ from ._location import PACKAGE_DIR, getframe, user_frame
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from .config import Config, Settings, default_instance_id
-from .context import ExecutionContext, _current, new_span_id, new_trace_id, set_identity
+from .context import ExecutionContext, _current, new_span_id, new_trace_id, reset_context, set_identity
 
 log = logging.getLogger("raceway")
 
@@ -264,10 +263,7 @@ class RacewayClient:
         ctx = _current.get()
         if ctx is None:
             return self._outside("track_error")
-        limit = max_frames or self.config.max_stack_frames
-        frames = traceback.extract_tb(error.__traceback__)[-limit:] if error.__traceback__ else []
-        stack = [f"{fr.filename}:{fr.lineno} in {fr.name}" for fr in frames]
-        self._record(ctx, "Error", (type(error).__name__, _values.text(str(error)), stack))
+        self._record(ctx, "Error", _values.describe_exception(error, max_frames or self.config.max_stack_frames))
 
     def track_custom(self, name: str, data: Any = None) -> None:
         """Records an application-defined event."""
@@ -302,10 +298,7 @@ class RacewayClient:
         try:
             yield ctx
         finally:
-            try:
-                _current.reset(token)
-            except ValueError:  # exited in another contextvars.Context: restore by value
-                _current.set(parent)
+            reset_context(token)
             if parent is not None:
                 self.join(parent, ctx)
 

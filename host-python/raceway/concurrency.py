@@ -34,7 +34,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from .context import ExecutionContext, _current
+from .context import ExecutionContext, _current, reset_context
 
 log = logging.getLogger("raceway")
 
@@ -486,7 +486,4 @@ def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple
     try:
         yield ctx
     finally:
-        try:
-            _current.reset(token)
-        except ValueError:  # left in another contextvars.Context
-            _current.set(None)
+        reset_context(token)

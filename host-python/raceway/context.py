@@ -214,7 +214,14 @@ def set_context(ctx: Optional[ExecutionContext]) -> Token:
 
 
 def reset_context(token: Token) -> None:
-    _current.reset(token)
+    """Undoes `set_context`. Where the token cannot be used (the context is left in another
+    ``contextvars.Context`` than it was set in: a generator or task finished elsewhere), what
+    was current before is restored by value instead of raising."""
+    try:
+        _current.reset(token)
+    except ValueError:
+        previous = token.old_value
+        _current.set(None if previous is Token.MISSING else previous)
 
 
 def get_context() -> Optional[ExecutionContext]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import enum
 import json
-import math
 import re
 from typing import Any, Iterator, List, Tuple
 

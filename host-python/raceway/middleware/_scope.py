@@ -14,13 +14,12 @@ once and the request goes on untraced.
 from __future__ import annotations
 
 import time
-import traceback
 from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from .. import _values
-from ..context import ExecutionContext, _current
+from ..context import ExecutionContext, _current, reset_context
 from ._incoming import context_from_headers, response_traceparent
 
 
@@ -78,13 +77,8 @@ class RequestScope:
         """Makes the context stop being current in the context it was set in. Safe to call
         twice; a token from another ``contextvars.Context`` falls back to restoring by value."""
         token, self.token = self.token, None
-        if token is None:
-            return
-        try:
-            _current.reset(token)
-        except ValueError:
-            previous = token.old_value
-            _current.set(None if previous is Token.MISSING else previous)
+        if token is not None:
+            reset_context(token)
 
     # -- recording -----------------------------------------------------------------------------
     def record(self, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
@@ -98,18 +92,14 @@ class RequestScope:
     def error(self, exc: BaseException) -> None:
         """Records an unhandled exception with at most ``Config.max_stack_frames`` frames,
         innermost last (the same shape as `RacewayClient.track_error`)."""
-        try:
-            limit = self.client.config.max_stack_frames
-            frames = traceback.extract_tb(exc.__traceback__)[-limit:] if exc.__traceback__ else []
-            stack = [f"{fr.filename}:{fr.lineno} in {fr.name}" for fr in frames]
-            try:
-                message = _values.text(str(exc))
-            except Exception:
-                message = f"<{type(exc).__name__}: str() failed>"
-        except Exception as e:
-            _warn(self.client, "middleware-error", "raceway: cannot describe an exception: %s", e)
-            return
-        self.record("Error", (type(exc).__name__, message, stack))
+        self.record("Error", _values.describe_exception(exc, self.client.config.max_stack_frames))
+
+    def fail(self, exc: BaseException, status: int = 500, end_ns: Optional[int] = None) -> None:
+        """An exception left the application: record it (a cancellation or an interpreter exit
+        is not an application error) and finish with ``status``."""
+        if isinstance(exc, Exception):
+            self.error(exc)
+        self.finish(status, end_ns)
 
     def finish(self, status: int, end_ns: Optional[int] = None) -> None:
         """Records the response once: its status and how long the request took (until

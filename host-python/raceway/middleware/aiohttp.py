@@ -38,9 +38,7 @@ def aiohttp_middleware(client: Any, **options: Any) -> Callable[..., Awaitable[A
             scope.finish(http.status)
             raise
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                scope.error(exc)
-            scope.finish(500)
+            scope.fail(exc)
             raise
         else:
             if opts.response_traceparent and not getattr(response, "prepared", False):

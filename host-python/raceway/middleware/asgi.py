@@ -67,10 +67,8 @@ class RacewayASGIMiddleware:
         try:
             await self.app(scope, receive, traced_send)
         except BaseException as exc:
-            if isinstance(exc, Exception):  # not a cancellation or an interpreter exit
-                request.error(exc)
             # Without a response started, the server (or an outer error middleware) answers 500.
-            request.finish(sent.get("status", 500), sent.get("end_ns"))
+            request.fail(exc, sent.get("status", 500), sent.get("end_ns"))
             raise
         finally:
             # Recorded when the app returns, not from inside send(): a body streamed by another

@@ -57,9 +57,7 @@ class RacewayWSGIMiddleware:
         try:
             body = self.app(environ, traced_start_response)
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                request.error(exc)
-            request.finish(500)
+            request.fail(exc)
             raise
         finally:
             request.deactivate()
