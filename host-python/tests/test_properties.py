@@ -8,7 +8,7 @@ import base64
 import enum
 import json
 import re
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, Tuple
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
