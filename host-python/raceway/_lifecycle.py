@@ -17,7 +17,6 @@ The hooks hold only weak references: a client that is gone is skipped.
 from __future__ import annotations
 
 import atexit
-import itertools
 import os
 import sys
 import weakref
@@ -80,8 +79,4 @@ def renew_current_context() -> None:
     if _renewed_in[0] == pid:
         return
     _renewed_in[0] = pid
-    if hasattr(context, "_suffixes"):
-        context._suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
-    current = context._current.get()
-    if current is not None:
-        context._current.set(current.child())
+    context.renew_after_fork()

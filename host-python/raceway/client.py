@@ -9,6 +9,7 @@ flusher thread, in batches, in the core.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -53,7 +54,9 @@ def _headers(value: Optional[Mapping], argument: str) -> Dict[str, str]:
     if value is None:
         return {}
     try:
-        return {_values.text(k): _values.text(v) for k, v in dict(value).items()}
+        items = value.items() if isinstance(value, Mapping) else dict(value).items()
+        # Bounded like any other value (docs/values.md): the first MAX_ITEMS headers.
+        return {_values.text(k): _values.text(v) for k, v in itertools.islice(items, _values.MAX_ITEMS)}
     except (TypeError, ValueError) as e:
         raise ValueError(f"{argument} must be a mapping of header names to values: {e}") from None
 

@@ -33,6 +33,18 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
+def renew_after_fork() -> None:
+    """In a forked child: context suffixes are drawn afresh (or the child's new contexts would
+    repeat the parent's thread ids and clock components), and the context current in the
+    forking thread goes on as a child of itself (as if spawned at the fork), so the child's
+    events get ids and a clock component of their own."""
+    global _suffixes
+    _suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
+    current = _current.get()
+    if current is not None:
+        _current.set(current.child())
+
+
 def set_identity(service_name: str, instance_id: str) -> None:
     _identity[0] = f"{service_name}#{instance_id}"
 

@@ -241,3 +241,12 @@ def test_package_exports_the_reference_names():
                  "tracked_lock", "track_function", "track_async", "track_method"):
         assert hasattr(raceway, name), name
     assert isinstance(RacewayClient, type)
+
+
+def test_http_headers_are_bounded_like_other_values(collector, make_client):
+    client = make_client(endpoint=collector.url)
+    with client.trace():
+        client.track_http_request("GET", "/x", {f"h{i}": str(i) for i in range(5000)})
+    assert client.flush(timeout=5)
+    (event,) = collector.events
+    assert len(event["kind"]["HttpRequest"]["headers"]) == 100
