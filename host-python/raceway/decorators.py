@@ -14,6 +14,7 @@ import inspect
 import time
 from typing import Any, Callable, Dict, Optional, TypeVar
 
+from ._values import snapshot
 from .context import _current
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +50,7 @@ def track_function(client: Any, name: Optional[str] = None, capture_return: bool
                 data["return_value"] = result
             ctx = _current.get()
             if ctx is not None:
-                client._record(ctx, "Custom", ("function_return", client_snapshot(data)), duration)
+                client._record(ctx, "Custom", ("function_return", snapshot(data)), duration)
 
         if inspect.iscoroutinefunction(fn):
 
@@ -80,12 +81,6 @@ def track_function(client: Any, name: Optional[str] = None, capture_return: bool
         return wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def client_snapshot(value: Any) -> Any:
-    from ._values import snapshot
-
-    return snapshot(value)
 
 
 track_async = track_function
