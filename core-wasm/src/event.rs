@@ -1,9 +1,11 @@
-//! The event as the Raceway server deserializes it (`POST /events`), field for field.
-//! Only `Serialize`: the core writes events, it never needs to read the server's form back.
+//! The typed parts of an event as the Raceway server deserializes them (`POST /events`): the
+//! closed sets (access types, orderings), the `kind` variants with their fields, and the
+//! process-wide metadata. Every event's kind is built through these types before a byte of it
+//! is written, so a kind the server would reject cannot be sent. The event's envelope (ids,
+//! metadata, clock) is written by `pipeline.rs`, whose tests pin it against the server's form.
 //! User values (`args`, `old_value`, bodies, …) are `RawValue`s: passed through untouched.
 
-use crate::clock::VectorClock;
-use serde::ser::{SerializeSeq, Serializer};
+use serde::ser::Serializer;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -106,55 +108,6 @@ pub struct ProcessConfig {
     pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Metadata<'a> {
-    pub thread_id: &'a str,
-    pub process_id: u32,
-    pub service_name: &'a str,
-    pub environment: &'a str,
-    pub tags: &'a BTreeMap<String, String>,
-    pub duration_ns: Option<u64>,
-    pub instance_id: Option<&'a str>,
-    pub distributed_span_id: Option<&'a str>,
-    pub upstream_span_id: Option<&'a str>,
-}
-
-/// A context's clock at one of its events: the clock it inherited (`base`) with its own
-/// component raised to the event's counter. Serialized without building a new clock.
-#[derive(Debug)]
-pub struct ClockAt<'a> {
-    pub base: &'a VectorClock,
-    pub own: &'a str,
-    pub counter: u64,
-}
-
-impl Serialize for ClockAt<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let has_own = self.base.entries().iter().any(|(c, _)| c == self.own);
-        let mut seq = s.serialize_seq(Some(self.base.len() + usize::from(!has_own)))?;
-        for (c, n) in self.base.entries() {
-            let n = if c == self.own { (*n).max(self.counter) } else { *n };
-            seq.serialize_element(&(c, n))?;
-        }
-        if !has_own {
-            seq.serialize_element(&(self.own, self.counter))?;
-        }
-        seq.end()
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Event<'a> {
-    pub id: String,
-    pub trace_id: &'a str,
-    pub parent_id: Option<String>,
-    pub timestamp: String,
-    pub kind: Kind<'a>,
-    pub metadata: Metadata<'a>,
-    pub causality_vector: ClockAt<'a>,
-    pub lock_set: &'a [Str<'a>],
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,14 +118,5 @@ mod tests {
         assert_eq!(AccessType::parse("ATOMICRMW"), Some(AccessType::AtomicRmw));
         assert_eq!(AccessType::parse("Modify"), None);
         assert_eq!(serde_json::to_string(&AccessType::AtomicRmw).unwrap(), "\"AtomicRMW\"");
-    }
-
-    #[test]
-    fn clock_at_raises_or_appends_own_component() {
-        let base: VectorClock = [("up".to_string(), 4), ("me".to_string(), 1)].into_iter().collect();
-        let at = ClockAt { base: &base, own: "me", counter: 3 };
-        assert_eq!(serde_json::to_string(&at).unwrap(), r#"[["up",4],["me",3]]"#);
-        let at = ClockAt { base: &base, own: "new", counter: 1 };
-        assert_eq!(serde_json::to_string(&at).unwrap(), r#"[["up",4],["me",1],["new",1]]"#);
     }
 }

@@ -11,7 +11,7 @@
 use crate::clock::VectorClock;
 use crate::event::{AccessType, Kind, Location, Ordering, ProcessConfig};
 use crate::hex;
-use crate::ids::TraceId;
+use crate::ids::{event_id_bits, TraceId};
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
 use crate::render::{self, Timestamps};
 use serde::Serialize;
@@ -49,6 +49,7 @@ impl Encoded {
         String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
+    #[cfg(test)]
     pub fn body_strs(&self) -> Vec<&str> {
         if self.bodies.is_empty() {
             return Vec::new();
@@ -110,8 +111,7 @@ struct RenderedState {
     lock_set: Vec<u8>,
 }
 
-struct Encoder<'c> {
-    config: &'c ProcessConfig,
+struct Encoder {
     max_per_body: usize,
     /// `,"process_id":…,"service_name":…,"environment":…,"tags":{…}`
     process: Vec<u8>,
@@ -123,8 +123,8 @@ struct Encoder<'c> {
     out: Encoded,
 }
 
-impl<'c> Encoder<'c> {
-    fn new(config: &'c ProcessConfig, max_per_body: usize) -> Self {
+impl Encoder {
+    fn new(config: &ProcessConfig, max_per_body: usize) -> Self {
         let mut process = b",\"process_id\":".to_vec();
         render::u64(&mut process, u64::from(config.process_id));
         process.extend_from_slice(b",\"service_name\":");
@@ -136,7 +136,6 @@ impl<'c> Encoder<'c> {
         let mut instance = b",\"instance_id\":".to_vec();
         render::string(&mut instance, &config.instance_id);
         Encoder {
-            config,
             max_per_body: max_per_body.max(1),
             process,
             instance,
@@ -221,14 +220,14 @@ impl<'c> Encoder<'c> {
         }
         let rollback = body.len();
         body.extend_from_slice(b"{\"id\":");
-        render::uuid(&mut body, ctx.id_base.wrapping_add(u128::from(seq)));
+        render::uuid(&mut body, event_id_bits(ctx.id_base, seq));
         body.push(b',');
         body.extend_from_slice(&ctx.trace);
         body.extend_from_slice(b",\"parent_id\":");
         if prev_seq == 0 {
             body.extend_from_slice(b"null");
         } else {
-            render::uuid(&mut body, ctx.id_base.wrapping_add(u128::from(prev_seq)));
+            render::uuid(&mut body, event_id_bits(ctx.id_base, prev_seq));
         }
         body.extend_from_slice(b",\"timestamp\":");
         self.timestamps.write(&mut body, r.4);
@@ -263,7 +262,6 @@ impl<'c> Encoder<'c> {
             self.out.bodies.extend_from_slice(b"]}");
             self.out.summary.counts.push(self.in_body);
         }
-        let _ = self.config;
         self.out
     }
 }
