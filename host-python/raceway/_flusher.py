@@ -44,9 +44,6 @@ log = logging.getLogger("raceway")
 REPEAT_LOG_SECONDS = 60.0
 """A recurring problem (refused bodies, a full queue) is logged at most this often."""
 
-__all__ = ["CHUNK", "Flusher"]
-
-
 class _Waiter:
     """One `flush()` call waiting for the worker."""
 
@@ -119,11 +116,6 @@ class Flusher:
     def held(self) -> int:
         """Events taken out of the log and not yet delivered or given up."""
         return self._taken
-
-    @property
-    def pending(self) -> int:
-        """Events in bodies waiting for delivery."""
-        return self.backlog.events
 
     # ------------------------------------------------------------------------------------------
     # The worker

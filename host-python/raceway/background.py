@@ -23,7 +23,7 @@ import logging
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from .concurrency import instrument_loop
-from .context import ExecutionContext, _current, new_span_id, new_trace_id, reset_context
+from .context import ExecutionContext, _current, reset_context
 
 log = logging.getLogger("raceway")
 
@@ -96,7 +96,7 @@ class _Run:
             if self.parent is not None:
                 self.ctx = self.client.fork(self.parent) if recording else self.parent.child()
             else:
-                self.ctx = ExecutionContext(new_trace_id(), new_span_id())
+                self.ctx = ExecutionContext.new_trace()
             self.token = _current.set(self.ctx)
             if recording:
                 data = {"args": list(args), "kwargs": kwargs} if capture_args else None

@@ -8,14 +8,12 @@ flusher thread, in batches, in the core.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import logging
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Mapping, Optional
@@ -27,8 +25,8 @@ from ._flusher import Flusher
 from ._location import PACKAGE_DIR, getframe, user_frame
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
-from .config import Config, Settings, default_instance_id
-from .context import ExecutionContext, _current, new_span_id, new_trace_id, reset_context, set_identity
+from .config import Config, Settings
+from .context import ExecutionContext, _current, new_span_id, reset_context, set_identity
 
 log = logging.getLogger("raceway")
 
@@ -80,7 +78,6 @@ class RacewayClient:
         self.config = config or Config()
         settings = Settings.resolve(self.config)
         self.settings = settings
-        self.instance_id = settings.instance_id
         set_identity(settings.service_name, settings.instance_id)
         # The memory limit covers the record log and what the flusher holds (see _backlog.py).
         queue_limit, self._chunk = split_budget(self.config.max_queue_size)
@@ -130,6 +127,12 @@ class RacewayClient:
             self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
             chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._dropped_so_far,
         ).start()
+
+    @property
+    def instance_id(self) -> str:
+        """The instance id in use (the reference SDK's attribute): `Config.instance_id`, else
+        ``RACEWAY_INSTANCE_ID``, else ``<hostname>-<pid>``."""
+        return self.settings.instance_id
 
     def _process_config(self) -> Dict[str, Any]:
         return {
@@ -296,7 +299,7 @@ class RacewayClient:
         """Opens an execution context by hand: a child of the current one, or a new trace.
         The previous context is current again on exit."""
         parent = _current.get()
-        ctx = self.fork(parent) if parent is not None else ExecutionContext(new_trace_id(), new_span_id())
+        ctx = self.fork(parent) if parent is not None else ExecutionContext.new_trace()
         token = _current.set(ctx)
         try:
             yield ctx
@@ -490,9 +493,7 @@ class RacewayClient:
         if self._closed or self._disabled:
             return
         try:
-            if self.config.instance_id is None and not os.environ.get("RACEWAY_INSTANCE_ID"):
-                self.settings = dataclasses.replace(self.settings, instance_id=default_instance_id())
-                self.instance_id = self.settings.instance_id
+            self.settings = Settings.resolve(self.config)  # the default instance id names the pid
             set_identity(self.settings.service_name, self.settings.instance_id)
             self._queue = deque(maxlen=self._queue_limit)
             self._stats = Stats()
@@ -505,10 +506,3 @@ class RacewayClient:
             _lifecycle.flush_at_multiprocessing_exit(self)
         except Exception as e:
             self._disable(f"the client could not be restarted in the forked child ({type(e).__name__}: {e})")
-
-
-def _shutdown_at_exit(ref: "weakref.ref[RacewayClient]") -> None:
-    """Kept for callers of the old name; `_lifecycle` registers the exit hook now."""
-    client = ref()
-    if client is not None:
-        client._exit_flush()

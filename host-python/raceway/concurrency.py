@@ -474,14 +474,14 @@ def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple
                                                            ...
     """
     # Imported here: the middleware package imports this module.
-    from .middleware._incoming import context_from_headers, gather, new_context
+    from .middleware._incoming import context_from_headers, gather
 
     try:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         ctx = context_from_headers(client, gather(pairs))
     except Exception as e:
         _warn_once("continue-trace", "raceway: cannot continue a trace: %s", e)
-        ctx = new_context()
+        ctx = ExecutionContext.new_trace()
     token = _current.set(ctx)
     try:
         yield ctx

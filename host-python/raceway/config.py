@@ -65,15 +65,12 @@ class Config:
         positive("batch_size", int)
         positive("max_queue_size", int)
         positive("max_stack_frames", int)
-        if isinstance(self.flush_interval, int) and not isinstance(self.flush_interval, bool):
-            self.flush_interval = float(self.flush_interval)
-        if isinstance(self.timeout, int) and not isinstance(self.timeout, bool):
-            self.timeout = float(self.timeout)
+        for name in ("flush_interval", "timeout", "retry_backoff", "retry_backoff_max"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):  # 1 means 1.0
+                setattr(self, name, float(value))
         positive("flush_interval", float)
         positive("timeout", float)
-        for name in ("retry_backoff", "retry_backoff_max"):
-            if isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool):
-                setattr(self, name, float(getattr(self, name)))
         positive("retry_backoff_max", float)
         if not self.retry_backoff_max < float("inf"):
             raise ValueError(f"Config.retry_backoff_max must be finite, got {self.retry_backoff_max!r}")

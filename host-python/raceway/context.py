@@ -49,12 +49,17 @@ def set_identity(service_name: str, instance_id: str) -> None:
     _identity[0] = f"{service_name}#{instance_id}"
 
 
+def _uuid(h: str) -> str:
+    """32 lower-case hex digits as a hyphenated UUID."""
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def new_trace_id() -> str:
     """A random trace id as a lower-case hyphenated UUID (never all zero)."""
     h = os.urandom(16).hex()
     if h == "0" * 32:  # pragma: no cover - one in 2**128
         return new_trace_id()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid(h)
 
 
 def new_span_id() -> str:
@@ -68,7 +73,7 @@ def normalize_trace_id(value: str, argument: str = "trace_id") -> str:
     digits = value.replace("-", "").lower() if isinstance(value, str) else ""
     if not _HEX32.fullmatch(digits) or digits == "0" * 32:
         raise ValueError(f"{argument} must be a non-zero UUID or 32 hex digits, got {value!r}")
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+    return _uuid(digits)
 
 
 def normalize_span_id(value: str, argument: str) -> str:
@@ -144,6 +149,11 @@ class ExecutionContext:
         """Merges what another context knew (a join, a response): later events come after it."""
         self.state = State(merge_clocks(self.state.clock, clock), self.state.locks)
 
+    @classmethod
+    def new_trace(cls) -> "ExecutionContext":
+        """The first context of a new trace: random trace and span ids, nothing inherited."""
+        return cls(new_trace_id(), new_span_id())
+
     def child(self) -> "ExecutionContext":
         """A new context in the same trace and service span that starts knowing all this one knew."""
         return ExecutionContext(
@@ -164,8 +174,7 @@ class ExecutionContext:
     @property
     def task_id(self) -> str:
         """A UUID naming this context in `AsyncSpawn`/`AsyncAwait` events of its parent."""
-        h = self.id_base
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return _uuid(self.id_base)
 
     # -- names the reference SDK's context used ------------------------------------------------
     @property

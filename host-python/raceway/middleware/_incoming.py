@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..context import ExecutionContext, new_span_id, new_trace_id
+from ..context import ExecutionContext
 
 log = logging.getLogger("raceway")
 
@@ -52,11 +52,6 @@ def gather_wsgi(environ: Dict[str, Any]) -> Dict[str, List[str]]:
     return found
 
 
-def new_context() -> ExecutionContext:
-    """A new trace: no valid ``traceparent`` arrived (or it could not be read)."""
-    return ExecutionContext(new_trace_id(), new_span_id())
-
-
 def context_from_headers(client: Any, headers: Dict[str, List[str]]) -> ExecutionContext:
     """The execution context of a request that carried ``headers`` (from `gather`).
 
@@ -66,17 +61,17 @@ def context_from_headers(client: Any, headers: Dict[str, List[str]]) -> Executio
     whatever ``tracestate`` came is dropped."""
     codec = getattr(client, "_codec", None)
     if codec is None or not headers:
-        return new_context()
+        return ExecutionContext.new_trace()
     try:
         parsed = codec.parse_incoming(headers)
     except Exception as e:  # a core failure must not fail the request
         _warn_once(client, "parse-incoming", "raceway: cannot read incoming trace headers: %s", e)
-        return new_context()
+        return ExecutionContext.new_trace()
     if parsed.get("errors") and getattr(client.config, "debug", False):
         log.debug("raceway: incoming trace headers: %s", "; ".join(map(str, parsed["errors"])))
     parent: Optional[Dict[str, Any]] = parsed.get("parent")
     if not parent:
-        return new_context()
+        return ExecutionContext.new_trace()
     upstream: Optional[Dict[str, Any]] = parsed.get("upstream")
     clock: Tuple[Tuple[str, int], ...] = ()
     upstream_span = None
