@@ -92,15 +92,10 @@ class _Run:
     def begin(self, args: Tuple[Any, ...], kwargs: dict, capture_args: bool) -> None:
         try:
             self.parent = _current.get()
-            recording = getattr(self.client, "_codec", None) is not None
-            if self.parent is not None:
-                self.ctx = self.client.fork(self.parent) if recording else self.parent.child()
-            else:
-                self.ctx = ExecutionContext.new_trace()
+            self.ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace()
             self.token = _current.set(self.ctx)
-            if recording:
-                data = {"args": list(args), "kwargs": kwargs} if capture_args else None
-                self.client.track_function_call(self.label, data)
+            data = {"args": list(args), "kwargs": kwargs} if capture_args else None
+            self.client.track_function_call(self.label, data)
         except Exception as e:
             _warn(self.client, "job-begin", "raceway: cannot open a background job context: %s", e)
 
@@ -118,7 +113,7 @@ class _Run:
             return
         try:
             reset_context(token)
-            if self.parent is not None and self.ctx is not None and getattr(self.client, "_codec", None) is not None:
+            if self.parent is not None and self.ctx is not None:
                 self.client.join(self.parent, self.ctx)  # the caller waited for this run
         except Exception as e:
             _warn(self.client, "job-end", "raceway: cannot close a background job context: %s", e)

@@ -439,7 +439,8 @@ class RacewayClient:
     def _disable(self, reason: Optional[str] = None) -> None:
         """Fail-open: logs ``reason`` once at ERROR, turns tracking into a no-op and lets the
         flusher deliver what it still can and stop. Propagation headers degrade to the extra
-        headers the caller passes, and the middleware stops recording (``_codec`` is None).
+        headers the caller passes and incoming headers are no longer parsed (``_codec`` is
+        None); `_record` is muted too, so the middleware, `fork` and `join` record nothing.
         Safe on any thread, the flusher's included (it never waits for the flusher)."""
         with self._disable_lock:
             if self._disabled:

@@ -58,9 +58,10 @@ def _warn_once(key: str, msg: str, *args: Any) -> None:
 # ----------------------------------------------------------------------------------------------
 def _fork(client: Any, parent: ExecutionContext) -> Optional[ExecutionContext]:
     """A child of ``parent``, made on the parent's strand. With a client the spawn is also an
-    ``AsyncSpawn`` event of the parent; without one it is carried by the clock alone."""
+    ``AsyncSpawn`` event of the parent (nothing is recorded once the client is off); without
+    one it is carried by the clock alone."""
     try:
-        if client is not None and getattr(client, "_codec", None) is not None:
+        if client is not None:
             return client.fork(parent)
         parent.tick()  # the spawn is a step of the parent: its earlier events come strictly before
         return parent.child()
@@ -101,7 +102,7 @@ class _Joins:
                 return
             self.collectors.append(collector)
         try:
-            if self.client is not None and getattr(self.client, "_codec", None) is not None:
+            if self.client is not None:
                 self.client.join(collector, self.child)
             else:
                 collector.learn(self.child.clock())

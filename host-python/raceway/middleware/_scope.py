@@ -36,14 +36,8 @@ class Options:
     context on the serving loop (`raceway.concurrency.instrument_loop`)."""
 
 
-def enabled(client: Any) -> bool:
-    """False when the core failed to load: the client is a no-op and so is the middleware's
-    recording (contexts are still made, so the application sees the same API)."""
-    return getattr(client, "_codec", None) is not None
-
-
 class RequestScope:
-    __slots__ = ("client", "ctx", "token", "start_ns", "finished", "status", "recording")
+    __slots__ = ("client", "ctx", "token", "start_ns", "finished", "status")
 
     def __init__(self, client: Any, ctx: ExecutionContext):
         self.client = client
@@ -52,7 +46,6 @@ class RequestScope:
         self.start_ns = time.perf_counter_ns()
         self.finished = False
         self.status: Optional[int] = None
-        self.recording = enabled(client)
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -82,8 +75,6 @@ class RequestScope:
 
     # -- recording -----------------------------------------------------------------------------
     def record(self, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
-        if not self.recording:
-            return
         try:
             self.client._record(self.ctx, kind, fields, duration_ns)
         except Exception as e:
