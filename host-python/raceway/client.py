@@ -22,7 +22,7 @@ from . import _lifecycle, _values
 from ._backlog import split_budget
 from ._core import CoreError, CoreInstance, Runtime
 from ._flusher import Flusher
-from ._location import PACKAGE_DIR, getframe, user_frame
+from ._location import getframe, site as _site, sites as _sites
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from .config import Config, Settings
@@ -162,15 +162,14 @@ class RacewayClient:
         if new_value.__class__ not in _PLAIN:
             new_value = _snapshot(new_value)
         f = getframe(1)
-        if f.f_code.co_filename.startswith(PACKAGE_DIR):
-            f = user_frame(f) or f
+        where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
         q = self._queue
         if len(q) >= self._wake_at:
             self._pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), None, f.f_code.co_filename, f.f_lineno,
+        q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1],
                   "StateChange", (variable, old_value, new_value, access)))
 
     def track_function_call(self, function_name: str, args: Any = None, duration_ns: Optional[int] = None) -> None:
@@ -184,28 +183,27 @@ class RacewayClient:
         if duration_ns is not None:
             duration_ns = _non_negative_int(duration_ns, "duration_ns")
         f = getframe(1)
-        if f.f_code.co_filename.startswith(PACKAGE_DIR):
-            f = user_frame(f) or f
+        where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
         q = self._queue
         if len(q) >= self._wake_at:
             self._pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, f.f_code.co_filename, f.f_lineno,
-                  "FunctionCall", (function_name, f.f_globals.get("__name__", "app"), args)))
+        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1],
+                  "FunctionCall", (function_name, where[2], args)))
 
     def _record(self, ctx: ExecutionContext, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
         """The shared tail of the less frequent tracking methods."""
-        f = user_frame(getframe(1))
-        file, line = (f.f_code.co_filename, f.f_lineno) if f is not None else ("<unknown>", 0)
+        f = getframe(1)
+        where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
         q = self._queue
         if len(q) >= self._wake_at:
             self._pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, file, line, kind, fields))
+        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind, fields))
 
     def _pressure(self, size: int) -> None:
         """The log reached a batch: wake the flusher. If the log is full, the append that

@@ -204,6 +204,47 @@ def test_locations_point_at_user_code_even_in_a_folder_named_raceway(collector, 
     assert acquire["kind"]["LockAcquire"]["location"] == f"{src}:4"
 
 
+def test_every_call_site_keeps_its_own_line_in_long_functions_and_in_loops(collector, make_client):
+    """Call sites are cached by code object and instruction offset (raceway/_location.py): two
+    calls on different lines of one function, a call far down a long function, one call site
+    run many times, and the same site reached from two modules all keep their own place."""
+    body = "".join(f"    x{i} = {i}\n" for i in range(400))
+    src = ("def long_view(client):\n" + body
+           + "    for i in range(3):\n"
+           + "        client.track_state_change('loop', i, i + 1, 'Write')\n"
+           + "    client.track_function_call('far_down', {'a': 1})\n")
+    namespaces = []
+    for name in ("views_a", "views_b"):
+        ns = {"__name__": name}
+        exec(compile(src, f"/srv/{name}.py", "exec"), ns)
+        namespaces.append(ns)
+    client = make_client(endpoint=collector.url)
+    with client.trace():
+        for ns in namespaces:
+            ns["long_view"](client)
+    assert client.flush(timeout=5)
+    events = collector.events
+    assert len(events) == 8
+    for name, evs in (("views_a", events[:4]), ("views_b", events[4:])):
+        assert [e["kind"]["StateChange"]["location"] for e in evs[:3]] == [f"/srv/{name}.py:403"] * 3
+        call = evs[3]["kind"]["FunctionCall"]
+        assert (call["file"], call["line"], call["module"]) == (f"/srv/{name}.py", 404, name)
+
+
+def test_the_call_site_cache_is_bounded(collector, make_client, monkeypatch):
+    from raceway import _location
+
+    monkeypatch.setattr(_location, "MAX_SITES", 5)
+    client = make_client(endpoint=collector.url)
+    with client.trace():
+        for i in range(20):  # twenty code objects, one site each
+            exec(compile("\n" * i + "client.track_state_change('v', 0, 1, 'Write')", f"/gen/{i}.py", "exec"),
+                 {"client": client})
+    assert len(_location.sites) <= 5
+    assert client.flush(timeout=5)
+    assert [e["kind"]["StateChange"]["location"] for e in collector.events] == [f"/gen/{i}.py:{i + 1}" for i in range(20)]
+
+
 def test_values_json_cannot_carry_are_converted_never_raised(collector, make_client):
     client = make_client(endpoint=collector.url)
     cyclic = {"a": 1}
