@@ -1,5 +1,7 @@
 """Events through the whole pipeline on one core: record on the application thread, encode the
 record log (Python), hand it to the component, get request bodies ready to POST. No network.
+The encoding goes through the flusher's own functions (`_records.encode_parts` in parts of
+`_records.part_size`), with the default `Config.batch_size` events per body.
 
 Measured on one thread, in sequence (record a chunk, encode it, as the flusher drains while the
 application records), so the figure is what one core sustains; in a service the recording and
@@ -16,12 +18,15 @@ ROUNDS = 5
 
 def run() -> Dict[str, List[float]]:
     from raceway import Config, RacewayClient, _records
+    from raceway._backlog import CHUNK
     from raceway._core import CoreInstance
 
+    per_body = Config().batch_size
     client = RacewayClient(Config(endpoint=None, batch_size=10**9, flush_interval=10**6, max_queue_size=10**7))
     core = CoreInstance()
     core.configure(client._process_config())
-    chunk = 4096
+    chunk = CHUNK
+    per_call = _records.part_size(per_body)
     total, record_part, encode_part, core_part = [], [], [], []
     q = client._queue
     with client.trace():
@@ -39,14 +44,18 @@ def run() -> Dict[str, List[float]]:
                 records = list(q)
                 q.clear()
                 b = time.perf_counter()
-                payload = _records.encode_safely(records)
-                c = time.perf_counter()
-                out = core.encode_batch(payload, 50)
-                d = time.perf_counter()
                 rec += b - a
-                enc += c - b
-                cor += d - c
-                sent += out["events"]
+                parts = _records.encode_parts(records, per_call)
+                while True:
+                    c = time.perf_counter()
+                    payload = next(parts, None)
+                    d = time.perf_counter()
+                    enc += d - c
+                    if payload is None:
+                        break
+                    out = core.encode_batch(payload[0], per_body)
+                    cor += time.perf_counter() - d
+                    sent += out["events"]
             t2 = time.perf_counter()
             assert sent == N, sent
             total.append(N / (t2 - t0))

@@ -35,8 +35,9 @@ def pipeline() -> None:
         for i in range(200_000):
             client.track_state_change("account.balance", i, i + 1, "Write")
     records = list(client._queue)
-    for s in range(0, len(records), 4096):
-        core.encode_batch(_records.encode_safely(records[s:s + 4096]), 50)
+    per_body = Config().batch_size
+    for text, _part in _records.encode_parts(records, _records.part_size(per_body)):
+        core.encode_batch(text, per_body)
 
 
 def propagation() -> None:

@@ -232,7 +232,7 @@ class Flusher:
     def _encode(self, records: list) -> None:
         """Turns records into bodies in the backlog; drops and failures are settled here."""
         self.stats.add(recorded=len(records))
-        for text, part in _records.encode_parts(records):
+        for text, part in _records.encode_parts(records, _records.part_size(self.batch_size)):
             encoded = self._encode_part(text, part)
             if encoded is None:
                 self._settle(len(part), failed=len(part))
@@ -244,13 +244,12 @@ class Flusher:
                 self._log_once("invalid", "raceway: dropped %d invalid events: %s", encoded["dropped"], encoded["errors"])
             unaccounted = len(part) - placed - encoded["dropped"]
             self._settle(len(part) - placed, failed=max(0, unaccounted))
-            bodies = encoded["bodies"]
             if not placed:
                 continue
             if self.transport is None:  # endpoint=None: local use, nothing leaves the process
                 self._settle(placed)
                 continue
-            for body, n in zip(bodies.split(b"\n"), counts):
+            for body, n in zip(encoded["bodies"], counts):
                 self.backlog.push(body, n)
 
     def _encode_part(self, text: str, part: list) -> Optional[dict]:

@@ -3,6 +3,8 @@ the transport classifies what a real server answers, and the new settings' valid
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from raceway import Config
@@ -104,3 +106,54 @@ def test_flat_dict_fast_path_gives_what_the_general_conversion_gives():
     copy = snapshot(original)
     original["a"] = 2
     assert copy == {"a": 1}  # the value as it was when recorded
+
+
+def _records_of(client, n):
+    with client.trace():
+        for i in range(n):
+            client.track_state_change("v", i, i + 1, "Write")
+    records = list(client._queue)
+    client._queue.clear()
+    return records
+
+
+def test_parts_are_whole_bodies_in_order_and_within_the_size_limit(make_client):
+    from raceway import _records
+
+    assert [_records.part_size(n) for n in (1, 50, 100, 1000)] == [160, 150, 100, 1000]
+    records = _records_of(make_client(endpoint=None, flush_interval=60), 400)
+    parts = [part for _text, part in _records.encode_parts(records, 150)]
+    assert [len(p) for p in parts] == [150, 150, 100]
+    assert [r for p in parts for r in p] == records
+    small = [part for _text, part in _records.encode_parts(records, 150, max_chars=5_000)]
+    assert all(len(text) <= 5_000 for text, _ in _records.encode_parts(records, 150, max_chars=5_000))
+    assert [r for p in small for r in p] == records and max(len(p) for p in small) < 150
+
+
+def test_a_value_the_fast_encoding_cannot_write_falls_back_to_conversion(make_client):
+    """The fast encoding skips json's cycle check: user values are acyclic snapshots. If a cyclic
+    or non-JSON value ever got into a record, the batch is still encoded, converted."""
+    from raceway import _records
+
+    records = _records_of(make_client(endpoint=None, flush_interval=60), 3)
+    cyclic = [1]
+    cyclic.append(cyclic)
+    ctx, state, seq, prev, nanos, duration, file, line, kind, fields = records[1]
+    records[1] = (ctx, state, seq, prev, nanos, duration, file, line, "Custom", ("c", {"cycle": cyclic, "obj": object()}))
+    decoded = json.loads(_records.encode_safely(records))
+    assert len(decoded["events"]) == 3 and decoded["events"][1][8] == "Custom"
+    assert decoded["events"][1][9][1]["cycle"][0] == 1
+
+
+def test_the_core_answer_becomes_one_body_per_count(make_client):
+    from raceway import _records
+    from raceway._core import CoreInstance
+
+    client = make_client(endpoint=None, flush_interval=60)
+    core = CoreInstance()
+    core.configure(client._process_config())
+    out = core.encode_batch(_records.encode(_records_of(client, 120)), 50)
+    assert out["counts"] == [50, 50, 20] and len(out["bodies"]) == 3
+    assert [len(json.loads(b)["events"]) for b in out["bodies"]] == out["counts"]
+    empty = core.encode_batch(_records.encode([]), 50)
+    assert (empty["counts"], empty["bodies"], empty["events"]) == ([], [], 0)
