@@ -95,7 +95,7 @@ def snapshot(value: Any, depth: int = 0, seen: frozenset = frozenset()) -> Any:
     if cls is str and len(value) <= MAX_STRING:
         return clean_str(value)
     if cls is dict and depth == 0:
-        flat = _flat_dict(value)
+        flat = flat_dict(value)
         if flat is not None:
             return flat
     return _Converter().convert(value, depth, seen)
@@ -104,17 +104,26 @@ def snapshot(value: Any, depth: int = 0, seen: frozenset = frozenset()) -> Any:
 _FLAT_ITEMS = 16
 _FLAT_TEXT = 256
 
+_known_keys: set = set()
+"""Keys already checked to be short ASCII strings. Most ``args`` dicts repeat a few literal
+keys, and a set lookup (a string caches its hash) is cheaper than checking each key again."""
+_MAX_KNOWN_KEYS = 10_000
 
-def _flat_dict(value: dict) -> Any:
+
+def flat_dict(value: dict) -> Any:
     """The common ``args`` shape, ``{"from": "alice", "amount": 100}``: a few short ASCII
     keys with plain scalar values. Such a dict is already JSON-safe and within every limit, so
     one pass that checks and a copy replace the general conversion (it runs on the
     application's thread). None when any entry needs the general path."""
     if len(value) > _FLAT_ITEMS:
         return None
-    for k, v in value.items():
-        if k.__class__ is not str or len(k) > _FLAT_TEXT or not k.isascii():
-            return None
+    if not _known_keys.issuperset(value):
+        for k in value:
+            if k.__class__ is not str or len(k) > _FLAT_TEXT or not k.isascii():
+                return None
+        if len(_known_keys) < _MAX_KNOWN_KEYS:
+            _known_keys.update(value)
+    for v in value.values():
         t = v.__class__
         if t is str:
             if len(v) > _FLAT_TEXT or not v.isascii():
@@ -127,7 +136,7 @@ def _flat_dict(value: dict) -> Any:
                 return None
         elif v is not None and t is not bool:
             return None
-    return dict(value)
+    return value.copy()
 
 
 class _Converter:

@@ -35,6 +35,7 @@ _ACCESS_FOLDED = {name.lower(): name for name in _ACCESS}
 _PLAIN = frozenset({int, float, bool, type(None)})
 _MAX = _values.MAX_STRING
 _snapshot = _values.snapshot
+_flat_dict = _values.flat_dict
 _time_ns = time.time_ns
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -179,7 +180,10 @@ class RacewayClient:
             return self._outside("track_function_call")
         if function_name.__class__ is not str or len(function_name) > _MAX:
             function_name = _values.text(function_name)
-        args = {} if args is None else args if args.__class__ in _PLAIN else _snapshot(args)
+        if args.__class__ is dict:  # the usual case, without going through `snapshot`
+            args = _flat_dict(args) or _snapshot(args)
+        else:
+            args = {} if args is None else args if args.__class__ in _PLAIN else _snapshot(args)
         if duration_ns is not None:
             duration_ns = _non_negative_int(duration_ns, "duration_ns")
         f = getframe(1)
