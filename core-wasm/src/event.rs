@@ -4,7 +4,11 @@
 //! is written, so a kind the server would reject cannot be sent. The event's envelope (ids,
 //! metadata, clock) is written by `pipeline.rs`, whose tests pin it against the server's form.
 //! User values (`args`, `old_value`, bodies, …) are `RawValue`s: passed through untouched.
+//!
+//! The derived `Serialize` is the reference form of a kind; the encoder writes the same bytes
+//! with `Kind::write_json`, which a test holds to it.
 
+use crate::render;
 use serde::ser::Serializer;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -24,16 +28,23 @@ pub enum AccessType {
 }
 
 impl AccessType {
+    const ALL: [AccessType; 5] =
+        [AccessType::Read, AccessType::Write, AccessType::AtomicRead, AccessType::AtomicWrite, AccessType::AtomicRmw];
+
     /// Case-insensitive, so `"write"` (a common slip the server would reject) still works.
     pub fn parse(s: &str) -> Option<Self> {
-        const ALL: [(&str, AccessType); 5] = [
-            ("read", AccessType::Read),
-            ("write", AccessType::Write),
-            ("atomicread", AccessType::AtomicRead),
-            ("atomicwrite", AccessType::AtomicWrite),
-            ("atomicrmw", AccessType::AtomicRmw),
-        ];
-        ALL.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)).map(|(_, a)| *a)
+        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The server's name for it, as `Serialize` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessType::Read => "Read",
+            AccessType::Write => "Write",
+            AccessType::AtomicRead => "AtomicRead",
+            AccessType::AtomicWrite => "AtomicWrite",
+            AccessType::AtomicRmw => "AtomicRMW",
+        }
     }
 }
 
@@ -47,22 +58,31 @@ pub enum Ordering {
 }
 
 impl Ordering {
+    const ALL: [Ordering; 5] =
+        [Ordering::Relaxed, Ordering::Acquire, Ordering::Release, Ordering::AcqRel, Ordering::SeqCst];
+
+    /// Case-insensitive, like `AccessType::parse`.
     pub fn parse(s: &str) -> Option<Self> {
-        const ALL: [(&str, Ordering); 5] = [
-            ("relaxed", Ordering::Relaxed),
-            ("acquire", Ordering::Acquire),
-            ("release", Ordering::Release),
-            ("acqrel", Ordering::AcqRel),
-            ("seqcst", Ordering::SeqCst),
-        ];
-        ALL.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)).map(|(_, o)| *o)
+        Self::ALL.into_iter().find(|o| o.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The server's name for it, as `Serialize` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ordering::Relaxed => "Relaxed",
+            Ordering::Acquire => "Acquire",
+            Ordering::Release => "Release",
+            Ordering::AcqRel => "AcqRel",
+            Ordering::SeqCst => "SeqCst",
+        }
     }
 }
 
-/// `file:line`, serialized without building the string first (one per event adds up).
-#[derive(Debug, Clone, Copy)]
+/// `file:line`, one string in the server's form, written without building it first (one per
+/// event adds up).
+#[derive(Debug, Clone)]
 pub struct Location<'a> {
-    pub file: &'a str,
+    pub file: Str<'a>,
     pub line: u32,
 }
 
@@ -97,6 +117,198 @@ pub enum Kind<'a> {
     Custom { name: Str<'a>, data: &'a RawValue },
 }
 
+impl Kind<'_> {
+    /// Writes the kind as JSON, byte for byte as serde_json writes the derived `Serialize`
+    /// (`{"Variant":{"field":value,…}}`), but without going through serde's generic serializer:
+    /// that escapes every field name again for every event and formats the location through
+    /// `fmt`, which was over a quarter of the encoder's instructions.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Kind::FunctionCall { function_name, module, args, file, line } => VariantWriter::new(out, "FunctionCall")
+                .field("function_name", function_name)
+                .field("module", module)
+                .field("args", *args)
+                .field("file", file)
+                .field("line", line)
+                .end(),
+            Kind::AsyncSpawn { task_id, spawned_by } => VariantWriter::new(out, "AsyncSpawn")
+                .field("task_id", task_id)
+                .field("spawned_by", spawned_by)
+                .end(),
+            Kind::AsyncAwait { future_id, awaited_at } => VariantWriter::new(out, "AsyncAwait")
+                .field("future_id", future_id)
+                .field("awaited_at", awaited_at)
+                .end(),
+            Kind::StateChange { variable, old_value, new_value, location, access_type } => {
+                VariantWriter::new(out, "StateChange")
+                    .field("variable", variable)
+                    .field("old_value", *old_value)
+                    .field("new_value", *new_value)
+                    .field("location", location)
+                    .field("access_type", access_type)
+                    .end()
+            }
+            Kind::LockAcquire { lock_id, lock_type, location } => VariantWriter::new(out, "LockAcquire")
+                .field("lock_id", lock_id)
+                .field("lock_type", lock_type)
+                .field("location", location)
+                .end(),
+            Kind::LockRelease { lock_id, lock_type, location } => VariantWriter::new(out, "LockRelease")
+                .field("lock_id", lock_id)
+                .field("lock_type", lock_type)
+                .field("location", location)
+                .end(),
+            Kind::MemoryFence { ordering, location } => VariantWriter::new(out, "MemoryFence")
+                .field("ordering", ordering)
+                .field("location", location)
+                .end(),
+            Kind::HttpRequest { method, url, headers, body } => VariantWriter::new(out, "HttpRequest")
+                .field("method", method)
+                .field("url", url)
+                .field("headers", headers)
+                .field("body", *body)
+                .end(),
+            Kind::HttpResponse { status, headers, body, duration_ms } => VariantWriter::new(out, "HttpResponse")
+                .field("status", status)
+                .field("headers", headers)
+                .field("body", *body)
+                .field("duration_ms", duration_ms)
+                .end(),
+            Kind::DatabaseQuery { query, database, duration_ms } => VariantWriter::new(out, "DatabaseQuery")
+                .field("query", query)
+                .field("database", database)
+                .field("duration_ms", duration_ms)
+                .end(),
+            Kind::DatabaseResult { rows_affected } => {
+                VariantWriter::new(out, "DatabaseResult").field("rows_affected", rows_affected).end()
+            }
+            Kind::Error { error_type, message, stack_trace } => VariantWriter::new(out, "Error")
+                .field("error_type", error_type)
+                .field("message", message)
+                .field("stack_trace", stack_trace.as_slice())
+                .end(),
+            Kind::Custom { name, data } => {
+                VariantWriter::new(out, "Custom").field("name", name).field("data", *data).end()
+            }
+        }
+    }
+}
+
+/// `{"Variant":{"field":value,…}}`: an externally tagged struct variant as serde_json writes it.
+/// Variant and field names are Rust identifiers, so they are written as they are: nothing in
+/// them needs escaping.
+struct VariantWriter<'o> {
+    out: &'o mut Vec<u8>,
+    fields: usize,
+}
+
+impl<'o> VariantWriter<'o> {
+    fn new(out: &'o mut Vec<u8>, variant: &str) -> Self {
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(variant.as_bytes());
+        out.extend_from_slice(b"\":{");
+        VariantWriter { out, fields: 0 }
+    }
+
+    fn field<T: WriteJson + ?Sized>(&mut self, name: &str, value: &T) -> &mut Self {
+        self.out.extend_from_slice(if self.fields == 0 { b"\"" } else { b",\"" });
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        value.write_json(self.out);
+        self.fields += 1;
+        self
+    }
+
+    fn end(&mut self) {
+        self.out.extend_from_slice(b"}}");
+    }
+}
+
+/// A field's value written as serde_json writes its `Serialize`.
+trait WriteJson {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+impl WriteJson for Str<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::string(out, self);
+    }
+}
+
+impl WriteJson for RawValue {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.get().as_bytes());
+    }
+}
+
+impl WriteJson for u16 {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::u64(out, u64::from(*self));
+    }
+}
+
+impl WriteJson for u32 {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::u64(out, u64::from(*self));
+    }
+}
+
+impl WriteJson for u64 {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::u64(out, *self);
+    }
+}
+
+impl WriteJson for Location<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::string(out, &self.file);
+        out.pop(); // the closing quote: the line goes inside the string
+        out.push(b':');
+        render::u64(out, u64::from(self.line));
+        out.push(b'"');
+    }
+}
+
+impl WriteJson for AccessType {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::string(out, self.name());
+    }
+}
+
+impl WriteJson for Ordering {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        render::string(out, self.name());
+    }
+}
+
+impl WriteJson for BTreeMap<Str<'_>, Str<'_>> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (name, value)) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            render::string(out, name);
+            out.push(b':');
+            render::string(out, value);
+        }
+        out.push(b'}');
+    }
+}
+
+impl WriteJson for [Str<'_>] {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, s) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            render::string(out, s);
+        }
+        out.push(b']');
+    }
+}
+
 /// Process-wide fields, set once by the host through `configure`.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct ProcessConfig {
@@ -118,5 +330,62 @@ mod tests {
         assert_eq!(AccessType::parse("ATOMICRMW"), Some(AccessType::AtomicRmw));
         assert_eq!(AccessType::parse("Modify"), None);
         assert_eq!(serde_json::to_string(&AccessType::AtomicRmw).unwrap(), "\"AtomicRMW\"");
+        assert_eq!(Ordering::parse("seqcst"), Some(Ordering::SeqCst));
+        assert_eq!(Ordering::parse("Weird"), None);
+        for a in AccessType::ALL {
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{}\"", a.name()));
+        }
+        for o in Ordering::ALL {
+            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{}\"", o.name()));
+        }
+    }
+
+    fn raw(json: &str) -> &RawValue {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Every variant, with strings that need escaping, empty and full maps and lists.
+    fn every_kind() -> Vec<Kind<'static>> {
+        let at = |file: &'static str| Location { file: Cow::Borrowed(file), line: 7 };
+        let headers: BTreeMap<Str, Str> =
+            [("b", "2"), ("a", "\"quoted\"\n"), ("ü", "\u{1}")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        vec![
+            Kind::FunctionCall {
+                function_name: "f".into(),
+                module: "m\\n".into(),
+                args: raw(r#"{"a": [1, 2.5, null], "s": "\u00e9"}"#),
+                file: "C:\\app\\wü.py".into(),
+                line: 4_000_000_000,
+            },
+            Kind::AsyncSpawn { task_id: "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01".into(), spawned_by: "main".into() },
+            Kind::AsyncAwait { future_id: "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01".into(), awaited_at: "h".into() },
+            Kind::StateChange {
+                variable: "account.balance".into(),
+                old_value: raw("null"),
+                new_value: raw(r#"{"v":1}"#),
+                location: at("app.py"),
+                access_type: AccessType::AtomicRmw,
+            },
+            Kind::LockAcquire { lock_id: "L".into(), lock_type: "threading.Lock".into(), location: at("a\"b\\c.py") },
+            Kind::LockRelease { lock_id: "L".into(), lock_type: "threading.Lock".into(), location: at("") },
+            Kind::MemoryFence { ordering: Ordering::AcqRel, location: at("\u{7f}\u{1f}.py") },
+            Kind::HttpRequest { method: "GET".into(), url: "/?q=é".into(), headers: BTreeMap::new(), body: raw("null") },
+            Kind::HttpResponse { status: 65535, headers, body: raw(r#""text""#), duration_ms: u64::MAX },
+            Kind::DatabaseQuery { query: "SELECT 1".into(), database: "pg".into(), duration_ms: 0 },
+            Kind::DatabaseResult { rows_affected: 12 },
+            Kind::Error { error_type: "E".into(), message: "bad ☃".into(), stack_trace: vec!["a".into(), "\tb".into()] },
+            Kind::Error { error_type: "E".into(), message: "".into(), stack_trace: vec![] },
+            Kind::Custom { name: "n".into(), data: raw("[1,{}]") },
+        ]
+    }
+
+    #[test]
+    fn write_json_writes_what_serialize_does() {
+        for kind in every_kind() {
+            let mut written = Vec::new();
+            kind.write_json(&mut written);
+            let serialized = serde_json::to_vec(&kind).unwrap();
+            assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(serialized).unwrap());
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! parts (ids, timestamp, kind, counters) are written straight into the body.
 
 use crate::clock::VectorClock;
-use crate::event::{AccessType, Kind, Location, Ordering, ProcessConfig};
+use crate::event::ProcessConfig;
 use crate::hex;
 use crate::ids::{event_id_bits, TraceId};
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
@@ -17,7 +17,6 @@ use crate::render::{self, Timestamps};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 /// At most this many distinct error messages are returned per batch.
 const MAX_ERRORS: usize = 10;
@@ -70,7 +69,7 @@ pub fn encode_batch(config: &ProcessConfig, records: &str, max_per_body: usize) 
     match serde_json::from_str::<BatchRecord<EventRecord>>(records) {
         Ok(batch) => {
             let ctx = enc.contexts(&batch.contexts);
-            for r in &batch.events {
+            for r in batch.events {
                 enc.event(&ctx, &batch.states, r);
             }
         }
@@ -80,9 +79,9 @@ pub fn encode_batch(config: &ProcessConfig, records: &str, max_per_body: usize) 
                 serde_json::from_str(records).map_err(|e| format!("records: {e}"))?;
             let ctx = enc.contexts(&batch.contexts);
             for raw in &batch.events {
-                match serde_json::from_str::<EventRecord>(raw.get()) {
-                    Ok(r) => enc.event(&ctx, &batch.states, &r),
-                    Err(e) => enc.out.drop_record(format!("event record: {e}")),
+                match EventRecord::parse_alone(raw.get()) {
+                    Ok(r) => enc.event(&ctx, &batch.states, r),
+                    Err(e) => enc.out.drop_record(e),
                 }
             }
         }
@@ -111,13 +110,29 @@ struct RenderedState {
     lock_set: Vec<u8>,
 }
 
+/// The batch's states as rendered so far, by index. A state is rendered again only when an
+/// event of another context uses it, as the clock is rendered around the context's counter.
+#[derive(Default)]
+struct RenderedStates(Vec<Option<RenderedState>>);
+
+impl RenderedStates {
+    fn get(&mut self, index: usize, state: &StateRecord, context: usize, own: &str) -> &RenderedState {
+        if self.0.len() <= index {
+            self.0.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.0[index];
+        slot.take_if(|rendered| rendered.context != context);
+        slot.get_or_insert_with(|| render_state(&state.clock, &state.locks, context, own))
+    }
+}
+
 struct Encoder {
     max_per_body: usize,
     /// `,"process_id":…,"service_name":…,"environment":…,"tags":{…}`
     process: Vec<u8>,
     /// `,"instance_id":"…"`
     instance: Vec<u8>,
-    states: Vec<Option<RenderedState>>,
+    states: RenderedStates,
     timestamps: Timestamps,
     in_body: usize,
     out: Encoded,
@@ -139,7 +154,7 @@ impl Encoder {
             max_per_body: max_per_body.max(1),
             process,
             instance,
-            states: Vec::new(),
+            states: RenderedStates::default(),
             timestamps: Timestamps::default(),
             in_body: 0,
             out: Encoded::default(),
@@ -174,37 +189,26 @@ impl Encoder {
         Ok(Ctx { id_base, component: &c.component, trace, meta_head, meta_tail })
     }
 
-    fn state(&mut self, index: usize, state: &StateRecord, context: usize, own: &str) -> &RenderedState {
-        if self.states.len() <= index {
-            self.states.resize_with(index + 1, || None);
-        }
-        let fresh = !matches!(&self.states[index], Some(s) if s.context == context);
-        if fresh {
-            self.states[index] = Some(render_state(&state.clock, &state.locks, context, own));
-        }
-        self.states[index].as_ref().expect("just set")
-    }
-
-    fn event(&mut self, contexts: &[Result<Ctx, String>], states: &[StateRecord], r: &EventRecord) {
-        let ctx = match contexts.get(r.0) {
+    fn event(&mut self, contexts: &[Result<Ctx, String>], states: &[StateRecord], r: EventRecord) {
+        let ctx = match contexts.get(r.context) {
             Some(Ok(ctx)) => ctx,
             Some(Err(e)) => return self.out.drop_record(e.clone()),
             None => return self.out.drop_record("event record: unknown context".to_owned()),
         };
-        let Some(state) = states.get(r.1) else {
+        let Some(state) = states.get(r.state) else {
             return self.out.drop_record("event record: unknown state".to_owned());
         };
-        let location = Location { file: &r.6, line: r.7 };
-        let kind = match build_kind(r, location) {
+        let kind = match r.kind {
             Ok(kind) => kind,
             Err(e) => return self.out.drop_record(e),
         };
-        let (seq, prev_seq) = (r.2, r.3);
+        let (seq, prev_seq) = (r.seq, r.prev_seq);
         if seq == 0 || prev_seq >= seq {
             return self.out.drop_record(format!("event record: seq {seq} after {prev_seq}"));
         }
+        let st = self.states.get(r.state, state, r.context, ctx.component);
 
-        let mut body = std::mem::take(&mut self.out.bodies);
+        let body = &mut self.out.bodies;
         if self.in_body == self.max_per_body {
             body.extend_from_slice(b"]}");
             self.out.summary.counts.push(self.in_body);
@@ -218,43 +222,36 @@ impl Encoder {
         } else {
             body.push(b',');
         }
-        let rollback = body.len();
         body.extend_from_slice(b"{\"id\":");
-        render::uuid(&mut body, event_id_bits(ctx.id_base, seq));
+        render::uuid(body, event_id_bits(ctx.id_base, seq));
         body.push(b',');
         body.extend_from_slice(&ctx.trace);
         body.extend_from_slice(b",\"parent_id\":");
         if prev_seq == 0 {
             body.extend_from_slice(b"null");
         } else {
-            render::uuid(&mut body, event_id_bits(ctx.id_base, prev_seq));
+            render::uuid(body, event_id_bits(ctx.id_base, prev_seq));
         }
         body.extend_from_slice(b",\"timestamp\":");
-        self.timestamps.write(&mut body, r.4);
+        self.timestamps.write(body, r.unix_nanos);
         body.extend_from_slice(b",\"kind\":");
-        if let Err(e) = serde_json::to_writer(&mut body, &kind) {
-            body.truncate(rollback);
-            self.out.bodies = body;
-            return self.out.drop_record(format!("event: {e}"));
-        }
+        kind.write_json(body);
         body.push(b',');
         body.extend_from_slice(&ctx.meta_head);
-        match r.5 {
-            Some(d) => render::u64(&mut body, d),
+        match r.duration_ns {
+            Some(d) => render::u64(body, d),
             None => body.extend_from_slice(b"null"),
         }
         body.extend_from_slice(&ctx.meta_tail);
-        let st = self.state(r.1, state, r.0, ctx.component);
         body.extend_from_slice(b",\"causality_vector\":");
         body.extend_from_slice(&st.clock_head);
-        render::u64(&mut body, st.base_own.max(seq));
+        render::u64(body, st.base_own.max(seq));
         body.extend_from_slice(&st.clock_tail);
         body.extend_from_slice(b",\"lock_set\":");
         body.extend_from_slice(&st.lock_set);
         body.push(b'}');
         self.in_body += 1;
         self.out.summary.events += 1;
-        self.out.bodies = body;
     }
 
     fn finish(mut self) -> Encoded {
@@ -310,78 +307,6 @@ fn render_state(clock: &VectorClock, locks: &[Cow<str>], context: usize, own: &s
     let mut lock_set = Vec::new();
     serde_json::to_writer(&mut lock_set, locks).expect("plain data serializes");
     RenderedState { context, clock_head: head, base_own, clock_tail, lock_set }
-}
-
-fn fields<'a, T: serde::Deserialize<'a>>(kind: &str, raw: &'a RawValue) -> Result<T, String> {
-    serde_json::from_str(raw.get()).map_err(|e| format!("{kind}: {e}"))
-}
-
-type S<'a> = Cow<'a, str>;
-type Headers<'a> = BTreeMap<S<'a>, S<'a>>;
-
-fn build_kind<'a>(r: &'a EventRecord<'a>, location: Location<'a>) -> Result<Kind<'a>, String> {
-    let kind_name: &str = &r.8;
-    let raw = r.9;
-    Ok(match kind_name {
-        "StateChange" => {
-            let (variable, old_value, new_value, access): (S, &RawValue, &RawValue, S) = fields(kind_name, raw)?;
-            let access_type = AccessType::parse(&access)
-                .ok_or_else(|| format!("StateChange: access type {access:?} does not exist"))?;
-            Kind::StateChange { variable, old_value, new_value, location, access_type }
-        }
-        "FunctionCall" => {
-            let (function_name, module, args): (S, S, &RawValue) = fields(kind_name, raw)?;
-            Kind::FunctionCall { function_name, module, args, file: r.6.clone(), line: r.7 }
-        }
-        "HttpRequest" => {
-            let (method, url, headers, body): (S, S, Headers, &RawValue) = fields(kind_name, raw)?;
-            Kind::HttpRequest { method, url, headers, body }
-        }
-        "HttpResponse" => {
-            let (status, headers, body, duration_ms): (u16, Headers, &RawValue, u64) = fields(kind_name, raw)?;
-            Kind::HttpResponse { status, headers, body, duration_ms }
-        }
-        "LockAcquire" => {
-            let (lock_id, lock_type): (S, S) = fields(kind_name, raw)?;
-            Kind::LockAcquire { lock_id, lock_type, location }
-        }
-        "LockRelease" => {
-            let (lock_id, lock_type): (S, S) = fields(kind_name, raw)?;
-            Kind::LockRelease { lock_id, lock_type, location }
-        }
-        "AsyncSpawn" => {
-            let (task_id, spawned_by): (S, S) = fields(kind_name, raw)?;
-            TraceId::parse_uuid(&task_id).ok_or("AsyncSpawn: task_id is not a UUID")?;
-            Kind::AsyncSpawn { task_id, spawned_by }
-        }
-        "AsyncAwait" => {
-            let (future_id, awaited_at): (S, S) = fields(kind_name, raw)?;
-            TraceId::parse_uuid(&future_id).ok_or("AsyncAwait: future_id is not a UUID")?;
-            Kind::AsyncAwait { future_id, awaited_at }
-        }
-        "Error" => {
-            let (error_type, message, stack_trace): (S, S, Vec<S>) = fields(kind_name, raw)?;
-            Kind::Error { error_type, message, stack_trace }
-        }
-        "Custom" => {
-            let (name, data): (S, &RawValue) = fields(kind_name, raw)?;
-            Kind::Custom { name, data }
-        }
-        "MemoryFence" => {
-            let (ordering,): (S,) = fields(kind_name, raw)?;
-            let ordering = Ordering::parse(&ordering).ok_or("MemoryFence: unknown ordering")?;
-            Kind::MemoryFence { ordering, location }
-        }
-        "DatabaseQuery" => {
-            let (query, database, duration_ms): (S, S, u64) = fields(kind_name, raw)?;
-            Kind::DatabaseQuery { query, database, duration_ms }
-        }
-        "DatabaseResult" => {
-            let (rows_affected,): (u64,) = fields(kind_name, raw)?;
-            Kind::DatabaseResult { rows_affected }
-        }
-        other => return Err(format!("event record: unknown kind {other:?}")),
-    })
 }
 
 #[cfg(test)]
@@ -475,6 +400,49 @@ mod tests {
         assert_eq!((out.summary.events, out.summary.dropped), (1, 7));
         assert!(out.summary.errors.iter().any(|e| e.contains("Modify")), "{:?}", out.summary.errors);
         assert_eq!(bodies(&out).len(), 1);
+    }
+
+    #[test]
+    fn records_that_fit_no_kind_keep_the_typed_parse_of_the_batch() {
+        let b = batch(&[
+            r#"[0,0,1,0,0,null,"a.py",1,"StateChange",["x",null,1,"Modify"]]"#,
+            r#"[0,0,2,1,0,null,"a.py",1,"FunctionReturn",{"not":"an array"}]"#,
+            r#"[0,0,3,2,0,null,"a.py",1,"MemoryFence",["Weird"]]"#,
+            r#"[0,0,4,3,0,null,"a.py",1,"AsyncSpawn",["not-a-uuid","main"]]"#,
+            r#"[0,0,5,4,0,null,"a.py",1,"Custom",["n",1]]"#,
+        ]);
+        assert!(serde_json::from_str::<BatchRecord<EventRecord>>(&b).is_ok());
+        let out = encode_batch(&config(), &b, 50).unwrap();
+        assert_eq!((out.summary.events, out.summary.dropped), (1, 4));
+        assert_eq!(
+            out.summary.errors,
+            [
+                "StateChange: access type \"Modify\" does not exist",
+                "event record: unknown kind \"FunctionReturn\"",
+                "MemoryFence: unknown ordering",
+                "AsyncSpawn: task_id is not a UUID",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_per_record_fallback_names_the_kind_and_checks_in_the_same_order() {
+        let b = batch(&[
+            r#"[0,0,1,0,0,null,"a.py",1,"HttpResponse",[70000,{},null,1]]"#,
+            // Malformed fields, but the unknown context is what the typed path would report.
+            r#"[5,0,2,1,0,null,"a.py",1,"HttpResponse",[70000,{},null,1]]"#,
+            r#"[0,0,3,2,0,null,"a.py",1,"Custom",["n",1]]"#,
+        ]);
+        assert!(serde_json::from_str::<BatchRecord<EventRecord>>(&b).is_err());
+        let out = encode_batch(&config(), &b, 50).unwrap();
+        assert_eq!((out.summary.events, out.summary.dropped), (1, 2));
+        assert_eq!(
+            out.summary.errors,
+            [
+                "HttpResponse: invalid value: integer `70000`, expected u16 at line 1 column 6",
+                "event record: unknown context",
+            ]
+        );
     }
 
     #[test]
