@@ -199,8 +199,7 @@ class RacewayClient:
 
     def _record(self, ctx: ExecutionContext, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
         """The shared tail of the less frequent tracking methods."""
-        f = getframe(1)
-        where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
+        where = _site(getframe(1))  # the caller is the SDK's own: never a cached site
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
