@@ -40,3 +40,24 @@ def test_large_and_non_ascii_strings_cross_intact(core):
     out = json.loads(core._call("parse-incoming", json.dumps(headers, ensure_ascii=False)))
     assert out["parent"]["span_id"] == "b7ad6b7169203331" and out["tracestate"] is None
     assert core._call("parse-incoming", "") == core._call_public("parse-incoming", "")
+
+
+def test_callers_reuse_their_values_across_many_calls_and_errors(core):
+    """Each caller allocates its argument and result values once: answers, errors and the
+    freeing of both must stay right call after call (a value freed twice aborts the process)."""
+    cases = json.loads((VECTORS / "outgoing.json").read_text())["cases"]
+    requests = [json.dumps(case["request"]) for case in cases] + ["{}", "not json"]
+    expected = {}
+    for r in requests:
+        try:
+            expected[r] = core._call_public("encode-outgoing", r)
+        except CoreError as e:
+            expected[r] = str(e)
+    for _ in range(200):
+        for r in requests:
+            try:
+                got = core._call("encode-outgoing", r)
+            except CoreError as e:
+                got = str(e)
+            assert got == expected[r]
+        assert core._call("parse-incoming", "{}") == core._call_public("parse-incoming", "{}")
