@@ -228,6 +228,13 @@ header_maps = st.dictionaries(
 )
 
 
+@given(header_maps)
+def test_headers_cross_as_exactly_the_json_json_dumps_writes(headers):
+    from raceway._core import _headers_json
+
+    assert _headers_json(headers) == json.dumps(headers, separators=(",", ":"))
+
+
 @CORE
 @given(header_maps)
 def test_parse_incoming_never_raises_and_answers_well_formed(core, headers):
