@@ -117,25 +117,28 @@ def flat_dict(value: dict) -> Any:
     application's thread). None when any entry needs the general path."""
     if len(value) > _FLAT_ITEMS:
         return None
-    if not _known_keys.issuperset(value):
-        for k in value:
-            if k.__class__ is not str or len(k) > _FLAT_TEXT or not k.isascii():
+    try:
+        if not _known_keys.issuperset(value):
+            for k in value:
+                if k.__class__ is not str or len(k) > _FLAT_TEXT or not k.isascii():
+                    return None
+            if len(_known_keys) < _MAX_KNOWN_KEYS:
+                _known_keys.update(value)
+        for v in value.values():
+            t = v.__class__
+            if t is str:
+                if len(v) > _FLAT_TEXT or not v.isascii():
+                    return None
+            elif t is int:
+                if not _INT_MIN <= v < _INT_END:
+                    return None
+            elif t is float:
+                if v - v != 0.0:  # NaN or an infinity
+                    return None
+            elif v is not None and t is not bool:
                 return None
-        if len(_known_keys) < _MAX_KNOWN_KEYS:
-            _known_keys.update(value)
-    for v in value.values():
-        t = v.__class__
-        if t is str:
-            if len(v) > _FLAT_TEXT or not v.isascii():
-                return None
-        elif t is int:
-            if not _INT_MIN <= v < _INT_END:
-                return None
-        elif t is float:
-            if v - v != 0.0:  # NaN or an infinity
-                return None
-        elif v is not None and t is not bool:
-            return None
+    except RuntimeError:  # another thread changed the dict meanwhile: the general path copes
+        return None
     return value.copy()
 
 
