@@ -160,3 +160,21 @@ def test_the_core_answer_becomes_one_body_per_count(make_client):
     assert [len(json.loads(b)["events"]) for b in out["bodies"]] == out["counts"]
     empty = core.encode_batch(_records.encode([]), 50)
     assert (empty["counts"], empty["bodies"], empty["events"]) == ([], [], 0)
+
+
+def test_a_dict_changed_while_it_is_checked_is_converted_not_raised(make_client, collector):
+    """Another thread may change an ``args`` dict while the hot path checks it: simulated by a
+    key whose hash changes the dict. The event is still recorded; nothing raises."""
+
+    class Meddling(str):
+        def __hash__(self):
+            target.setdefault("added", 1)
+            return str.__hash__(self)
+
+    target = {Meddling("k"): 1, "x": 2}
+    client = make_client(endpoint=collector.url)
+    with client.trace():
+        client.track_function_call("f", target)
+    assert client.flush(timeout=5)
+    (event,) = collector.events
+    assert event["kind"]["FunctionCall"]["args"]["k"] == 1
