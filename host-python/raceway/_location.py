@@ -27,9 +27,10 @@ be reused by another code object while the entry exists."""
 sites: Dict[Tuple[int, int], Site] = {}
 """Call sites of user code by ``(id(code), f_lasti)``."""
 
-MAX_SITES = 50_000
-"""Code made at run time (``exec``, lambdas in loops) could add sites without end: past this
-many the cache starts over."""
+MAX_SITES = 4096
+"""Code compiled at run time (``exec``, template engines) could add sites without end, and each
+entry keeps its code object alive: past this many the cache starts over. Real applications
+call ``track_*`` from far fewer places."""
 
 UNKNOWN: Site = ("<unknown>", 0, "app", None)
 
