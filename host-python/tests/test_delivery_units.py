@@ -111,12 +111,18 @@ def test_flat_dict_fast_path_gives_what_the_general_conversion_gives():
     assert copy == {"a": 1}  # the value as it was when recorded
 
 
+def _quiet_client(make_client):
+    """A client whose flusher does not wake before the test takes the records itself."""
+    return make_client(endpoint=None, flush_interval=600, batch_size=10**6)
+
+
 def _records_of(client, n):
     with client.trace():
         for i in range(n):
             client.track_state_change("v", i, i + 1, "Write")
     records = list(client._queue)
     client._queue.clear()
+    assert len(records) == n
     return records
 
 
@@ -124,7 +130,7 @@ def test_parts_are_whole_bodies_in_order_and_within_the_size_limit(make_client):
     from raceway import _records
 
     assert [_records.part_size(n) for n in (1, 50, 100, 1000)] == [160, 150, 100, 1000]
-    records = _records_of(make_client(endpoint=None, flush_interval=60), 400)
+    records = _records_of(_quiet_client(make_client), 400)
     parts = [part for _text, part in _records.encode_parts(records, 150)]
     assert [len(p) for p in parts] == [150, 150, 100]
     assert [r for p in parts for r in p] == records
@@ -138,7 +144,7 @@ def test_a_value_the_fast_encoding_cannot_write_falls_back_to_conversion(make_cl
     or non-JSON value ever got into a record, the batch is still encoded, converted."""
     from raceway import _records
 
-    records = _records_of(make_client(endpoint=None, flush_interval=60), 3)
+    records = _records_of(_quiet_client(make_client), 3)
     cyclic = [1]
     cyclic.append(cyclic)
     ctx, state, seq, prev, nanos, duration, file, line, kind, fields = records[1]
@@ -152,7 +158,7 @@ def test_the_core_answer_becomes_one_body_per_count(make_client):
     from raceway import _records
     from raceway._core import CoreInstance
 
-    client = make_client(endpoint=None, flush_interval=60)
+    client = _quiet_client(make_client)
     core = CoreInstance()
     core.configure(client._process_config())
     out = core.encode_batch(_records.encode(_records_of(client, 120)), 50)
