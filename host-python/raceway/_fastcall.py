@@ -14,7 +14,7 @@ public path. tests/test_fastcall.py checks both paths give the same answers.
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, addressof, c_bool, c_char_p, c_size_t, c_void_p, cast, string_at
+from ctypes import POINTER, addressof, c_char_p, c_size_t, c_void_p, cast, string_at
 from typing import Any, Callable, Optional
 
 try:
@@ -94,23 +94,20 @@ def make_caller(func: "Func", store: Any, raw: bool = False) -> Optional[Callabl
     out_at = addressof(out)
     size = ctypes.sizeof(_VAL)
     slots = [(kind, params[i], params[i].of, params_at + i * size) for i, kind in enumerate(kinds)]
-    string_at_offset = type(out).of.offset + type(out.of).string.offset
+    string_offset = type(out).of.offset + type(out.of).string.offset  # of a string in a value
     out_string = out.of.string
     out_result = out.of.result
-    decode = not raw
-
-    def lift(s: Any) -> Any:
-        data = string_at(s.data, s.size) if s.size else b""
-        return data.decode("utf-8") if decode else data
 
     def call(*args: Any) -> Any:
+        if len(args) != n:
+            raise TypeError(f"expected {n} arguments, got {len(args)}")
         lowered = 0
         try:
             for (kind, val, union, at), arg in zip(slots, args):
                 val.kind = kind
                 if kind == _STRING:
                     data = arg.encode("utf-8")
-                    _vec_new(at + string_at_offset, len(data), data)
+                    _vec_new(at + string_offset, len(data), data)
                 else:
                     union.u32 = arg
                 lowered += 1
@@ -120,13 +117,11 @@ def make_caller(func: "Func", store: Any, raw: bool = False) -> Optional[Callabl
                 maybe_raise_last_exn()
                 raise exc
             try:
-                if not is_result:
-                    return lift(out_string)
-                answer = out_result.val.contents.of.string
-                if not out_result.is_ok:
-                    data = string_at(answer.data, answer.size) if answer.size else b""
+                answer = out_result.val.contents.of.string if is_result else out_string
+                data = string_at(answer.data, answer.size) if answer.size else b""
+                if is_result and not out_result.is_ok:
                     raise CallError(data.decode("utf-8"))
-                return lift(answer)
+                return data if raw else data.decode("utf-8")
             finally:
                 _val_delete(out_at)
                 out.kind = _EMPTY
