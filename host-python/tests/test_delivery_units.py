@@ -139,19 +139,26 @@ def test_parts_are_whole_bodies_in_order_and_within_the_size_limit(make_client):
     assert [r for p in small for r in p] == records and max(len(p) for p in small) < 150
 
 
-def test_a_value_the_fast_encoding_cannot_write_falls_back_to_conversion(make_client):
+@pytest.mark.parametrize("value", ["cycle", "object"])
+def test_a_value_the_fast_encoding_cannot_write_falls_back_to_conversion(make_client, value):
     """The fast encoding skips json's cycle check: user values are acyclic snapshots. If a cyclic
-    or non-JSON value ever got into a record, the batch is still encoded, converted."""
+    value (RecursionError) or an object json cannot write (the table lookup's KeyError) ever got
+    into a record, the batch is still encoded, converted."""
     from raceway import _records
 
     records = _records_of(_quiet_client(make_client), 3)
-    cyclic = [1]
-    cyclic.append(cyclic)
+    if value == "cycle":
+        data = [1]
+        data.append(data)
+    else:
+        data = [1, object()]
     ctx, state, seq, prev, nanos, duration, file, line, kind, fields = records[1]
-    records[1] = (ctx, state, seq, prev, nanos, duration, file, line, "Custom", ("c", {"cycle": cyclic, "obj": object()}))
+    records[1] = (ctx, state, seq, prev, nanos, duration, file, line, "Custom", ("c", data))
+    with pytest.raises(RecursionError if value == "cycle" else KeyError):
+        _records.encode(records)
     decoded = json.loads(_records.encode_safely(records))
     assert len(decoded["events"]) == 3 and decoded["events"][1][8] == "Custom"
-    assert decoded["events"][1][9][1]["cycle"][0] == 1
+    assert decoded["events"][1][9][1][0] == 1 and isinstance(decoded["events"][1][9][1][1], str)
 
 
 def test_the_core_answer_becomes_one_body_per_count(make_client):

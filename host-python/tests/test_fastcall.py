@@ -61,3 +61,12 @@ def test_callers_reuse_their_values_across_many_calls_and_errors(core):
                 got = str(e)
             assert got == expected[r]
         assert core._call("parse-incoming", "{}") == core._call_public("parse-incoming", "{}")
+
+
+def test_a_call_with_the_wrong_number_of_arguments_is_refused(core):
+    fast = core._fast["encode-outgoing"]
+    with pytest.raises(TypeError, match="expected 1 arguments, got 0"):
+        fast()
+    with pytest.raises(TypeError):
+        fast("{}", "{}")
+    assert core._call("parse-incoming", "{}") == core._call_public("parse-incoming", "{}")  # still fine
