@@ -10,6 +10,15 @@ from typing import Callable, Iterator, List
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Tests must not depend on the machine's speed: no deadlines, no health checks that time the
+# data generation, and the same examples on every run (a failure reproduces).
+settings.register_profile(
+    "raceway", derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+settings.load_profile("raceway")
 
 from raceway import Config, RacewayClient
 from raceway.testing import CollectorServer
