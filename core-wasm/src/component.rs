@@ -1,18 +1,21 @@
 //! The component boundary: the WIT exports, implemented by calling the plain-Rust modules.
 //! Only compiled for `wasm32`; everything it calls is tested natively.
 
+use crate::detector::{Detector, Options};
 use crate::event::ProcessConfig;
 use crate::{pipeline, propagation};
 use std::cell::RefCell;
 
 wit_bindgen::generate!({ path: "../wit", world: "core" });
 
-use exports::raceway::core::{pipeline as wit_pipeline, propagation as wit_propagation};
+use exports::raceway::core::{detector as wit_detector, pipeline as wit_pipeline, propagation as wit_propagation};
 
 thread_local! {
     /// Set by `configure`; a component instance is single-threaded, so a thread-local is the
     /// whole of its state.
     static CONFIG: RefCell<Option<ProcessConfig>> = const { RefCell::new(None) };
+    /// Made on first use, so an instance that only encodes never pays for it.
+    static DETECTOR: RefCell<Option<Detector>> = const { RefCell::new(None) };
 }
 
 struct Core;
@@ -41,6 +44,32 @@ impl wit_pipeline::Guest for Core {
             let out = pipeline::encode_batch(config, &records, max_events_per_body as usize)?;
             Ok(out.into_wire())
         })
+    }
+}
+
+impl wit_detector::Guest for Core {
+    fn reset_detector(options: String) -> Result<(), String> {
+        let options: Options = serde_json::from_str(&options).map_err(|e| format!("detector options: {e}"))?;
+        DETECTOR.with(|d| *d.borrow_mut() = Some(Detector::new(options)));
+        Ok(())
+    }
+
+    fn observe(records: String, max_events_per_body: u32) -> Result<String, String> {
+        CONFIG.with(|c| {
+            DETECTOR.with(|d| {
+                let config = c.borrow();
+                let unconfigured = ProcessConfig::default();
+                let config = config.as_ref().unwrap_or(&unconfigured);
+                let mut detector = d.borrow_mut();
+                let detector = detector.get_or_insert_with(Detector::default);
+                let out = pipeline::process_batch(config, &records, max_events_per_body as usize, Some(detector))?;
+                Ok(out.into_wire())
+            })
+        })
+    }
+
+    fn races() -> String {
+        DETECTOR.with(|d| d.borrow_mut().get_or_insert_with(Detector::default).findings_json())
     }
 }
 

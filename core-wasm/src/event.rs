@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 type Str<'a> = Cow<'a, str>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum AccessType {
     Read,
     Write,
@@ -105,6 +105,10 @@ pub enum Kind<'a> {
         new_value: &'a RawValue,
         location: Location<'a>,
         access_type: AccessType,
+        /// The caller's stack (`file:line in function`, innermost first) for race reports.
+        /// The server has no such field, so it is never written.
+        #[serde(skip)]
+        stack: Vec<Str<'a>>,
     },
     LockAcquire { lock_id: Str<'a>, lock_type: Str<'a>, location: Location<'a> },
     LockRelease { lock_id: Str<'a>, lock_type: Str<'a>, location: Location<'a> },
@@ -139,7 +143,7 @@ impl Kind<'_> {
                 .field("future_id", future_id)
                 .field("awaited_at", awaited_at)
                 .end(),
-            Kind::StateChange { variable, old_value, new_value, location, access_type } => {
+            Kind::StateChange { variable, old_value, new_value, location, access_type, stack: _ } => {
                 VariantWriter::new(out, "StateChange")
                     .field("variable", variable)
                     .field("old_value", *old_value)
@@ -365,6 +369,7 @@ mod tests {
                 new_value: raw(r#"{"v":1}"#),
                 location: at("app.py"),
                 access_type: AccessType::AtomicRmw,
+                stack: vec!["app.py:7 in f".into()],
             },
             Kind::LockAcquire { lock_id: "L".into(), lock_type: "threading.Lock".into(), location: at("a\"b\\c.py") },
             Kind::LockRelease { lock_id: "L".into(), lock_type: "threading.Lock".into(), location: at("") },

@@ -8,12 +8,14 @@
 
 pub mod base64url;
 pub mod clock;
+pub mod detector;
 pub mod event;
 pub mod hex;
 pub mod ids;
 pub mod pipeline;
 pub mod propagation;
 pub mod raceway_clock;
+pub mod read;
 pub mod record;
 pub mod render;
 pub mod timestamp;

@@ -10,12 +10,12 @@
 
 use crate::clock::VectorClock;
 use crate::event::ProcessConfig;
-use crate::hex;
-use crate::ids::{event_id_bits, TraceId};
-use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
+use crate::detector::Detector;
+use crate::ids::event_id_bits;
+use crate::read::{self, Event};
+use crate::record::{ContextRecord, StateRecord};
 use crate::render::{self, Timestamps};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// At most this many distinct error messages are returned per batch.
@@ -64,26 +64,49 @@ impl Encoded {
     }
 }
 
+/// Encodes a batch into bodies (`max_per_body` events each) without race detection.
 pub fn encode_batch(config: &ProcessConfig, records: &str, max_per_body: usize) -> Result<Encoded, String> {
+    process_batch(config, records, max_per_body, None)
+}
+
+/// Reads a batch once into typed events, feeds each valid one to `detector` (when given) and,
+/// when `max_per_body` > 0, encodes it into bodies. With `max_per_body` == 0 nothing is
+/// rendered: the summary still counts the events and the records that were dropped.
+pub fn process_batch(
+    config: &ProcessConfig,
+    records: &str,
+    max_per_body: usize,
+    mut detector: Option<&mut Detector>,
+) -> Result<Encoded, String> {
+    let batch = read::read_batch(records)?;
+    let contexts: Vec<Result<u128, String>> = batch.contexts.iter().map(read::check_context).collect();
     let mut enc = Encoder::new(config, max_per_body);
-    match serde_json::from_str::<BatchRecord<EventRecord>>(records) {
-        Ok(batch) => {
-            let ctx = enc.contexts(&batch.contexts);
-            for r in batch.events {
-                enc.event(&ctx, &batch.states, r);
+    let rendered: Vec<Result<Ctx, String>> = if max_per_body > 0 {
+        batch.contexts.iter().zip(&contexts).map(|(c, bits)| enc.context(c, bits)).collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(d) = detector.as_deref_mut() {
+        d.begin_batch(&config.service_name);
+    }
+    for record in &batch.events {
+        let event = match read::typed_event(record, &batch.contexts, &contexts, &batch.states) {
+            Ok(event) => event,
+            Err(e) => {
+                enc.out.drop_record(e);
+                continue;
             }
+        };
+        if let Some(d) = detector.as_deref_mut() {
+            d.observe(&event);
         }
-        Err(_) => {
-            // Something is malformed: go record by record so the rest still gets through.
-            let batch: BatchRecord<&RawValue> =
-                serde_json::from_str(records).map_err(|e| format!("records: {e}"))?;
-            let ctx = enc.contexts(&batch.contexts);
-            for raw in &batch.events {
-                match EventRecord::parse_alone(raw.get()) {
-                    Ok(r) => enc.event(&ctx, &batch.states, r),
-                    Err(e) => enc.out.drop_record(e),
-                }
+        if max_per_body > 0 {
+            match &rendered[event.context_index] {
+                Ok(ctx) => enc.event(ctx, &event),
+                Err(e) => enc.out.drop_record(e.clone()),
             }
+        } else {
+            enc.out.summary.events += 1;
         }
     }
     Ok(enc.finish())
@@ -161,16 +184,9 @@ impl Encoder {
         }
     }
 
-    fn contexts<'a>(&self, contexts: &'a [ContextRecord<'a>]) -> Vec<Result<Ctx<'a>, String>> {
-        contexts.iter().map(|c| self.context(c)).collect()
-    }
-
-    fn context<'a>(&self, c: &'a ContextRecord<'a>) -> Result<Ctx<'a>, String> {
-        TraceId::parse_uuid(&c.trace_id).ok_or_else(|| format!("context: trace_id {:?} is not a UUID", c.trace_id))?;
-        let id_base = (c.id_base.len() == 32)
-            .then(|| hex::parse_lower(&c.id_base))
-            .flatten()
-            .ok_or("context: id_base is not 32 lower-case hex digits")?;
+    /// The parts of a checked context's events that do not change, rendered once.
+    fn context<'a>(&self, c: &'a ContextRecord<'a>, id_base: &Result<u128, String>) -> Result<Ctx<'a>, String> {
+        let id_base = id_base.clone()?;
         let mut trace = b"\"trace_id\":".to_vec();
         render::string(&mut trace, &c.trace_id);
         let mut meta_head = b"\"metadata\":{\"thread_id\":".to_vec();
@@ -189,24 +205,9 @@ impl Encoder {
         Ok(Ctx { id_base, component: &c.component, trace, meta_head, meta_tail })
     }
 
-    fn event(&mut self, contexts: &[Result<Ctx, String>], states: &[StateRecord], r: EventRecord) {
-        let ctx = match contexts.get(r.context) {
-            Some(Ok(ctx)) => ctx,
-            Some(Err(e)) => return self.out.drop_record(e.clone()),
-            None => return self.out.drop_record("event record: unknown context".to_owned()),
-        };
-        let Some(state) = states.get(r.state) else {
-            return self.out.drop_record("event record: unknown state".to_owned());
-        };
-        let kind = match r.kind {
-            Ok(kind) => kind,
-            Err(e) => return self.out.drop_record(e),
-        };
-        let (seq, prev_seq) = (r.seq, r.prev_seq);
-        if seq == 0 || prev_seq >= seq {
-            return self.out.drop_record(format!("event record: seq {seq} after {prev_seq}"));
-        }
-        let st = self.states.get(r.state, state, r.context, ctx.component);
+    fn event(&mut self, ctx: &Ctx, event: &Event) {
+        let (seq, prev_seq, kind) = (event.seq, event.prev_seq, event.kind);
+        let st = self.states.get(event.state_index, event.state, event.context_index, ctx.component);
 
         let body = &mut self.out.bodies;
         if self.in_body == self.max_per_body {
@@ -233,12 +234,12 @@ impl Encoder {
             render::uuid(body, event_id_bits(ctx.id_base, prev_seq));
         }
         body.extend_from_slice(b",\"timestamp\":");
-        self.timestamps.write(body, r.unix_nanos);
+        self.timestamps.write(body, event.unix_nanos);
         body.extend_from_slice(b",\"kind\":");
         kind.write_json(body);
         body.push(b',');
         body.extend_from_slice(&ctx.meta_head);
-        match r.duration_ns {
+        match event.duration_ns {
             Some(d) => render::u64(body, d),
             None => body.extend_from_slice(b"null"),
         }
@@ -312,6 +313,7 @@ fn render_state(clock: &VectorClock, locks: &[Cow<str>], context: usize, own: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{BatchRecord, EventRecord};
     use serde_json::{json, Value};
 
     fn config() -> ProcessConfig {

@@ -181,7 +181,7 @@ impl KindName {
             KindName::FunctionCall => "[function_name, module, args]",
             KindName::AsyncSpawn => "[task_id, spawned_by]",
             KindName::AsyncAwait => "[future_id, awaited_at]",
-            KindName::StateChange => "[variable, old_value, new_value, access_type]",
+            KindName::StateChange => "[variable, old_value, new_value, access_type, stack?]",
             KindName::LockAcquire | KindName::LockRelease => "[lock_id, lock_type]",
             KindName::MemoryFence => "[ordering]",
             KindName::HttpRequest => "[method, url, headers, body]",
@@ -255,10 +255,12 @@ impl<'de> Visitor<'de> for KindSeed<'de> {
             }
             KindName::StateChange => {
                 let (Text(variable), old_value, new_value, Text(access)) = (f.next()?, f.next()?, f.next()?, f.next()?);
+                let stack = f.next_optional::<Vec<Text>>()?.unwrap_or_default();
                 let Some(access_type) = AccessType::parse(&access) else {
                     return Ok(Err(format!("StateChange: access type {access:?} does not exist")));
                 };
-                Kind::StateChange { variable, old_value, new_value, location: Location { file, line }, access_type }
+                let stack = stack.into_iter().map(|Text(frame)| frame).collect();
+                Kind::StateChange { variable, old_value, new_value, location: Location { file, line }, access_type, stack }
             }
             KindName::LockAcquire => {
                 let (Text(lock_id), Text(lock_type)) = (f.next()?, f.next()?);
@@ -315,6 +317,15 @@ impl<'de, 'e, A: SeqAccess<'de>> Elements<'e, A> {
 
     fn next<T: Deserialize<'de>>(&mut self) -> Result<T, A::Error> {
         self.next_seed(std::marker::PhantomData)
+    }
+
+    /// An element that may be left out at the end of the array.
+    fn next_optional<T: Deserialize<'de>>(&mut self) -> Result<Option<T>, A::Error> {
+        let value = self.seq.next_element()?;
+        if value.is_some() {
+            self.read += 1;
+        }
+        Ok(value)
     }
 
     fn next_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
@@ -413,8 +424,9 @@ mod tests {
     fn malformed_fields_fail_the_parse_and_are_named_when_read_alone() {
         let cases = [
             (r#"[70000,{},null,1]"#, "HttpResponse", "HttpResponse: invalid value: integer `70000`, expected u16 at line 1 column 6"),
-            (r#"["x",null,1]"#, "StateChange", "StateChange: invalid length 3, expected [variable, old_value, new_value, access_type] at line 1 column 12"),
-            (r#"["x",null,1,"Write",5]"#, "StateChange", "StateChange: trailing characters at line 1 column 21"),
+            (r#"["x",null,1]"#, "StateChange", "StateChange: invalid length 3, expected [variable, old_value, new_value, access_type, stack?] at line 1 column 12"),
+            (r#"["x",null,1,"Write",5]"#, "StateChange", "StateChange: invalid type: integer `5`, expected a sequence at line 1 column 21"),
+            (r#"["x",null,1,"Write",[],6]"#, "StateChange", "StateChange: trailing characters at line 1 column 24"),
             (r#"{"lock_id":"a"}"#, "LockAcquire", "LockAcquire: invalid type: map, expected [lock_id, lock_type] at line 1 column 0"),
             // Malformed and wrong: reported as malformed, like a record that is only malformed.
             (r#"["not-a-uuid",5]"#, "AsyncSpawn", "AsyncSpawn: invalid type: integer `5`, expected a string at line 1 column 15"),

@@ -60,3 +60,34 @@ fn clock() {
         assert_eq!(serde_json::to_value(&merged).unwrap(), case["merge"], "{case}");
     }
 }
+
+/// Each case's batches fed in order to one detector; its races summarised as the file states
+/// them (kind, severity, variable, count, locations), in the detector's order.
+#[test]
+fn detector() {
+    use raceway_core::detector::Detector;
+    use raceway_core::event::ProcessConfig;
+    use raceway_core::pipeline::process_batch;
+
+    let config = ProcessConfig { service_name: "svc".into(), ..ProcessConfig::default() };
+    for case in load("detector.json")["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let mut detector = Detector::default();
+        for batch in case["batches"].as_array().unwrap() {
+            let out = process_batch(&config, &batch.to_string(), 0, Some(&mut detector)).unwrap();
+            assert_eq!(out.summary.dropped, 0, "{name}: {:?}", out.summary.errors);
+        }
+        let findings: Value = serde_json::from_str(&detector.findings_json()).unwrap();
+        let got: Vec<Value> = findings["races"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let locations: Vec<Value> = r["accesses"].as_array().unwrap().iter().map(|a| a["location"].clone()).collect();
+                serde_json::json!({"kind": r["kind"], "severity": r["severity"], "variable": r["variable"],
+                                   "count": r["count"], "locations": locations})
+            })
+            .collect();
+        assert_eq!(Value::Array(got), case["expect"], "{name}: {}", case["description"]);
+    }
+}

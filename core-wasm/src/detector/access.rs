@@ -1,0 +1,102 @@
+//! What the detector keeps of one access: enough to check later accesses against it (strand,
+//! counter, position, value fingerprints) and to report it (location, stack, strand, locks,
+//! values). Sites and lock sets are shared, so an access costs a few words plus its values.
+
+use super::clock::StrandId;
+use super::strands::StrandMeta;
+use crate::event::AccessType;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A place in the code: the access's `file:line` and the stack above it.
+#[derive(Debug)]
+pub struct Site {
+    /// Interned by location alone: distinct races are keyed by the places of their accesses
+    /// (as ThreadSanitizer keys them by program counters), whatever stacks led there.
+    pub id: u32,
+    pub location: Box<str>,
+    pub stack: Box<[Box<str>]>,
+}
+
+#[derive(Debug)]
+pub struct Access {
+    pub strand: StrandId,
+    pub seq: u64,
+    /// The detector's event count at this access: the order in which accesses were observed.
+    pub pos: u64,
+    pub meta: Rc<StrandMeta>,
+    pub site: Rc<Site>,
+    pub access_type: AccessType,
+    pub unix_nanos: u64,
+    pub locks: Rc<[Box<str>]>,
+    pub old_value: Box<RawValue>,
+    pub new_value: Box<RawValue>,
+    /// Fingerprints of the values' JSON text: the lost-update rule compares these.
+    pub old_hash: u64,
+    pub new_hash: u64,
+}
+
+impl Access {
+    pub fn is_write(&self) -> bool {
+        matches!(self.access_type, AccessType::Write | AccessType::AtomicWrite | AccessType::AtomicRmw)
+    }
+
+    pub fn is_atomic(&self) -> bool {
+        matches!(self.access_type, AccessType::AtomicRead | AccessType::AtomicWrite | AccessType::AtomicRmw)
+    }
+}
+
+/// FNV-1a: a fast, deterministic fingerprint (no security role: values are compared, and a
+/// collision can only hide one lost update).
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A value as kept for a report: its JSON, or a string saying it was cut when it is long.
+pub fn kept_value(raw: &RawValue, max_chars: usize) -> Box<RawValue> {
+    let text = raw.get();
+    if text.len() <= max_chars {
+        return raw.to_owned();
+    }
+    let mut end = max_chars;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = format!("{}…[+{} bytes]", &text[..end], text.len() - end);
+    RawValue::from_string(serde_json::to_string(&cut).expect("a string serializes")).expect("valid JSON")
+}
+
+/// Interned sites, by fingerprint of their text.
+#[derive(Debug, Default)]
+pub struct Sites {
+    by_hash: HashMap<u64, Vec<Rc<Site>>>,
+    locations: HashMap<Box<str>, u32>,
+}
+
+impl Sites {
+    pub fn intern(&mut self, file: &str, line: u32, stack: &[std::borrow::Cow<str>]) -> Rc<Site> {
+        let mut h = fingerprint(file.as_bytes()) ^ u64::from(line).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for frame in stack {
+            h = fingerprint(frame.as_bytes()) ^ h.rotate_left(7);
+        }
+        let bucket = self.by_hash.entry(h).or_default();
+        let location = format!("{file}:{line}");
+        if let Some(site) = bucket
+            .iter()
+            .find(|s| *s.location == *location && s.stack.len() == stack.len() && s.stack.iter().zip(stack).all(|(a, b)| **a == **b))
+        {
+            return site.clone();
+        }
+        let next = self.locations.len() as u32;
+        let id = *self.locations.entry(location.as_str().into()).or_insert(next);
+        let site = Rc::new(Site { id, location: location.into(), stack: stack.iter().map(|f| f.as_ref().into()).collect() });
+        bucket.push(site.clone());
+        site
+    }
+}

@@ -1,0 +1,253 @@
+//! Strands (execution contexts) and the happens-before edges between them.
+//!
+//! Each strand has a vector clock over interned strand ids. Its clock at an event is what the
+//! host's state says it inherited (spawns, joins and calls from other services, as the host's
+//! own clocks carry them), joined with what the detector learned from events: a lock's last
+//! release before its acquire, an `AsyncSpawn` before the child's first event, the child's end
+//! before an `AsyncAwait`, a `happens-before` annotation before its `happens-after`.
+//!
+//! **Retirement.** When a strand is joined (`AsyncAwait`), everything it did is ordered before
+//! whatever the join is ordered before. So the joiner does not need to carry the joined strand's
+//! component in its clock: the detector remembers `joined -> (joiner, joiner's counter at the
+//! join, the joined strand's last counter)`, and [`Strands::knows`] asks "does this clock know
+//! the joiner at that counter?" when the component itself is absent. That is sound: a clock
+//! that knows the joiner at the join knows, through the join edge, every event of the joined
+//! strand up to its last counter, and an event after that counter is never claimed. It cannot
+//! hide a race: the fallback is only taken when the direct component does not already order
+//! the two accesses, and it only answers "ordered" along a real chain of edges.
+
+use super::clock::{Clock, StrandId};
+use crate::read::Event;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// How deep `knows` follows retirements (a strand joined by a strand that was joined, ...).
+const MAX_RETIREMENT_DEPTH: usize = 16;
+
+/// What a report says about a strand; shared by every access the detector keeps of it.
+#[derive(Debug)]
+pub struct StrandMeta {
+    pub thread_id: Box<str>,
+    pub component: Box<str>,
+    pub trace_id: Box<str>,
+    pub service: Rc<str>,
+}
+
+#[derive(Debug)]
+pub struct Strand {
+    pub meta: Rc<StrandMeta>,
+    /// The clock at the strand's latest event (its own component is that event's counter).
+    pub clock: Clock,
+    pub seq: u64,
+    /// The counter from which the clock is the clock at every later event, own component
+    /// aside: it moves whenever the strand learns something (a lock, a join, a new state).
+    pub merged_at: u64,
+    /// The detector's event count at the strand's latest event (for eviction).
+    pub last_active: u64,
+    /// The (batch, state index) last merged: a state is merged once per batch.
+    last_state: (u64, usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Retirement {
+    joiner: StrandId,
+    /// The joiner's counter at the join.
+    at: u64,
+    /// The joined strand's last counter when it was joined.
+    last: u64,
+}
+
+/// Every strand the detector knows, and the edges that are not clocks yet.
+#[derive(Debug)]
+pub struct Strands {
+    ids: HashMap<Box<str>, StrandId>,
+    next_id: StrandId,
+    live: HashMap<StrandId, Strand>,
+    by_task: HashMap<u128, StrandId>,
+    retired: HashMap<StrandId, Vec<Retirement>>,
+    retired_order: VecDeque<StrandId>,
+    spawns: HashMap<u128, Clock>,
+    spawn_order: VecDeque<u128>,
+    pub max_strands: usize,
+}
+
+impl Strands {
+    pub fn new(max_strands: usize) -> Self {
+        Strands {
+            ids: HashMap::new(),
+            next_id: 0,
+            live: HashMap::new(),
+            by_task: HashMap::new(),
+            retired: HashMap::new(),
+            retired_order: VecDeque::new(),
+            spawns: HashMap::new(),
+            spawn_order: VecDeque::new(),
+            max_strands: max_strands.max(16),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    pub fn get(&self, id: StrandId) -> &Strand {
+        &self.live[&id]
+    }
+
+    fn intern(&mut self, component: &str) -> StrandId {
+        if let Some(&id) = self.ids.get(component) {
+            return id;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.ids.insert(component.into(), id);
+        id
+    }
+
+    /// Brings the event's strand up to date and returns it: created on its first event (from
+    /// its parent's spawn, when one was seen), the host's inherited clock merged when the
+    /// event's state is new, its own component set to the event's counter.
+    pub fn enter(&mut self, e: &Event, batch: u64, now: u64, service: &Rc<str>) -> StrandId {
+        let id = self.intern(&e.context.component);
+        if !self.live.contains_key(&id) {
+            self.evict_if_full();
+            let mut clock = Clock::default();
+            if let Some(spawn) = self.spawns.remove(&e.id_base) {
+                clock = spawn;
+            }
+            self.by_task.insert(e.id_base, id);
+            let meta = StrandMeta {
+                thread_id: e.context.thread_id.as_ref().into(),
+                component: e.context.component.as_ref().into(),
+                trace_id: e.context.trace_id.as_ref().into(),
+                service: service.clone(),
+            };
+            let strand = Strand { meta: Rc::new(meta), clock, seq: 0, merged_at: 0, last_active: now, last_state: (u64::MAX, 0) };
+            self.live.insert(id, strand);
+        }
+        let state_key = (batch, e.state_index);
+        if self.live[&id].last_state != state_key {
+            let mut learned = Clock::default();
+            for (component, counter) in e.state.clock.entries() {
+                let from = self.intern(component);
+                learned.raise(from, *counter);
+                // What `from` knew at that counter, when its clock has not moved since.
+                if from != id {
+                    if let Some(other) = self.live.get(&from) {
+                        if *counter >= other.merged_at && *counter <= other.seq {
+                            learned.join_except(&other.clock, &[from]);
+                        }
+                    }
+                }
+            }
+            let strand = self.live.get_mut(&id).expect("entered above");
+            strand.last_state = state_key;
+            if strand.clock.join_except(&learned, &[id]) {
+                strand.merged_at = e.seq;
+            }
+        }
+        let strand = self.live.get_mut(&id).expect("entered above");
+        strand.seq = strand.seq.max(e.seq);
+        strand.clock.raise(id, e.seq);
+        strand.last_active = now;
+        id
+    }
+
+    /// The strand learns `clock` at its current event (a lock's release, an annotation).
+    pub fn learn(&mut self, id: StrandId, clock: &Clock) {
+        if let Some(s) = self.live.get_mut(&id) {
+            if s.clock.join_except(clock, &[id]) {
+                s.merged_at = s.seq;
+            }
+        }
+    }
+
+    /// `parent` spawned the task whose context has `task` as its id base: the child's first
+    /// event will start from the parent's clock now.
+    pub fn spawned(&mut self, parent: StrandId, task: u128) {
+        let clock = self.live[&parent].clock.clone();
+        if self.spawns.insert(task, clock).is_none() {
+            self.spawn_order.push_back(task);
+            while self.spawn_order.len() > self.max_strands {
+                if let Some(old) = self.spawn_order.pop_front() {
+                    self.spawns.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// `joiner` observed that the task `task` finished: it learns the task's clock, and the
+    /// task is retired into it (see the module's documentation).
+    pub fn joined(&mut self, joiner: StrandId, task: u128) {
+        let Some(&child) = self.by_task.get(&task) else { return };
+        if child == joiner {
+            return;
+        }
+        let Some(c) = self.live.get(&child) else { return };
+        let (child_clock, last) = (c.clock.clone(), c.seq);
+        let at = {
+            let j = self.live.get_mut(&joiner).expect("the joiner is entered");
+            // The child's own component stays out: the retirement below stands for it, so a
+            // strand that joins thousands of children keeps a short clock.
+            if j.clock.join_except(&child_clock, &[joiner, child]) {
+                j.merged_at = j.seq;
+            }
+            j.seq
+        };
+        let list = self.retired.entry(child).or_default();
+        if list.is_empty() {
+            self.retired_order.push_back(child);
+        }
+        list.push(Retirement { joiner, at, last });
+        while self.retired_order.len() > 4 * self.max_strands {
+            if let Some(old) = self.retired_order.pop_front() {
+                self.retired.remove(&old);
+            }
+        }
+    }
+
+    /// Whether a strand whose clock is `clock` knows event `counter` of `strand`: directly,
+    /// or through the strand that joined it.
+    pub fn knows(&self, clock: &Clock, strand: StrandId, counter: u64) -> bool {
+        self.knows_at(clock, strand, counter, 0)
+    }
+
+    fn knows_at(&self, clock: &Clock, strand: StrandId, counter: u64, depth: usize) -> bool {
+        if clock.get(strand) >= counter {
+            return true;
+        }
+        if depth >= MAX_RETIREMENT_DEPTH {
+            return false;
+        }
+        self.retired.get(&strand).is_some_and(|list| {
+            list.iter().any(|r| counter <= r.last && self.knows_at(clock, r.joiner, r.at, depth + 1))
+        })
+    }
+
+    /// Over `max_strands` live strands, the least recently active quarter is released. A
+    /// released strand that records again starts from its inherited clock: what it had learned
+    /// from locks and joins is forgotten, which can only make later accesses look unordered.
+    fn evict_if_full(&mut self) {
+        if self.live.len() < self.max_strands {
+            return;
+        }
+        let mut ages: Vec<u64> = self.live.values().map(|s| s.last_active).collect();
+        let cut = ages.len() / 4;
+        let (_, &mut threshold, _) = ages.select_nth_unstable(cut);
+        let gone: Vec<StrandId> = self.live.iter().filter(|(_, s)| s.last_active <= threshold).map(|(&id, _)| id).collect();
+        for id in gone {
+            if let Some(s) = self.live.remove(&id) {
+                self.ids.remove(&s.meta.component);
+            }
+        }
+        let live = &self.live;
+        self.by_task.retain(|_, id| live.contains_key(id));
+        if self.ids.len() > 4 * self.max_strands {
+            self.ids.retain(|_, id| live.contains_key(id));
+        }
+    }
+}

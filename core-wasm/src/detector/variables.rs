@@ -1,0 +1,133 @@
+//! Per-variable state and the two rules, FastTrack-style (Flanagan & Freund, PLDI 2009):
+//! a variable keeps its last write and the reads since then that are not ordered before a
+//! later read, not every access, so checking an access costs the same after an hour as after
+//! a second.
+//!
+//! - **Data race**: two accesses from different strands, at least one a write, neither
+//!   happening before the other, not both atomic.
+//! - **Lost update** (check-then-act): strand A read the variable, strand B wrote it after that
+//!   read (in the order the accesses were observed), and then A wrote it with an `old_value`
+//!   that is not the value B's write left: A's write was computed from a stale read. Locks do
+//!   not matter here: the read and the write can each hold the lock and the update is still
+//!   lost. Only non-atomic reads and writes take part, and a write whose `old_value` is null
+//!   (not recorded) is not judged.
+
+use super::access::Access;
+use super::clock::Clock;
+use super::strands::Strands;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+const NULL_HASH_TEXT: &[u8] = b"null";
+
+/// What one access found; the caller files them as races.
+#[derive(Debug)]
+pub enum Finding {
+    DataRace { earlier: Rc<Access>, later: Rc<Access> },
+    LostUpdate { read: Rc<Access>, other: Rc<Access>, write: Rc<Access> },
+}
+
+#[derive(Debug, Default)]
+struct Variable {
+    write: Option<Rc<Access>>,
+    /// Reads since the last write, none of which happens before a later one.
+    reads: Vec<Rc<Access>>,
+    /// Each strand's latest read not yet followed by its own write (for lost updates).
+    pending: Vec<Rc<Access>>,
+    last_pos: u64,
+}
+
+#[derive(Debug)]
+pub struct Variables {
+    vars: HashMap<Box<str>, Variable>,
+    pub max_variables: usize,
+    pub max_readers: usize,
+}
+
+impl Variables {
+    pub fn new(max_variables: usize, max_readers: usize) -> Self {
+        Variables { vars: HashMap::new(), max_variables: max_variables.max(16), max_readers: max_readers.max(1) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
+    /// it, and pushes what it found onto `found`.
+    pub fn access(&mut self, name: &str, access: Rc<Access>, clock: &Clock, strands: &Strands, found: &mut Vec<Finding>) {
+        if !self.vars.contains_key(name) {
+            self.evict_if_full();
+            self.vars.insert(name.into(), Variable::default());
+        }
+        let var = self.vars.get_mut(name).expect("inserted above");
+        var.last_pos = access.pos;
+        let me = access.strand;
+        let unordered = |other: &Access| {
+            other.strand != me && !(other.is_atomic() && access.is_atomic()) && !strands.knows(clock, other.strand, other.seq)
+        };
+        if let Some(w) = &var.write {
+            if unordered(w) {
+                found.push(Finding::DataRace { earlier: w.clone(), later: access.clone() });
+            }
+        }
+        if access.is_write() {
+            for r in &var.reads {
+                if unordered(r) {
+                    found.push(Finding::DataRace { earlier: r.clone(), later: access.clone() });
+                }
+            }
+            if !access.is_atomic() {
+                if let Some(i) = var.pending.iter().position(|r| r.strand == me) {
+                    let read = var.pending.swap_remove(i);
+                    if let Some(other) = &var.write {
+                        let stale = other.strand != me
+                            && other.pos > read.pos
+                            && access.old_hash != null_hash()
+                            && access.old_hash != other.new_hash;
+                        if stale {
+                            found.push(Finding::LostUpdate { read, other: other.clone(), write: access.clone() });
+                        }
+                    }
+                }
+            }
+            var.reads.clear();
+            var.write = Some(access);
+        } else {
+            // A read ordered before this one adds nothing a later write could race with
+            // that this read does not already (FastTrack's read-exclusive step).
+            var.reads.retain(|r| r.strand != me && !strands.knows(clock, r.strand, r.seq));
+            if var.reads.len() >= self.max_readers {
+                var.reads.remove(0);
+            }
+            var.reads.push(access.clone());
+            if !access.is_atomic() {
+                var.pending.retain(|r| r.strand != me);
+                if var.pending.len() >= self.max_readers {
+                    var.pending.remove(0);
+                }
+                var.pending.push(access);
+            }
+        }
+    }
+
+    /// Over `max_variables`, the least recently accessed half is forgotten (races on them
+    /// with accesses from before are then missed, never invented).
+    fn evict_if_full(&mut self) {
+        if self.vars.len() < self.max_variables {
+            return;
+        }
+        let mut ages: Vec<u64> = self.vars.values().map(|v| v.last_pos).collect();
+        let half = ages.len() / 2;
+        let (_, &mut threshold, _) = ages.select_nth_unstable(half);
+        self.vars.retain(|_, v| v.last_pos > threshold);
+    }
+}
+
+pub fn null_hash() -> u64 {
+    super::access::fingerprint(NULL_HASH_TEXT)
+}
