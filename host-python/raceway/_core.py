@@ -35,12 +35,14 @@ from wasmtime import Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, Linker
 
 from ._fastcall import CallError, make_caller
+from ._findings import FindingsJSON
 
 log = logging.getLogger("raceway")
 
 WASM_NAME = "raceway_core.wasm"
 PROPAGATION = "raceway:core/propagation@0.1.0"
 PIPELINE = "raceway:core/pipeline@0.1.0"
+DETECTOR = "raceway:core/detector@0.1.0"
 MEMORY_LIMIT = 256 * 1024 * 1024
 """Bytes of linear memory one instance may grow to: a runaway core traps instead of eating RAM."""
 
@@ -199,6 +201,7 @@ class CoreInstance:
         for iface, names in (
             (PROPAGATION, ("parse-incoming", "encode-outgoing")),
             (PIPELINE, ("configure", "encode-batch")),
+            (DETECTOR, ("reset-detector", "observe", "races")),
         ):
             iface_index = instance.get_export_index(self._store, iface)
             if iface_index is None:
@@ -209,7 +212,7 @@ class CoreInstance:
                     raise CoreError(f"component does not export {iface}#{name}")
                 self._funcs[name] = func
                 # Bodies stay bytes: they go to the network as bytes (see encode_batch).
-                self._fast[name] = make_caller(func, self._store, raw=(name == "encode-batch"))
+                self._fast[name] = make_caller(func, self._store, raw=name in ("encode-batch", "observe"))
 
     @staticmethod
     def _fuel(args: tuple) -> int:
@@ -310,7 +313,24 @@ class CoreInstance:
         """The component answers a summary line, then the bodies verbatim, one per line (see
         the WIT); this returns the summary with ``bodies`` added: the list of bodies, each
         UTF-8 ``bytes``."""
-        answer = self._call("encode-batch", records, max_events_per_body)
+        return self._bodies(self._call("encode-batch", records, max_events_per_body))
+
+    # -- detector ------------------------------------------------------------------------------
+    def reset_detector(self, options: Dict[str, Any]) -> None:
+        """Starts this instance's detector afresh with ``options`` (docs/races.md: bounds)."""
+        self._call("reset-detector", json.dumps(options))
+
+    def observe(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+        """Feeds a batch to the detector; with ``max_events_per_body`` > 0 also encodes it, and
+        answers as `encode_batch` does (``bodies`` empty when 0)."""
+        return self._bodies(self._call("observe", records, max_events_per_body))
+
+    def races(self) -> "FindingsJSON":
+        """The detector's findings so far (`raceway._findings.FindingsJSON`)."""
+        return json.loads(self._call("races"))
+
+    @staticmethod
+    def _bodies(answer: Any) -> Dict[str, Any]:
         if isinstance(answer, str):  # the public calling path decodes
             answer = answer.encode("utf-8")
         start = answer.find(b"\n") + 1

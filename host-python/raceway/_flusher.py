@@ -31,11 +31,12 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import _records
 from ._backlog import CHUNK, Backlog
 from ._core import CoreError, CoreInstance, CoreTrap
+from ._sink import EventsFile
 from ._stats import Stats
 from ._transport import FLUSHER_THREAD, Outcome, Result, Transport
 
@@ -70,6 +71,9 @@ class Flusher:
         chunk: int = CHUNK,
         on_fatal: Optional[Callable[[BaseException], None]] = None,
         log_drops: Optional[Callable[[], int]] = None,
+        detect: bool = False,
+        sink: Optional[EventsFile] = None,
+        process: Optional[Dict[str, Any]] = None,
     ):
         self.queue = queue
         self.core = core
@@ -81,6 +85,11 @@ class Flusher:
         self.on_fatal = on_fatal
         self.log_drops = log_drops
         """Returns how many records the full log has dropped so far (to log, rate-limited)."""
+        self.detect = detect
+        """Feed every batch to the core's race detector (`CoreInstance.observe`)."""
+        self.sink = sink
+        """Where each batch is also written (``Config.events_file``), with ``process``."""
+        self.process = process or {}
         self.backlog = Backlog()
         self.backoff = transport.policy.schedule() if transport is not None else None
         self.wake = threading.Event()
@@ -238,7 +247,7 @@ class Flusher:
                 self._settle(len(part), failed=len(part))
                 continue
             counts = encoded["counts"]
-            placed = sum(counts)
+            placed = encoded["events"]  # every valid event (no bodies when nothing is sent)
             if encoded["dropped"]:
                 self.stats.add(dropped=encoded["dropped"])
                 self._log_once("invalid", "raceway: dropped %d invalid events: %s", encoded["dropped"], encoded["errors"])
@@ -254,17 +263,29 @@ class Flusher:
 
     def _encode_part(self, text: str, part: list) -> Optional[dict]:
         try:
-            return self.core.encode_batch(text, self.batch_size)
+            return self._process(text)
         except CoreTrap:
             raise
         except CoreError as e:
             try:  # once more with every value converted: a value the fast path let through
-                return self.core.encode_batch(_records.encode(part, sanitize=True), self.batch_size)
+                return self._process(_records.encode(part, sanitize=True))
             except CoreTrap:
                 raise
             except Exception as e2:
                 self._log_once("encode", "raceway: could not encode %d events: %s / %s", len(part), e, e2)
                 return None
+
+    def _process(self, text: str) -> dict:
+        """One core call for a part: the detector sees it (when on) and bodies are made only
+        when there is a server to send them to. The events file gets the records the core
+        accepted."""
+        if self.detect:
+            encoded = self.core.observe(text, self.batch_size if self.transport is not None else 0)
+        else:
+            encoded = self.core.encode_batch(text, self.batch_size)
+        if self.sink is not None:
+            self.sink.write(self.process, text)
+        return encoded
 
     def _settle(self, events: int, **counts: int) -> None:
         self._taken -= events

@@ -20,9 +20,10 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 getframe = sys._getframe
 
-Site = Tuple[str, int, str, object]
-"""``(file, line, module, code)``. The entry holds its code object, so the id in its key cannot
-be reused by another code object while the entry exists."""
+Site = Tuple[str, int, str, object, str]
+"""``(file, line, module, code, frame)``, ``frame`` being ``file:line in function`` (a stack
+frame of race reports). The entry holds its code object, so the id in its key cannot be reused
+by another code object while the entry exists."""
 
 sites: Dict[Tuple[int, int], Site] = {}
 """Call sites of user code by ``(id(code), f_lasti)``."""
@@ -32,7 +33,7 @@ MAX_SITES = 4096
 entry keeps its code object alive: past this many the cache starts over. Real applications
 call ``track_*`` from far fewer places."""
 
-UNKNOWN: Site = ("<unknown>", 0, "app", None)
+UNKNOWN: Site = ("<unknown>", 0, "app", None, "<unknown>:0 in <unknown>")
 
 
 def user_frame(frame: Optional[FrameType]) -> Optional[FrameType]:
@@ -54,8 +55,28 @@ def site(frame: Optional[FrameType]) -> Site:
     if found is not None:
         return found
     code = frame.f_code
-    found = (code.co_filename, frame.f_lineno or 0, frame.f_globals.get("__name__", "app"), code)
+    line = frame.f_lineno or 0
+    name = getattr(code, "co_qualname", code.co_name)
+    found = (code.co_filename, line, frame.f_globals.get("__name__", "app"), code, f"{code.co_filename}:{line} in {name}")
     if len(sites) >= MAX_SITES:
         sites.clear()
     sites[key] = found
     return found
+
+
+def stack(frame: Optional[FrameType], depth: int) -> Tuple[str, ...]:
+    """Up to ``depth`` user frames from ``frame`` outwards, each ``file:line in function``,
+    innermost first; the SDK's own frames are skipped. Each frame is a cached site, so this
+    costs a frame step and a dictionary lookup per frame."""
+    out = []
+    get = sites.get
+    while frame is not None and len(out) < depth:
+        found = get((id(frame.f_code), frame.f_lasti))
+        if found is None:
+            if frame.f_code.co_filename.startswith(PACKAGE_DIR):
+                frame = frame.f_back
+                continue
+            found = site(frame)
+        out.append(found[4])
+        frame = frame.f_back
+    return tuple(out)

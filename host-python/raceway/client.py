@@ -16,17 +16,22 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional
 
 from . import _lifecycle, _values
 from ._backlog import split_budget
 from ._core import CoreError, CoreInstance, Runtime
 from ._flusher import Flusher
-from ._location import getframe, site as _site, sites as _sites
+from ._location import getframe, site as _site, sites as _sites, stack as _stack
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
+from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
 from .config import Config, Settings
-from .context import ExecutionContext, _current, new_span_id, reset_context, set_identity
+from .races import Race, races_from_json
+from .context import (
+    ExecutionContext, _current, _ident, claim as _claim, current_task as _task, new_span_id, reset_context,
+    set_identity, strand_context,
+)
 
 log = logging.getLogger("raceway")
 
@@ -95,6 +100,10 @@ class RacewayClient:
         self._disabled = False
         self._disable_lock = threading.Lock()
         self._fork_held: list = []
+        self._stack_depth = self.config.race_stack_frames
+        self._suppressions: Any = None
+        self._sink: Any = None
+        self._reported = False
         try:
             self._start()
         except Exception as e:
@@ -124,9 +133,20 @@ class RacewayClient:
             if self.settings.endpoint
             else None
         )
+        if self.settings.suppressions is not None and self._suppressions is None:
+            from .report.suppressions import Suppressions
+
+            self._suppressions = Suppressions.load(self.settings.suppressions)
+        sink = None
+        if self.settings.events_file is not None:
+            from ._sink import EventsFile
+
+            sink = EventsFile(self.settings.events_file, config.events_file_max_bytes, config.events_file_backups)
+        self._sink = sink
         self._flusher = Flusher(
             self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
             chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._dropped_so_far,
+            detect=config.detect_races, sink=sink, process=self._process_config(),
         ).start()
 
     @property
@@ -153,6 +173,8 @@ class RacewayClient:
         ctx = _current.get()
         if ctx is None:
             return self._outside("track_state_change")
+        if ctx.owner != _ident() or ctx.task is not _task():
+            ctx = _claim(ctx)
         access = _ACCESS.get(access_type) if access_type.__class__ is str else None
         if access is None:
             access = _access_type(access_type)
@@ -164,6 +186,8 @@ class RacewayClient:
             new_value = _snapshot(new_value)
         f = getframe(1)
         where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
+        depth = self._stack_depth
+        stack = _stack(f, depth) if depth else ()
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
@@ -171,13 +195,15 @@ class RacewayClient:
         if len(q) >= self._wake_at:
             self._pressure(len(q))
         q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1],
-                  "StateChange", (variable, old_value, new_value, access)))
+                  "StateChange", (variable, old_value, new_value, access, stack)))
 
     def track_function_call(self, function_name: str, args: Any = None, duration_ns: Optional[int] = None) -> None:
         """Records a call of ``function_name`` with ``args`` (any value; converted if needed)."""
         ctx = _current.get()
         if ctx is None:
             return self._outside("track_function_call")
+        if ctx.owner != _ident() or ctx.task is not _task():
+            ctx = _claim(ctx)
         if function_name.__class__ is not str or len(function_name) > _MAX:
             function_name = _values.text(function_name)
         if args.__class__ is dict:  # the usual case, without going through `snapshot`
@@ -231,13 +257,13 @@ class RacewayClient:
     # Other tracking methods
     # ------------------------------------------------------------------------------------------
     def track_http_request(self, method: str, url: str, headers: Optional[Mapping] = None, body: Any = None) -> None:
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             return self._outside("track_http_request")
         self._record(ctx, "HttpRequest", (_values.text(method), _values.text(url), _headers(headers, "headers"), _snapshot(body)))
 
     def track_http_response(self, status: int, headers: Optional[Mapping] = None, body: Any = None, duration_ms: float = 0) -> None:
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             return self._outside("track_http_response")
         if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 65535:
@@ -248,7 +274,7 @@ class RacewayClient:
 
     def track_lock_acquire(self, lock_id: str, lock_type: str = "Mutex") -> None:
         """Records that the current context now holds ``lock_id``."""
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             return self._outside("track_lock_acquire")
         lock_id = _values.text(lock_id)
@@ -257,7 +283,7 @@ class RacewayClient:
 
     def track_lock_release(self, lock_id: str, lock_type: str = "Mutex") -> None:
         """Records that the current context gives up ``lock_id``."""
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             return self._outside("track_lock_release")
         lock_id = _values.text(lock_id)
@@ -267,14 +293,14 @@ class RacewayClient:
     def track_error(self, error: BaseException, max_frames: Optional[int] = None) -> None:
         """Records an exception as an ``Error`` event with at most ``max_frames`` stack frames
         (default ``Config.max_stack_frames``), innermost last."""
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             return self._outside("track_error")
         self._record(ctx, "Error", _values.describe_exception(error, max_frames or self.config.max_stack_frames))
 
     def track_custom(self, name: str, data: Any = None) -> None:
         """Records an application-defined event."""
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             return self._outside("track_custom")
         self._record(ctx, "Custom", (_values.text(name), _snapshot(data)))
@@ -299,9 +325,9 @@ class RacewayClient:
     def trace(self) -> Iterator[ExecutionContext]:
         """Opens an execution context by hand: a child of the current one, or a new trace.
         The previous context is current again on exit."""
-        parent = _current.get()
+        parent = strand_context()
         ctx = self.fork(parent) if parent is not None else ExecutionContext.new_trace()
-        token = _current.set(ctx)
+        token = _current.set(ctx.bind())
         try:
             yield ctx
         finally:
@@ -310,13 +336,81 @@ class RacewayClient:
                 self.join(parent, ctx)
 
     # ------------------------------------------------------------------------------------------
+    # Happens-before annotations and the detector's findings (docs/races.md)
+    # ------------------------------------------------------------------------------------------
+    def happens_before(self, token: Hashable) -> None:
+        """Marks a hand-off the SDK cannot see: everything the current strand did so far
+        happens before whatever a strand does after a later `happens_after` with an equal
+        ``token`` (ThreadSanitizer's ``AnnotateHappensBefore``). ``token``: any hashable object;
+        strings, numbers, bytes and tuples of them are matched by value, other objects by
+        identity (while they are alive)."""
+        ctx = strand_context()
+        if ctx is None:
+            return self._outside("happens_before")
+        self._record(ctx, "Custom", (HAPPENS_BEFORE, {"sync": sync_id(token)}))
+
+    def happens_after(self, token: Hashable) -> None:
+        """The receiving side of `happens_before`: the current strand's later events happen
+        after everything done before every earlier `happens_before` with an equal ``token``."""
+        ctx = strand_context()
+        if ctx is None:
+            return self._outside("happens_after")
+        self._record(ctx, "Custom", (HAPPENS_AFTER, {"sync": sync_id(token)}))
+
+    def races(self, timeout: Optional[float] = 5.0) -> List[Race]:
+        """The distinct races the in-process detector found so far, suppressions applied.
+
+        Everything recorded before the call is analysed first: this waits (at most ``timeout``
+        seconds; None: as long as it takes) for the background thread to take it through the
+        core. With a server that does not answer, analysis waits for delivery, so the answer
+        can lag (docs/races.md). Empty when detection is off (``Config.detect_races``) or the
+        core has failed."""
+        return self._races(timeout)[0]
+
+    def race_report(self, timeout: Optional[float] = 5.0) -> str:
+        """`races` as a readable report: each race's accesses with locations, strands, locks
+        and stacks, what ordering was missing and how to fix it (docs/races.md)."""
+        from .report import text
+
+        kept, suppressed = self._races(timeout)
+        unmatched = self._suppressions.unmatched() if self._suppressions is not None else ()
+        return text.render(kept, suppressed=len(suppressed), unmatched_rules=unmatched)
+
+    def _races(self, timeout: Optional[float]) -> "tuple[List[Race], List[Race]]":
+        flusher = self._flusher
+        if not self.config.detect_races or flusher is None or self._disabled:
+            return [], []
+        if not self._closed and flusher.alive:
+            flusher.flush(timeout)
+        try:
+            found = races_from_json(flusher.core.races()["races"])
+        except CoreError as e:
+            self._warn_once("races", "raceway: the race detector cannot answer: %s", e)
+            return [], []
+        if self._suppressions is None:
+            return found, []
+        kept, suppressed = self._suppressions.apply(found)
+        return kept, suppressed
+
+    def _report_races(self) -> None:
+        """At shutdown: the race report, logged once at WARNING when there are races."""
+        if self._reported or not (self.config.detect_races and self.config.report_races_at_shutdown):
+            return
+        self._reported = True
+        try:
+            if self._races(0)[0]:
+                log.warning("%s", self.race_report(0))
+        except Exception as e:  # pragma: no cover - reporting must never fail a shutdown
+            log.debug("raceway: race report failed: %s", e)
+
+    # ------------------------------------------------------------------------------------------
     # Distributed tracing
     # ------------------------------------------------------------------------------------------
     def propagation_headers(self, extra_headers: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         """Headers for one downstream call: ``traceparent`` (a new span id for the callee),
         ``tracestate`` when there is one, and ``raceway-clock``.
         Raises ``RuntimeError`` outside an execution context."""
-        ctx = _current.get()
+        ctx = strand_context()
         if ctx is None:
             raise RuntimeError("Raceway propagation_headers() called outside of an active context")
         ctx.tick()
@@ -398,7 +492,11 @@ class RacewayClient:
         flusher = self._flusher
         if flusher is None:
             return True
-        return flusher.stop(timeout)
+        delivered = flusher.stop(timeout)
+        self._report_races()
+        if self._sink is not None:
+            self._sink.close()
+        return delivered
 
     def stats(self) -> Dict[str, int]:
         """Counters (docs/delivery.md): events ``recorded``, ``sent``, ``dropped`` (the queue
@@ -434,6 +532,7 @@ class RacewayClient:
         for name in (
             "track_state_change", "track_function_call", "track_http_request", "track_http_response",
             "track_lock_acquire", "track_lock_release", "track_error", "track_custom", "_record",
+            "happens_before", "happens_after",
         ):
             setattr(self, name, noop)
 

@@ -56,6 +56,27 @@ class Config:
     retry_backoff_max: float = 30.0
     """No wait between attempts is longer (a server's ``Retry-After`` included)."""
 
+    # Race detection (docs/races.md).
+    detect_races: bool = True
+    """Run the race detector in this process on everything recorded, with or without an
+    endpoint. Off, the SDK only records and sends."""
+    race_stack_frames: int = 4
+    """Frames of the caller's stack kept with each ``track_state_change`` for race reports
+    (the access's own frame included); 1 keeps the location alone, 0 none. Each frame costs
+    ~0.05-0.1 µs on the application thread (benchmarks/RESULTS.md)."""
+    report_races_at_shutdown: bool = True
+    """Log the race report (`RacewayClient.race_report`) at WARNING on the ``raceway`` logger
+    at ``shutdown()`` when races were found."""
+    suppressions: Optional[str] = None
+    """Path of a suppressions file (docs/races.md); defaults to ``RACEWAY_SUPPRESSIONS``."""
+    events_file: Optional[str] = None
+    """Path of a JSON Lines file the recorded batches are also written to (docs/cli.md), for
+    ``python -m raceway analyze``. Defaults to ``RACEWAY_EVENTS_FILE``."""
+    events_file_max_bytes: int = 64 * 1024 * 1024
+    """Size at which the events file is rotated (``PATH.1`` ... ``PATH.N``)."""
+    events_file_backups: int = 3
+    """Rotated files kept."""
+
     def __post_init__(self) -> None:
         def positive(name: str, kind: type) -> None:
             value = getattr(self, name)
@@ -63,6 +84,18 @@ class Config:
                 raise ValueError(f"Config.{name} must be a positive {kind.__name__}, got {value!r}")
 
         positive("batch_size", int)
+        positive("events_file_max_bytes", int)
+        for name in ("race_stack_frames", "events_file_backups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
+                raise ValueError(f"Config.{name} must be an int from 0 to 64, got {value!r}")
+        for name in ("detect_races", "report_races_at_shutdown"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Config.{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("suppressions", "events_file"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (str, os.PathLike)) and os.fspath(value)):
+                raise ValueError(f"Config.{name} must be a non-empty path or None, got {value!r}")
         positive("max_queue_size", int)
         positive("max_stack_frames", int)
         for name in ("flush_interval", "timeout", "retry_backoff", "retry_backoff_max"):
@@ -98,6 +131,8 @@ class Settings:
     environment: str
     api_key: Optional[str]
     config: Config
+    events_file: Optional[str] = None
+    suppressions: Optional[str] = None
 
     @classmethod
     def resolve(cls, config: Config) -> "Settings":
@@ -115,7 +150,16 @@ class Settings:
             environment=config.environment,
             api_key=api_key or None,
             config=config,
+            events_file=_path(config.events_file, "RACEWAY_EVENTS_FILE"),
+            suppressions=_path(config.suppressions, "RACEWAY_SUPPRESSIONS"),
         )
+
+
+def _path(value: "Optional[str | os.PathLike[str]]", variable: str) -> Optional[str]:
+    """The configured path, else the environment variable's (empty counts as unset)."""
+    if value is not None:
+        return os.fspath(value)
+    return os.environ.get(variable) or None
 
 
 def default_instance_id() -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import sys
+import threading
 from contextvars import ContextVar, Token
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -110,6 +112,7 @@ class ExecutionContext:
     __slots__ = (
         "trace_id", "span_id", "upstream_span_id", "tracestate", "flags",
         "thread_id", "component", "id_base", "seq", "last", "state", "outgoing",
+        "owner", "task",
     )
 
     def __init__(
@@ -134,6 +137,17 @@ class ExecutionContext:
         self.last = 0  # seq of the latest event: the next event's parent
         self.state = State(clock)
         self.outgoing: Optional[tuple] = None  # the client's pre-rendered encode-outgoing request
+        # The strand this context records for: a thread (its ident) and, on an event loop, the
+        # asyncio task. None until the context is first used (`strand_context`) or `bind`.
+        self.owner: Optional[int] = None
+        self.task: object = None
+
+    def bind(self) -> "ExecutionContext":
+        """Makes the calling strand this context's owner (done where a context is made for the
+        strand that makes it: `trace()`, the middleware)."""
+        self.owner = _ident()
+        self.task = current_task()
+        return self
 
     # -- clock -----------------------------------------------------------------------------
     def clock(self) -> Clock:
@@ -243,6 +257,79 @@ def reset_context(token: Token) -> None:
     except ValueError:
         previous = token.old_value
         _current.set(None if previous is Token.MISSING else previous)
+
+
+# ----------------------------------------------------------------------------------------------
+# Strands: one execution context records for one thread or task, never two
+# ----------------------------------------------------------------------------------------------
+_ident = threading.get_ident
+_modules = sys.modules
+_loop_getter = None  # asyncio's C `_get_running_loop`, once asyncio has been imported
+_task_table: dict = {}
+_claim_lock = threading.Lock()
+
+
+def _bind_asyncio() -> None:
+    global _loop_getter, _task_table
+    from asyncio import events, tasks
+
+    table = getattr(tasks, "_current_tasks", None)
+    _task_table = table if isinstance(table, dict) else _CurrentTasks()
+    _loop_getter = events._get_running_loop
+
+
+class _CurrentTasks:
+    """Stands in for asyncio's private table of current tasks where it is not a dict."""
+
+    @staticmethod
+    def get(loop: object) -> object:
+        import asyncio
+
+        return asyncio.current_task(loop)  # type: ignore[arg-type]
+
+
+def current_task() -> object:
+    """The asyncio task running in this thread, or None (no loop, or asyncio not imported:
+    then no task can be running, and asyncio is not imported for the question)."""
+    get = _loop_getter
+    if get is None:
+        if "asyncio" not in _modules:
+            return None
+        _bind_asyncio()
+        get = _loop_getter
+    loop = get()  # type: ignore[misc]
+    return None if loop is None else _task_table.get(loop)
+
+
+def claim(ctx: ExecutionContext) -> ExecutionContext:
+    """The context the calling strand records on, given that ``ctx`` is current but not (yet)
+    its own (the hot path checks ``ctx.owner``/``ctx.task`` first).
+
+    A context nobody has used yet becomes this strand's. A context that another strand owns
+    reached this one through a copied ``contextvars.Context`` (``copy_context().run`` in a
+    pool thread, tasks of an event loop nobody instrumented): this strand gets a child of it,
+    made current here, so that two strands never share one clock and their races stay
+    visible. The child starts from what ``ctx`` knows now (docs/context.md says what this
+    can and cannot order)."""
+    ident, task = _ident(), current_task()
+    with _claim_lock:
+        if ctx.owner is None:
+            ctx.owner, ctx.task = ident, task
+            return ctx
+    if ctx.owner == ident and ctx.task is task:
+        return ctx
+    child = ctx.child()
+    child.owner, child.task = ident, task
+    _current.set(child)
+    return child
+
+
+def strand_context() -> Optional[ExecutionContext]:
+    """The current execution context of the calling strand (`claim`), or None."""
+    ctx = _current.get()
+    if ctx is None or (ctx.owner == _ident() and ctx.task is current_task()):
+        return ctx
+    return claim(ctx)
 
 
 def get_context() -> Optional[ExecutionContext]:
