@@ -12,7 +12,7 @@ CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-
 STAMP     := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: build test test-rust test-python demo bench clean
+.PHONY: build test test-rust test-python demo bench clean browser
 
 build: $(WASM_PKG) $(STAMP)
 
@@ -38,6 +38,18 @@ test-rust:
 
 test-python: build
 	$(PY) -m pytest
+
+# Headless Chromium for the HTML report's browser test: installed from Debian when run as root
+# and missing; otherwise nothing (the test skips itself when no browser is found).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "browser: no chromium, and not root with apt-get: the browser test will be skipped"; \
+	fi
 
 demo: build
 	$(PY) examples/demo.py
