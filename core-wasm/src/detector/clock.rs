@@ -36,6 +36,11 @@ impl Clock {
     /// The element-wise maximum with `other`, leaving out the strands in `except` (one whose
     /// counter the caller sets itself, one that is retired); true if the clock changed.
     pub fn join_except(&mut self, other: &Clock, except: &[StrandId]) -> bool {
+        // Most joins teach nothing new: find out before building a merged clock.
+        let teaches = other.0.iter().any(|&(s, n)| n > 0 && !except.contains(&s) && self.get(s) < n);
+        if !teaches {
+            return false;
+        }
         let mut changed = false;
         let mut merged = Vec::with_capacity(self.0.len().max(other.0.len()));
         let (mut i, mut j) = (0, 0);
@@ -71,6 +76,13 @@ impl Clock {
             self.0 = merged;
         }
         changed
+    }
+
+    /// Drops `strand`'s entry (a retired strand: see `strands.rs`).
+    pub fn remove(&mut self, strand: StrandId) {
+        if let Ok(i) = self.0.binary_search_by_key(&strand, |&(s, _)| s) {
+            self.0.remove(i);
+        }
     }
 
     pub fn join(&mut self, other: &Clock) -> bool {

@@ -134,6 +134,13 @@ impl Strands {
             let mut learned = Clock::default();
             for (component, counter) in e.state.clock.entries() {
                 let from = self.intern(component);
+                // Only what is new to the strand is worth following: the rest it knows, and
+                // knew what came with it when it learned it.
+                // A retired strand that the strand knows through its joiner stays out of its
+                // clock, which keeps clocks as short as the strands that are still running.
+                if self.live.get(&id).is_some_and(|s| self.knows(&s.clock, from, *counter)) {
+                    continue;
+                }
                 learned.raise(from, *counter);
                 // What `from` knew at that counter, when its clock has not moved since.
                 if from != id {
@@ -196,6 +203,7 @@ impl Strands {
             if j.clock.join_except(&child_clock, &[joiner, child]) {
                 j.merged_at = j.seq;
             }
+            j.clock.remove(child);
             j.seq
         };
         let list = self.retired.entry(child).or_default();
