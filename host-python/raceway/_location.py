@@ -17,6 +17,8 @@ from types import FrameType
 from typing import Dict, Optional, Tuple
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+DEMO_DIR = PACKAGE_DIR + "demo" + os.sep
+"""The bundled demo application is user code, though it ships inside the package."""
 
 getframe = sys._getframe
 
@@ -36,9 +38,14 @@ call ``track_*`` from far fewer places."""
 UNKNOWN: Site = ("<unknown>", 0, "app", None, "<unknown>:0 in <unknown>")
 
 
+def is_sdk(filename: str) -> bool:
+    """Whether a frame of ``filename`` is the SDK's own (the demo application is not)."""
+    return filename.startswith(PACKAGE_DIR) and not filename.startswith(DEMO_DIR)
+
+
 def user_frame(frame: Optional[FrameType]) -> Optional[FrameType]:
     """The first frame, from ``frame`` outwards, that is not the SDK's own."""
-    while frame is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
+    while frame is not None and is_sdk(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
 
@@ -73,7 +80,7 @@ def stack(frame: Optional[FrameType], depth: int) -> Tuple[str, ...]:
     while frame is not None and len(out) < depth:
         found = get((id(frame.f_code), frame.f_lasti))
         if found is None:
-            if frame.f_code.co_filename.startswith(PACKAGE_DIR):
+            if is_sdk(frame.f_code.co_filename):
                 frame = frame.f_back
                 continue
             found = site(frame)

@@ -320,6 +320,7 @@ class RacewayClient:
         """``parent`` waited for ``child``: its later events come after all of the child's."""
         parent.learn(child.clock())
         self._record(parent, "AsyncAwait", (child.task_id, child.thread_id))
+        parent.retire(child.component)
 
     @contextmanager
     def trace(self) -> Iterator[ExecutionContext]:

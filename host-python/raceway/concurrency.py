@@ -34,7 +34,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from .context import ExecutionContext, _current, reset_context
+from .context import ExecutionContext, _current, current_task, reset_context, strand_context
 
 log = logging.getLogger("raceway")
 
@@ -110,6 +110,15 @@ class _Joins:
             _warn_once("join", "raceway: cannot join an execution context: %s", e)
 
 
+def _collector() -> Optional[ExecutionContext]:
+    """Who observes a task's end. Inside a task, that task's own context (`strand_context`).
+    Outside any task, in a callback the loop runs (``gather`` collects results from one), the
+    context the callback was registered in: it runs on behalf of the task that registered it."""
+    if current_task() is None and _running_loop() is not None:
+        return _current.get()
+    return strand_context()
+
+
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
     try:
         return asyncio.get_running_loop()
@@ -148,7 +157,7 @@ class _RacewayTask(asyncio.Task):
     def _raceway_collected(self) -> None:
         joins = self._raceway_joins
         if joins is not None and self.done():
-            joins.collect(_current.get())
+            joins.collect(_collector())
 
 
 class _TaskFactory:
@@ -167,7 +176,7 @@ class _TaskFactory:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
         given = kwargs.get("context")
-        parent = given.get(_current) if given is not None else _current.get()
+        parent = given.get(_current) if given is not None else strand_context()
         child = _fork(self.client, parent) if parent is not None else None
         if child is None:
             return self._make(loop, coro, kwargs, asyncio.Task)
@@ -257,7 +266,7 @@ class _TracedFuture(concurrent.futures.Future):
         joins = self._raceway_joins
         if joins is None or not self.done():
             return
-        collector = _current.get()
+        collector = _collector()
         if collector is None and joins.loop is not None and _running_loop() is joins.loop:
             collector = joins.parent
         joins.collect(collector)
@@ -295,7 +304,7 @@ class ContextAwareThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         self._raceway_lock = threading.Lock()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[T]":
-        parent = _current.get()
+        parent = strand_context()
         child = _fork(self._raceway_client, parent) if parent is not None else None
         target = _to_thread_context(fn)
         if child is not None and target is not None:
@@ -335,7 +344,7 @@ class ContextAwareThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         # Everything submitted has finished: the caller's later events come after it all.
         with self._raceway_lock:
             pending, self._raceway_pending = self._raceway_pending, {}
-        collector = _current.get()
+        collector = strand_context()
         if collector is None:
             return
         for future, joins in pending.items():
@@ -356,7 +365,7 @@ class ContextAwareThread(threading.Thread):
 
     def start(self) -> None:
         ctx = contextvars.copy_context()
-        parent = _current.get()
+        parent = strand_context()
         child = _fork(self._raceway_client, parent) if parent is not None else None
         if child is not None:
             ctx.run(_current.set, child)
@@ -374,7 +383,7 @@ class ContextAwareThread(threading.Thread):
         super().join(timeout)
         joins = self._raceway_joins
         if joins is not None and not self.is_alive():
-            joins.collect(_current.get())
+            joins.collect(strand_context())
 
     @property
     def raceway_context(self) -> Optional[ExecutionContext]:
@@ -409,7 +418,7 @@ def capture(ctx: Optional[ExecutionContext] = None) -> Optional[Handoff]:
     """Captures the current context (or ``ctx``) for work that will run elsewhere, later. Call it
     where the work is handed over; pass the result to `run_with_context`. None outside any
     context."""
-    ctx = ctx if ctx is not None else _current.get()
+    ctx = ctx if ctx is not None else strand_context()
     return Handoff(ctx) if ctx is not None else None
 
 

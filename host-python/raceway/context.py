@@ -31,6 +31,12 @@ _suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
 # `create_context` before any client exists use the fallback.
 _identity = ["unknown-service#unknown-instance"]
 
+MAX_INHERITED = 32
+"""Components a context's inherited clock keeps before it retires joined strands (see
+`ExecutionContext.retire`): a context that starts and joins thousands of threads keeps a clock
+of this size, so spawn, join and every event cost the same after the thousandth as after the
+first."""
+
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 
@@ -112,7 +118,7 @@ class ExecutionContext:
     __slots__ = (
         "trace_id", "span_id", "upstream_span_id", "tracestate", "flags",
         "thread_id", "component", "id_base", "seq", "last", "state", "outgoing",
-        "owner", "task",
+        "owner", "task", "retirable",
     )
 
     def __init__(
@@ -141,6 +147,7 @@ class ExecutionContext:
         # asyncio task. None until the context is first used (`strand_context`) or `bind`.
         self.owner: Optional[int] = None
         self.task: object = None
+        self.retirable: Optional[dict] = None  # components of joined strands, oldest first
 
     def bind(self) -> "ExecutionContext":
         """Makes the calling strand this context's owner (done where a context is made for the
@@ -158,6 +165,34 @@ class ExecutionContext:
         """Counts a step that is not an event (an outgoing call) and returns the new counter."""
         self.seq += 1
         return self.seq
+
+    def retire(self, component: str) -> None:
+        """``component``'s strand has ended and this context's join of it was recorded as an
+        ``AsyncAwait`` event. Past `MAX_INHERITED` components, the oldest such strands leave
+        this clock. Sound for the race detector: it keeps "joined strand -> (joiner, counter
+        at the join)" and treats a clock that knows the joiner there as knowing all of the
+        joined strand (docs/races.md). The Raceway server has no such rule: to it, events of a
+        retired strand look concurrent with what follows the join (docs/distributed.md)."""
+        retirable = self.retirable
+        if retirable is None:
+            retirable = self.retirable = {}
+        retirable[component] = None
+        clock = self.state.clock
+        if len(clock) <= MAX_INHERITED:
+            if len(retirable) > 2 * MAX_INHERITED:  # joined strands whose components left meanwhile
+                present = {c for c, _ in clock}
+                for c in [c for c in retirable if c not in present]:
+                    del retirable[c]
+            return
+        excess = len(clock) - MAX_INHERITED
+        gone = set()
+        for c in retirable:
+            if len(gone) == excess:
+                break
+            gone.add(c)
+        for c in gone:
+            del retirable[c]
+        self.state = State(tuple(p for p in clock if p[0] not in gone), self.state.locks)
 
     def learn(self, clock: Iterable[Sequence]) -> None:
         """Merges what another context knew (a join, a response): later events come after it."""

@@ -64,6 +64,8 @@ class RequestScope:
             return None
 
     def activate(self) -> None:
+        if self.ctx.owner is None:  # the request's strand is the one that serves it
+            self.ctx.bind()
         self.token = _current.set(self.ctx)
 
     def deactivate(self) -> None:
