@@ -50,3 +50,21 @@ def test_python_clock_merge_matches_the_core_rule(case: dict) -> None:
     # the Python twin to the same rule as the core's VectorClock::merge.
     merged = merge_clocks(tuple(map(tuple, case["a"])), case["b"])
     assert [list(p) for p in merged] == case["merge"]
+
+
+@pytest.mark.parametrize("case", load("detector.json")["cases"], ids=lambda c: c["name"])
+def test_detector(case: dict) -> None:
+    """Each case's batches through one detector in the component; its races as the file
+    states them (the Rust side runs the same cases natively)."""
+    from raceway._detector import Detector
+
+    detector = Detector()
+    for batch in case["batches"]:
+        summary = detector.observe(json.dumps(batch), {"service_name": "svc", "environment": "", "instance_id": "",
+                                                       "process_id": 0, "tags": {}})
+        assert summary["dropped"] == 0, summary["errors"]
+    got = [
+        {"kind": r.kind, "severity": r.severity, "variable": r.variable, "count": r.count, "locations": list(r.locations)}
+        for r in detector.races()
+    ]
+    assert got == case["expect"], case["description"]

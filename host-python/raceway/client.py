@@ -134,9 +134,7 @@ class RacewayClient:
             else None
         )
         if self.settings.suppressions is not None and self._suppressions is None:
-            from .report.suppressions import Suppressions
-
-            self._suppressions = Suppressions.load(self.settings.suppressions)
+            self._load_suppressions(self.settings.suppressions)
         sink = None
         if self.settings.events_file is not None:
             from ._sink import EventsFile
@@ -392,6 +390,16 @@ class RacewayClient:
             return found, []
         kept, suppressed = self._suppressions.apply(found)
         return kept, suppressed
+
+    def _load_suppressions(self, path: str) -> None:
+        """A file that cannot be used is said once, at ERROR: races are then reported
+        unsuppressed, and nothing else changes."""
+        from .report.suppressions import Suppressions
+
+        try:
+            self._suppressions = Suppressions.load(path)
+        except (OSError, ValueError) as e:
+            log.error("raceway: cannot use the suppressions file %s (%s); races are reported unsuppressed", path, e)
 
     def _report_races(self) -> None:
         """At shutdown: the race report, logged once at WARNING when there are races."""
