@@ -311,6 +311,43 @@ def _(p: Program):
     return []
 
 
+@case("lost-update-across-two-services",
+      "the api service reads a balance and calls the ledger service, which writes the new balance"
+      " (its old_value is what the api read); two requests at once. The read happens before the"
+      " write through the call (the ledger's request inherits the caller's clock)")
+def _(p: Program):
+    api1, api2 = p.strand("api-1"), p.strand("api-2")
+    api1.read("alice.balance", 1000, 130)
+    api2.read("alice.balance", 1000, 130)
+    ledger1, ledger2 = p.strand("ledger-1"), p.strand("ledger-2")
+    for caller, callee in ((api1, ledger1), (api2, ledger2)):
+        caller.seq += 1  # the outgoing call is a step of the caller (propagation_headers ticks)
+        callee.clock = {**caller.clock, caller.component: caller.seq}
+    ledger1.write("alice.balance", 1000, 900, 140)
+    ledger2.write("alice.balance", 1000, 750, 140)
+    return [
+        race("lost-update", "CRITICAL", "alice.balance", ["app.py:130", "app.py:140", "app.py:140"]),
+        race("data-race", "CRITICAL", "alice.balance", ["app.py:140", "app.py:140"]),
+        race("data-race", "WARNING", "alice.balance", ["app.py:130", "app.py:140"]),
+    ]
+
+
+@case("no-lost-update-without-a-basis",
+      "a strand writes without having read (blind write): no lost update, only data races. A"
+      " write clears the reads before it (FastTrack), so a's read is checked against b's write,"
+      " and main's write against b's, not a's read")
+def _(p: Program):
+    m = p.strand("main")
+    a, b = p.strand("a", m), p.strand("b", m)
+    a.read("w", 1, 150)
+    b.write("w", 1, 2, 151)
+    m.write("w", 1, 3, 152)  # main never read w; its old_value 1 is not based on a read
+    return [
+        race("data-race", "CRITICAL", "w", ["app.py:151", "app.py:152"]),
+        race("data-race", "WARNING", "w", ["app.py:150", "app.py:151"]),
+    ]
+
+
 def main() -> None:
     out = {
         "description": (

@@ -5,12 +5,14 @@
 //!
 //! - **Data race**: two accesses from different strands, at least one a write, neither
 //!   happening before the other, not both atomic.
-//! - **Lost update** (check-then-act): strand A read the variable, strand B wrote it after that
-//!   read (in the order the accesses were observed), and then A wrote it with an `old_value`
-//!   that is not the value B's write left: A's write was computed from a stale read. Locks do
-//!   not matter here: the read and the write can each hold the lock and the update is still
-//!   lost. Only non-atomic reads and writes take part, and a write whose `old_value` is null
-//!   (not recorded) is not judged.
+//! - **Lost update** (check-then-act): a write W whose basis is a read R (the latest read that
+//!   happens before W: the same strand's, or one that reached W's strand through an edge, such
+//!   as a read in one service followed by a call that writes in another), where another strand
+//!   wrote the variable after R (in the order the accesses were observed) and W's `old_value`
+//!   is not the value that write left: W was computed from a stale read. Locks do not matter:
+//!   the read and the write can each hold the lock and the update is still lost. Only
+//!   non-atomic reads and writes take part, and a write whose `old_value` is null (not
+//!   recorded) is not judged.
 
 use super::access::Access;
 use super::clock::Clock;
@@ -32,7 +34,8 @@ struct Variable {
     write: Option<Rc<Access>>,
     /// Reads since the last write, none of which happens before a later one.
     reads: Vec<Rc<Access>>,
-    /// Each strand's latest read not yet followed by its own write (for lost updates).
+    /// Each strand's latest read not yet followed by its own write: the reads a later write
+    /// can be based on (for lost updates).
     pending: Vec<Rc<Access>>,
     last_pos: u64,
 }
@@ -82,18 +85,21 @@ impl Variables {
                 }
             }
             if !access.is_atomic() {
-                if let Some(i) = var.pending.iter().position(|r| r.strand == me) {
-                    let read = var.pending.swap_remove(i);
-                    if let Some(other) = &var.write {
-                        let stale = other.strand != me
-                            && other.pos > read.pos
-                            && access.old_hash != null_hash()
-                            && access.old_hash != other.new_hash;
-                        if stale {
-                            found.push(Finding::LostUpdate { read, other: other.clone(), write: access.clone() });
-                        }
+                let basis = var
+                    .pending
+                    .iter()
+                    .filter(|r| r.strand == me || strands.knows(clock, r.strand, r.seq))
+                    .max_by_key(|r| r.pos);
+                if let (Some(read), Some(other)) = (basis, &var.write) {
+                    let stale = other.strand != me
+                        && other.pos > read.pos
+                        && access.old_hash != null_hash()
+                        && access.old_hash != other.new_hash;
+                    if stale {
+                        found.push(Finding::LostUpdate { read: read.clone(), other: other.clone(), write: access.clone() });
                     }
                 }
+                var.pending.retain(|r| r.strand != me);
             }
             var.reads.clear();
             var.write = Some(access);
