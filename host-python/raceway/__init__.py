@@ -27,6 +27,10 @@ _LAZY = {
     "continue_trace": "concurrency",
     "instrument_loop": "concurrency",
     "run_with_context": "concurrency",
+    "TrackedQueue": "sync",
+    "TrackedAsyncQueue": "sync",
+    "TrackedEvent": "sync",
+    "TrackedAsyncEvent": "sync",
 }
 
 
@@ -62,5 +66,9 @@ __all__ = [
     "instrument_loop",
     "capture",
     "continue_trace",
+    "TrackedQueue",
+    "TrackedAsyncQueue",
+    "TrackedEvent",
+    "TrackedAsyncEvent",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,223 @@
+"""Queues and events whose hand-offs are happens-before edges for the race detector.
+
+A value handed from one strand to another through a ``queue.Queue`` or a ``threading.Event`` is
+safely published: the producer's writes really do happen before the consumer's reads. The
+detector cannot see that ordering in a plain queue or event, so it reports a race that is not
+there. These drop-in subclasses record the hand-off as a pair of annotations
+(`RacewayClient.happens_before` / `RacewayClient.happens_after`, ThreadSanitizer's
+``AnnotateHappensBefore`` / ``AnnotateHappensAfter``), with the object itself as the token:
+
+============================  =================================  ==================================
+class                         happens_before(obj), recorded ...  happens_after(obj), recorded ...
+============================  =================================  ==================================
+`TrackedQueue`                before an item is put (``put``,    after an item was taken (``get``,
+(``queue.Queue``)             ``put_nowait``)                    ``get_nowait``)
+`TrackedAsyncQueue`           the same, for ``await put``,       the same, for ``await get``,
+(``asyncio.Queue``)           ``put_nowait``                     ``get_nowait``
+`TrackedEvent`                before the flag is set (``set``)   after ``wait()`` returned True, or
+(``threading.Event``)                                            ``is_set()`` returned True
+`TrackedAsyncEvent`           the same                           the same (``await wait()``)
+(``asyncio.Event``)
+============================  =================================  ==================================
+
+The queues also order ``task_done()`` before the ``join()`` that it lets return (a second token,
+so a ``get`` does not learn what consumers did).
+
+**The rule, and where it is conservative.** A put happens before the get that takes its item.
+The detector keeps one clock per token, the join of every ``happens_before`` so far, so a get
+learns *all* earlier puts, not only the one whose item it took; likewise a ``join()`` learns
+every earlier ``task_done()``, and a ``wait()`` every earlier ``set()``. The extra ordering can
+only hide a race, never invent one: a consumer of the first item that touches the second item's
+data is ordered after the producer's writes to it whenever the second put came before the first
+get, which only the schedule decided.
+
+**Exactly the originals otherwise.** Same signatures (the client comes first), same return
+values, same exceptions, same blocking. The queues record inside ``_put``/``_get``, which the
+base classes call under their own bookkeeping once a put or get is certain to succeed: a put
+that fails (``queue.Full``, a timeout) records nothing, and both the blocking and the
+``*_nowait`` paths are covered. When no execution context is current nothing is recorded and
+the cost is one overriding method call and one context-variable read; the SDK never raises from
+here (not even with ``Config(strict_context=True)``, whose purpose is to catch tracking calls
+made outside a context, not hand-offs).
+
+    q = TrackedQueue(raceway)                  # producer                consumer
+                                               item.total = 42           item = q.get()
+                                               q.put(item)               print(item.total)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from typing import Any, Hashable, Optional
+
+from .context import _current
+
+__all__ = ["TrackedQueue", "TrackedAsyncQueue", "TrackedEvent", "TrackedAsyncEvent"]
+
+_context = _current.get
+
+
+def _before(client: Any, token: Hashable) -> None:
+    """``client.happens_before(token)``; the caller checked that a context is current."""
+    if client is None:
+        return
+    try:
+        client.happens_before(token)
+    except Exception:  # the application's hand-off must go through whatever the SDK does
+        pass
+
+
+def _after(client: Any, token: Hashable) -> None:
+    """``client.happens_after(token)``; the caller checked that a context is current."""
+    if client is None:
+        return
+    try:
+        client.happens_after(token)
+    except Exception:
+        pass
+
+
+class _Token:
+    """The token of a queue's ``task_done`` -> ``join`` edge (compared by identity)."""
+
+    __slots__ = ("__weakref__",)
+
+
+class TrackedQueue(queue.Queue):
+    """A ``queue.Queue`` whose put -> get hand-offs are happens-before edges.
+
+    ``TrackedQueue(client, maxsize=0)``; everything else is ``queue.Queue``'s. A put records
+    ``client.happens_before(queue)`` before the item is in the queue, a get records
+    ``client.happens_after(queue)`` after it took the item; ``task_done()`` happens before the
+    ``join()`` it releases. See the module's documentation for the rule and its limits.
+
+    The hooks call the next class's ``_put``/``_get``, so ordering variants compose:
+    ``class TrackedPriorityQueue(TrackedQueue, queue.PriorityQueue): pass``.
+    """
+
+    def __init__(self, client: Any, maxsize: int = 0):
+        self._raceway_client = client
+        self._raceway_done = _Token()
+        super().__init__(maxsize)
+
+    # Called by put()/put_nowait() and get()/get_nowait() under the queue's mutex, once the
+    # operation is certain to succeed: the put's annotation is in the record log before any
+    # getter can see the item, the get's after the item has left the queue.
+    def _put(self, item: Any) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self)
+        super()._put(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if _context() is not None:
+            _after(self._raceway_client, self)
+        return item
+
+    def task_done(self) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self._raceway_done)
+        super().task_done()
+
+    def join(self) -> None:
+        super().join()
+        if _context() is not None:
+            _after(self._raceway_client, self._raceway_done)
+
+
+class TrackedAsyncQueue(asyncio.Queue):
+    """An ``asyncio.Queue`` whose put -> get hand-offs are happens-before edges.
+
+    ``TrackedAsyncQueue(client, maxsize=0)``; ``await put()``, ``put_nowait()``, ``await get()``,
+    ``get_nowait()``, ``task_done()`` and ``await join()`` are ``asyncio.Queue``'s, with the
+    annotations of `TrackedQueue`. Tasks are strands only on an instrumented loop
+    (`raceway.instrument_loop`) or one whose tasks claimed their own contexts.
+    """
+
+    def __init__(self, client: Any, maxsize: int = 0):
+        self._raceway_client = client
+        self._raceway_done = _Token()
+        super().__init__(maxsize)
+
+    # asyncio's put()/put_nowait() and get()/get_nowait() all go through these.
+    def _put(self, item: Any) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self)
+        super()._put(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if _context() is not None:
+            _after(self._raceway_client, self)
+        return item
+
+    def task_done(self) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self._raceway_done)
+        super().task_done()
+
+    async def join(self) -> None:
+        await super().join()
+        if _context() is not None:
+            _after(self._raceway_client, self._raceway_done)
+
+
+class TrackedEvent(threading.Event):
+    """A ``threading.Event`` whose set -> wait hand-off is a happens-before edge.
+
+    ``TrackedEvent(client)``. ``set()`` records ``client.happens_before(event)`` before the
+    flag is set; ``wait()`` that returns True and ``is_set()`` that returns True record
+    ``client.happens_after(event)`` (a wait that timed out, or an unset flag, records nothing).
+    """
+
+    def __init__(self, client: Any):
+        self._raceway_client = client
+        super().__init__()
+
+    def set(self) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self)
+        super().set()
+
+    def is_set(self) -> bool:
+        flag = super().is_set()
+        if flag and _context() is not None:
+            _after(self._raceway_client, self)
+        return flag
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        signaled = super().wait(timeout)
+        if signaled and _context() is not None:
+            _after(self._raceway_client, self)
+        return signaled
+
+
+class TrackedAsyncEvent(asyncio.Event):
+    """An ``asyncio.Event`` whose set -> wait hand-off is a happens-before edge.
+
+    ``TrackedAsyncEvent(client)``; ``set()``, ``is_set()`` and ``await wait()`` as in
+    `TrackedEvent`.
+    """
+
+    def __init__(self, client: Any):
+        self._raceway_client = client
+        super().__init__()
+
+    def set(self) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self)
+        super().set()
+
+    def is_set(self) -> bool:
+        flag = super().is_set()
+        if flag and _context() is not None:
+            _after(self._raceway_client, self)
+        return flag
+
+    async def wait(self) -> bool:
+        signaled = await super().wait()
+        if signaled and _context() is not None:
+            _after(self._raceway_client, self)
+        return signaled
