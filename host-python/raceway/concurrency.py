@@ -130,9 +130,9 @@ def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
 # asyncio
 # ----------------------------------------------------------------------------------------------
 class _RacewayTask(asyncio.Task):
-    """A task with a child context of its own. Awaiting it, or asking for its ``result()`` or
+    """A task with a child context of its own. Awaiting it, asking for its ``result()`` or
     ``exception()`` (which ``gather``, ``wait_for`` and ``TaskGroup`` do on the awaiting side),
-    joins the child into whoever did so."""
+    or seeing ``done()`` answer True (``asyncio.wait``) joins the child into whoever did so."""
 
     _raceway_joins: Optional[_Joins] = None
 
@@ -154,9 +154,17 @@ class _RacewayTask(asyncio.Task):
         finally:
             self._raceway_collected()
 
+    def done(self) -> bool:  # type: ignore[override]
+        """A strand that sees the task done has observed its end (``asyncio.wait`` learns it
+        this way, asking ``done()`` of each task on the waiting side): that is a join."""
+        finished = super().done()
+        if finished and self._raceway_joins is not None:
+            self._raceway_joins.collect(_collector())
+        return finished
+
     def _raceway_collected(self) -> None:
         joins = self._raceway_joins
-        if joins is not None and self.done():
+        if joins is not None and asyncio.Task.done(self):
             joins.collect(_collector())
 
 
@@ -398,7 +406,7 @@ class Handoff:
     """What a context knew at the moment it handed work over, captured on its own strand (see
     `capture`). Each run started from it is a new child that knows exactly that much."""
 
-    __slots__ = ("trace_id", "span_id", "upstream_span_id", "tracestate", "flags", "clock")
+    __slots__ = ("trace_id", "span_id", "upstream_span_id", "tracestate", "flags", "clock", "identity")
 
     def __init__(self, ctx: ExecutionContext):
         ctx.tick()  # the hand-over is a step of ctx: its earlier events come strictly before
@@ -408,10 +416,11 @@ class Handoff:
         self.tracestate = ctx.tracestate
         self.flags = ctx.flags
         self.clock = ctx.clock()
+        self.identity = ctx.identity
 
     def child(self) -> ExecutionContext:
         return ExecutionContext(self.trace_id, self.span_id, self.upstream_span_id, self.tracestate,
-                                self.flags, self.clock)
+                                self.flags, self.clock, self.identity)
 
 
 def capture(ctx: Optional[ExecutionContext] = None) -> Optional[Handoff]:
@@ -491,7 +500,7 @@ def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple
         ctx = context_from_headers(client, gather(pairs))
     except Exception as e:
         _warn_once("continue-trace", "raceway: cannot continue a trace: %s", e)
-        ctx = ExecutionContext.new_trace()
+        ctx = ExecutionContext.new_trace(getattr(client, "identity", None))
     token = _current.set(ctx)
     try:
         yield ctx

@@ -94,8 +94,7 @@ def test_a_task_is_joined_when_awaited_not_when_it_finishes(collector, make_clie
         instrument_loop(client)
         with client.trace():
             task = asyncio.create_task(child())
-            await asyncio.sleep(0.01)
-            assert task.done()
+            await asyncio.sleep(0.01)  # finished by now, but nobody has looked
             client.track_state_change("x", None, 2, "Write")  # never synchronized with the child
             await task
             client.track_state_change("x", None, 3, "Write")
@@ -105,6 +104,27 @@ def test_a_task_is_joined_when_awaited_not_when_it_finishes(collector, make_clie
     by_value = {body(e)["new_value"]: e for e in writes(collector, "x")}
     assert concurrent(by_value[1], by_value[2])
     assert happens_before(by_value[1], by_value[3])
+
+
+def test_seeing_a_task_done_is_a_join(collector, make_client):
+    """``asyncio.wait`` (and any ``task.done()`` that answers True) observes the task's end."""
+    client = make_client(endpoint=collector.url)
+
+    async def child():
+        client.track_state_change("y", None, 1, "Write")
+
+    async def main():
+        instrument_loop(client)
+        with client.trace():
+            task = asyncio.create_task(child())
+            done, _ = await asyncio.wait({task})
+            assert task in done
+            client.track_state_change("y", None, 2, "Write")
+
+    asyncio.run(main())
+    flushed(client, collector)
+    by_value = {body(e)["new_value"]: e for e in writes(collector, "y")}
+    assert happens_before(by_value[1], by_value[2])
 
 
 def test_task_group_and_explicit_context(collector, make_client):

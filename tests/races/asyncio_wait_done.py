@@ -5,7 +5,7 @@ The parent creates a task that writes a total, ``await asyncio.wait({task})`` (w
 only once the task is done), then reads and rewrites the total. In every execution the task's
 write is finished before ``wait`` returns, so the parent's accesses are ordered after it.
 
-Verdict: no race. (A ``task.result()`` after the wait records the join and makes it pass.)
+Verdict: no race: the parent seeing ``done()`` answer True (inside ``asyncio.wait``) is the join.
 """
 
 import asyncio
@@ -13,13 +13,6 @@ import asyncio
 from raceway import instrument_loop
 
 EXPECT = []
-XFAIL = (
-    "host: asyncio.wait() observes completion through done callbacks and Task.done(); "
-    "raceway/concurrency.py's _RacewayTask joins only in __await__/result()/exception(), so no "
-    "AsyncAwait is recorded and the parent's later accesses are reported as a CRITICAL "
-    "write/write and a WARNING read/write data race (docs/context.md does not list asyncio.wait "
-    "among the joins)"
-)
 
 
 async def main(client, report):
