@@ -92,7 +92,7 @@ class _Run:
     def begin(self, args: Tuple[Any, ...], kwargs: dict, capture_args: bool) -> None:
         try:
             self.parent = _current.get()
-            self.ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace()
+            self.ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace(getattr(self.client, "identity", None))
             self.token = _current.set(self.ctx)
             data = {"args": list(args), "kwargs": kwargs} if capture_args else None
             self.client.track_function_call(self.label, data)

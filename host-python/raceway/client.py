@@ -148,6 +148,12 @@ class RacewayClient:
         ).start()
 
     @property
+    def identity(self) -> str:
+        """``<service_name>#<instance_id>``: the prefix of the clock component of every context
+        this client starts (each client its own, however many share a process)."""
+        return f"{self.settings.service_name}#{self.settings.instance_id}"
+
+    @property
     def instance_id(self) -> str:
         """The instance id in use (the reference SDK's attribute): `Config.instance_id`, else
         ``RACEWAY_INSTANCE_ID``, else ``<hostname>-<pid>``."""
@@ -325,7 +331,7 @@ class RacewayClient:
         """Opens an execution context by hand: a child of the current one, or a new trace.
         The previous context is current again on exit."""
         parent = strand_context()
-        ctx = self.fork(parent) if parent is not None else ExecutionContext.new_trace()
+        ctx = self.fork(parent) if parent is not None else ExecutionContext.new_trace(self.identity)
         token = _current.set(ctx.bind())
         try:
             yield ctx

@@ -78,47 +78,125 @@ class Config:
     """Rotated files kept."""
 
     def __post_init__(self) -> None:
-        def positive(name: str, kind: type) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-                raise ValueError(f"Config.{name} must be a positive {kind.__name__}, got {value!r}")
-
-        positive("batch_size", int)
-        positive("events_file_max_bytes", int)
-        for name in ("race_stack_frames", "events_file_backups"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
-                raise ValueError(f"Config.{name} must be an int from 0 to 64, got {value!r}")
-        for name in ("detect_races", "report_races_at_shutdown"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"Config.{name} must be a bool, got {getattr(self, name)!r}")
-        for name in ("suppressions", "events_file"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (str, os.PathLike)) and os.fspath(value)):
-                raise ValueError(f"Config.{name} must be a non-empty path or None, got {value!r}")
-        positive("max_queue_size", int)
-        positive("max_stack_frames", int)
+        """Checks every field, so nothing accepted here can fail later (a name the headers
+        cannot carry, a number the server refuses). Raises ``ValueError`` naming the field,
+        the rule and the value."""
+        for name, limit in (("service_name", MAX_NAME), ("environment", MAX_NAME)):
+            check_text(getattr(self, name), f"Config.{name}", limit)
+        if self.instance_id is not None:
+            check_text(self.instance_id, "Config.instance_id", MAX_NAME)
+        if self.endpoint is not None:
+            check_endpoint(self.endpoint, "Config.endpoint")
+        if self.api_key is not None:
+            check_api_key(self.api_key, "Config.api_key")
+        if not isinstance(self.tags, dict) or len(self.tags) > MAX_TAGS:
+            raise ValueError(f"Config.tags must be a dict of at most {MAX_TAGS} entries, got {_show(self.tags)}")
+        for key, value in self.tags.items():
+            check_text(key, "Config.tags key", MAX_NAME)
+            check_text(value, f"Config.tags[{key!r}]", MAX_TAG_VALUE, empty=True)
+        _whole(self, "batch_size", 1, MAX_BATCH_SIZE)
+        _whole(self, "max_queue_size", 1, 10**8)
+        _whole(self, "max_stack_frames", 1, 1000)
+        _whole(self, "retries", 0, 100)
+        _whole(self, "race_stack_frames", 0, 64)
+        _whole(self, "events_file_backups", 0, 64)
+        _whole(self, "events_file_max_bytes", 1, 2**40)
         for name in ("flush_interval", "timeout", "retry_backoff", "retry_backoff_max"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):  # 1 means 1.0
                 setattr(self, name, float(value))
-        positive("flush_interval", float)
-        positive("timeout", float)
-        positive("retry_backoff_max", float)
-        if not self.retry_backoff_max < float("inf"):
-            raise ValueError(f"Config.retry_backoff_max must be finite, got {self.retry_backoff_max!r}")
-        if not isinstance(self.retry_backoff, float) or not 0 <= self.retry_backoff < float("inf"):
-            raise ValueError(f"Config.retry_backoff must be a non-negative float, got {self.retry_backoff!r}")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"Config.retries must be a non-negative int, got {self.retries!r}")
-        if self.endpoint is not None:
-            if not isinstance(self.endpoint, str) or not self.endpoint.startswith(("http://", "https://")):
-                raise ValueError(f"Config.endpoint must be an http(s) URL or None, got {self.endpoint!r}")
-        for name in ("service_name", "environment"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"Config.{name} must be a non-empty string")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.tags.items()):
-            raise ValueError("Config.tags must map strings to strings")
+        _seconds(self, "flush_interval", positive=True)
+        _seconds(self, "timeout", positive=True)
+        _seconds(self, "retry_backoff", positive=False)
+        _seconds(self, "retry_backoff_max", positive=True)
+        for name in ("debug", "strict_context", "detect_races", "report_races_at_shutdown"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Config.{name} must be a bool, got {_show(getattr(self, name))}")
+        for name in ("suppressions", "events_file"):
+            value = getattr(self, name)
+            if value is not None:
+                check_path(value, f"Config.{name}")
+
+
+MAX_NAME = 100
+"""Characters in a service name, instance id, environment or tag key. A clock component is
+``<service>#<instance>/<8 hex>``, and the peers' limit for one is 256 characters (the core's
+``MAX_COMPONENT_LEN``): two names of 100 leave room."""
+MAX_TAGS = 64
+MAX_TAG_VALUE = 256
+MAX_BATCH_SIZE = 1_000_000
+MAX_SECONDS = 24 * 3600.0
+"""No interval, timeout or backoff is longer than a day (a typo in milliseconds would be)."""
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_text(value: object, what: str, limit: int, empty: bool = False) -> str:
+    """A name that every header, body and file can carry: a string of at most ``limit``
+    characters, valid UTF-8 (no lone surrogates), no control characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {_show(value)}")
+    if not value and not empty:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"{what} must be at most {limit} characters, got {len(value)}: {_show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid Unicode text (it holds a lone surrogate): {_show(value)}") from None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise ValueError(f"{what} must not hold control characters: {_show(value)}")
+    return value
+
+
+def check_endpoint(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"{what} must be an http(s) URL or None, got {_show(value)}")
+    check_text(value, what, 2048)
+    from urllib3.util import parse_url
+
+    try:
+        url = parse_url(value)
+    except Exception as e:
+        raise ValueError(f"{what} is not a valid URL ({e}): {_show(value)}") from None
+    if not url.host or any(c.isspace() for c in value):
+        raise ValueError(f"{what} must name a host and hold no spaces, got {_show(value)}")
+    return value
+
+
+def check_api_key(value: object, what: str) -> str:
+    """Sent as an HTTP header: printable ASCII, no line breaks (a header injection)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string or None")
+    if len(value) > 4096 or not all(0x20 <= ord(c) < 0x7F for c in value):
+        raise ValueError(f"{what} must be at most 4096 printable ASCII characters (it goes in a header)")
+    return value
+
+
+def check_path(value: object, what: str) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"{what} must be a non-empty path or None, got {_show(value)}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or "\0" in path:
+        raise ValueError(f"{what} must be a text path without NUL characters, got {_show(value)}")
+    return path
+
+
+def _whole(config: "Config", name: str, low: int, high: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"Config.{name} must be an int from {low} to {high}, got {_show(value)}")
+
+
+def _seconds(config: "Config", name: str, positive: bool) -> None:
+    value = getattr(config, name)
+    low_ok = value > 0 if positive else value >= 0
+    if not isinstance(value, float) or value != value or not low_ok or value > MAX_SECONDS:
+        rule = "positive" if positive else "non-negative"
+        raise ValueError(f"Config.{name} must be a {rule} number of seconds up to {MAX_SECONDS:.0f}, got {_show(value)}")
 
 
 @dataclass(frozen=True)
@@ -136,17 +214,21 @@ class Settings:
 
     @classmethod
     def resolve(cls, config: Config) -> "Settings":
+        """Applies the ``RACEWAY_*`` environment variables. Raises ``ValueError`` naming the
+        variable when one is set to a value its field would refuse."""
         endpoint = config.endpoint
         if endpoint == DEFAULT_ENDPOINT and os.environ.get("RACEWAY_ENDPOINT"):
-            endpoint = os.environ["RACEWAY_ENDPOINT"]
+            endpoint = check_endpoint(os.environ["RACEWAY_ENDPOINT"], "RACEWAY_ENDPOINT")
         if endpoint is not None:
             endpoint = endpoint.rstrip("/")
+        if config.api_key is None and os.environ.get("RACEWAY_API_KEY"):
+            check_api_key(os.environ["RACEWAY_API_KEY"].strip(), "RACEWAY_API_KEY")
         api_key = config.api_key if config.api_key is not None else os.environ.get("RACEWAY_API_KEY")
         api_key = api_key.strip() if api_key else None
         return cls(
             endpoint=endpoint,
             service_name=config.service_name,
-            instance_id=config.instance_id or os.environ.get("RACEWAY_INSTANCE_ID") or default_instance_id(),
+            instance_id=config.instance_id or _env_name("RACEWAY_INSTANCE_ID") or default_instance_id(),
             environment=config.environment,
             api_key=api_key or None,
             config=config,
@@ -159,12 +241,21 @@ def _path(value: "Optional[str | os.PathLike[str]]", variable: str) -> Optional[
     """The configured path, else the environment variable's (empty counts as unset)."""
     if value is not None:
         return os.fspath(value)
-    return os.environ.get(variable) or None
+    found = os.environ.get(variable) or None
+    return check_path(found, variable) if found is not None else None
+
+
+def _env_name(variable: str) -> Optional[str]:
+    found = os.environ.get(variable) or None
+    return check_text(found, variable, MAX_NAME) if found is not None else None
 
 
 def default_instance_id() -> str:
+    """``<hostname>-<pid>``, the host name cut so that the whole fits `MAX_NAME`."""
     try:
         host = socket.gethostname() or "instance"
     except OSError:
         host = "instance"
-    return f"{host}-{os.getpid()}"
+    pid = str(os.getpid())
+    host = "".join(c for c in host if c.isprintable())[: MAX_NAME - len(pid) - 1] or "instance"
+    return f"{host}-{pid}"

@@ -129,6 +129,7 @@ class ExecutionContext:
         tracestate: Optional[str] = None,
         flags: int = 1,
         clock: Clock = (),
+        identity: Optional[str] = None,
     ):
         suffix = f"{next(_suffixes) & 0xFFFFFFFF:08x}"
         self.trace_id = trace_id
@@ -137,7 +138,9 @@ class ExecutionContext:
         self.tracestate = tracestate
         self.flags = flags
         self.thread_id = f"python-{os.getpid()}-{suffix}"
-        self.component = f"{_identity[0]}/{suffix}"
+        # `<service>#<instance>` of the client the context works for (the most recent
+        # client's when none is named), then this context's own suffix.
+        self.component = f"{identity or _identity[0]}/{suffix}"
         self.id_base = os.urandom(16).hex()
         self.seq = 0   # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
@@ -198,15 +201,21 @@ class ExecutionContext:
         """Merges what another context knew (a join, a response): later events come after it."""
         self.state = State(merge_clocks(self.state.clock, clock), self.state.locks)
 
+    @property
+    def identity(self) -> str:
+        """``<service>#<instance>``: the part of `component` before this context's suffix."""
+        return self.component.rpartition("/")[0]
+
     @classmethod
-    def new_trace(cls) -> "ExecutionContext":
+    def new_trace(cls, identity: Optional[str] = None) -> "ExecutionContext":
         """The first context of a new trace: random trace and span ids, nothing inherited."""
-        return cls(new_trace_id(), new_span_id())
+        return cls(new_trace_id(), new_span_id(), identity=identity)
 
     def child(self) -> "ExecutionContext":
         """A new context in the same trace and service span that starts knowing all this one knew."""
         return ExecutionContext(
-            self.trace_id, self.span_id, self.upstream_span_id, self.tracestate, self.flags, self.clock()
+            self.trace_id, self.span_id, self.upstream_span_id, self.tracestate, self.flags, self.clock(),
+            self.identity,
         )
 
     # -- locks -----------------------------------------------------------------------------

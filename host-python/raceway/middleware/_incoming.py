@@ -60,18 +60,19 @@ def context_from_headers(client: Any, headers: Dict[str, List[str]]) -> Executio
     ``raceway-clock`` the caller's span (our upstream) and clock. Otherwise a new trace, and
     whatever ``tracestate`` came is dropped."""
     codec = getattr(client, "_codec", None)
+    identity = getattr(client, "identity", None)
     if codec is None or not headers:
-        return ExecutionContext.new_trace()
+        return ExecutionContext.new_trace(identity)
     try:
         parsed = codec.parse_incoming(headers)
     except Exception as e:  # a core failure must not fail the request
         _warn_once(client, "parse-incoming", "raceway: cannot read incoming trace headers: %s", e)
-        return ExecutionContext.new_trace()
+        return ExecutionContext.new_trace(identity)
     if parsed.get("errors") and getattr(client.config, "debug", False):
         log.debug("raceway: incoming trace headers: %s", "; ".join(map(str, parsed["errors"])))
     parent: Optional[Dict[str, Any]] = parsed.get("parent")
     if not parent:
-        return ExecutionContext.new_trace()
+        return ExecutionContext.new_trace(identity)
     upstream: Optional[Dict[str, Any]] = parsed.get("upstream")
     clock: Tuple[Tuple[str, int], ...] = ()
     upstream_span = None
@@ -85,6 +86,7 @@ def context_from_headers(client: Any, headers: Dict[str, List[str]]) -> Executio
         parsed.get("tracestate"),
         int(parent.get("flags", 1)),
         clock,
+        identity,
     )
 
 
