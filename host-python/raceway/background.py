@@ -23,7 +23,7 @@ import logging
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from .concurrency import instrument_loop
-from .context import ExecutionContext, _current, reset_context
+from .context import ExecutionContext, _current, enter, leave, strand_context
 
 log = logging.getLogger("raceway")
 
@@ -91,9 +91,10 @@ class _Run:
 
     def begin(self, args: Tuple[Any, ...], kwargs: dict, capture_args: bool) -> None:
         try:
-            self.parent = _current.get()
-            self.ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace(getattr(self.client, "identity", None))
-            self.token = _current.set(self.ctx)
+            self.parent = strand_context()
+            identity = getattr(self.client, "identity", None)
+            self.ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace(identity)
+            self.token = enter(self.ctx, None)
             data = {"args": list(args), "kwargs": kwargs} if capture_args else None
             self.client.track_function_call(self.label, data)
         except Exception as e:
@@ -112,7 +113,7 @@ class _Run:
         if token is None:
             return
         try:
-            reset_context(token)
+            leave(self.ctx, token)  # type: ignore[arg-type]
             if self.parent is not None and self.ctx is not None:
                 self.client.join(self.parent, self.ctx)  # the caller waited for this run
         except Exception as e:

@@ -15,8 +15,7 @@ import os
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
-from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Hashable, List, Mapping, Optional
 
 from . import _lifecycle, _values
 from ._backlog import split_budget
@@ -29,8 +28,8 @@ from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
 from .config import Config, Settings
 from .races import Race, races_from_json
 from .context import (
-    ExecutionContext, _current, _ident, claim as _claim, current_task as _task, new_span_id, reset_context,
-    set_identity, strand_context,
+    ExecutionContext, _current, _ident, claim as _claim, current_task as _task, enter as enter_context,
+    leave as leave_context, new_span_id, set_identity, strand_context,
 )
 
 log = logging.getLogger("raceway")
@@ -326,19 +325,12 @@ class RacewayClient:
         self._record(parent, "AsyncAwait", (child.task_id, child.thread_id))
         parent.retire(child.component)
 
-    @contextmanager
-    def trace(self) -> Iterator[ExecutionContext]:
-        """Opens an execution context by hand: a child of the current one, or a new trace.
-        The previous context is current again on exit."""
-        parent = strand_context()
-        ctx = self.fork(parent) if parent is not None else ExecutionContext.new_trace(self.identity)
-        token = _current.set(ctx.bind())
-        try:
-            yield ctx
-        finally:
-            reset_context(token)
-            if parent is not None:
-                self.join(parent, ctx)
+    def trace(self) -> "_Trace":
+        """Opens an execution context by hand: ``with client.trace() as ctx:``, a child of the
+        current one (joined back into it on exit) or a new trace. The previous context is
+        current again on exit. Inside a generator, the context is current only while the
+        generator runs (docs/context.md)."""
+        return _Trace(self)
 
     # ------------------------------------------------------------------------------------------
     # Happens-before annotations and the detector's findings (docs/races.md)
@@ -622,3 +614,32 @@ class RacewayClient:
             _lifecycle.flush_at_multiprocessing_exit(self)
         except Exception as e:
             self._disable(f"the client could not be restarted in the forked child ({type(e).__name__}: {e})")
+
+
+class _Trace:
+    """`RacewayClient.trace`'s context manager (a class, so it can see the frame that opens it)."""
+
+    __slots__ = ("client", "parent", "ctx", "token")
+
+    def __init__(self, client: RacewayClient):
+        self.client = client
+        self.parent: Optional[ExecutionContext] = None
+        self.ctx: Optional[ExecutionContext] = None
+        self.token: Any = None
+
+    def __enter__(self) -> ExecutionContext:
+        client = self.client
+        parent = self.parent = strand_context()
+        ctx = self.ctx = client.fork(parent) if parent is not None else ExecutionContext.new_trace(client.identity)
+        self.token = enter_context(ctx, getframe(1))
+        return ctx
+
+    def __exit__(self, *exc: Any) -> None:
+        ctx, parent = self.ctx, self.parent
+        if ctx is None:
+            return
+        left = leave_context(ctx, self.token)
+        # The join is the parent's event: recorded only on the parent's own strand (a generator
+        # finished elsewhere, or collected, must not write into another strand's context).
+        if parent is not None and left and strand_context() is parent:
+            self.client.join(parent, ctx)

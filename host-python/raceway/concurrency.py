@@ -34,7 +34,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
-from .context import ExecutionContext, _current, current_task, reset_context, strand_context
+from .context import ExecutionContext, _current, current_task, leave, strand_context
 
 log = logging.getLogger("raceway")
 
@@ -505,4 +505,4 @@ def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple
     try:
         yield ctx
     finally:
-        reset_context(token)
+        leave(ctx, token)

@@ -11,12 +11,14 @@ copied into tasks, ``asyncio.to_thread`` and ``contextvars.copy_context().run``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import re
 import sys
 import threading
 from contextvars import ContextVar, Token
+from types import FrameType
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 Clock = Tuple[Tuple[str, int], ...]
@@ -118,7 +120,7 @@ class ExecutionContext:
     __slots__ = (
         "trace_id", "span_id", "upstream_span_id", "tracestate", "flags",
         "thread_id", "component", "id_base", "seq", "last", "state", "outgoing",
-        "owner", "task", "retirable",
+        "owner", "task", "retirable", "anchor", "outer",
     )
 
     def __init__(
@@ -151,6 +153,11 @@ class ExecutionContext:
         self.owner: Optional[int] = None
         self.task: object = None
         self.retirable: Optional[dict] = None  # components of joined strands, oldest first
+        # Set by `enter` when the context is opened inside a generator (or a coroutine driven by
+        # hand): the generator's frame, and the context current before. While that frame is
+        # suspended the context is not the caller's (see `_resolve_anchored`).
+        self.anchor: Optional[FrameType] = None
+        self.outer: Optional["ExecutionContext"] = None
 
     def bind(self) -> "ExecutionContext":
         """Makes the calling strand this context's owner (done where a context is made for the
@@ -293,14 +300,16 @@ def set_context(ctx: Optional[ExecutionContext]) -> Token:
 
 
 def reset_context(token: Token) -> None:
-    """Undoes `set_context`. Where the token cannot be used (the context is left in another
-    ``contextvars.Context`` than it was set in: a generator or task finished elsewhere), what
-    was current before is restored by value instead of raising."""
+    """Undoes `set_context`. A token that belongs to another ``contextvars.Context`` (the
+    context is left elsewhere than it was set: a generator or task finished on another strand)
+    changes nothing: restoring its old value here would set a context that belongs to another
+    strand. It is logged at DEBUG."""
     try:
         _current.reset(token)
     except ValueError:
-        previous = token.old_value
-        _current.set(None if previous is Token.MISSING else previous)
+        import logging
+
+        logging.getLogger("raceway").debug("raceway: reset_context() with a token of another context; ignored")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,6 +364,8 @@ def claim(ctx: ExecutionContext) -> ExecutionContext:
     made current here, so that two strands never share one clock and their races stay
     visible. The child starts from what ``ctx`` knows now (docs/context.md says what this
     can and cannot order)."""
+    if ctx.anchor is not None:
+        return _resolve_anchored(ctx)  # type: ignore[return-value]
     ident, task = _ident(), current_task()
     with _claim_lock:
         if ctx.owner is None:
@@ -376,6 +387,64 @@ def strand_context() -> Optional[ExecutionContext]:
     return claim(ctx)
 
 
+# ----------------------------------------------------------------------------------------------
+# Contexts opened inside generators
+# ----------------------------------------------------------------------------------------------
+# A generator runs in its caller's `contextvars.Context`: a context it makes current (``with
+# raceway.trace(): ... yield``) stays current in the caller after the ``yield``. Such a context
+# is anchored to the generator's frame, which has no caller (``f_back is None``) while it is
+# suspended or finished: then the context current before it is the one that counts.
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+_COROUTINE = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+_ANCHORED = -1
+"""The owner of an anchored context: matches no thread, so the hot path's owner check sends
+every event of it to `claim`, which looks at the anchor."""
+
+
+def enter(ctx: ExecutionContext, frame: Optional[FrameType]) -> Token:
+    """Makes ``ctx`` current for the code of ``frame`` (the frame that opened it) and binds it to
+    the calling strand. A generator's frame (or a coroutine's that no task drives: one resumed by
+    hand) anchors it: while that frame is suspended, the caller sees the context that was current
+    before. Returns the token for `leave`."""
+    outer = _current.get()
+    ctx.bind()
+    if frame is not None:
+        flags = frame.f_code.co_flags
+        if flags & _SUSPENDABLE or (flags & _COROUTINE and ctx.task is None):
+            ctx.anchor, ctx.outer, ctx.owner = frame, outer, _ANCHORED
+    return _current.set(ctx)
+
+
+def leave(ctx: ExecutionContext, token: Token) -> bool:
+    """Undoes `enter`, only where ``ctx`` is what is current: a generator closed or collected on
+    another thread runs its ``finally`` in THAT thread's context, where ``ctx`` is not current,
+    and must leave that thread's context exactly as it is. Returns whether it undid anything."""
+    if _current.get() is not ctx:
+        return False
+    try:
+        _current.reset(token)
+    except ValueError:  # set in another `contextvars.Context` (a copy): restore what was before
+        previous = token.old_value
+        _current.set(None if previous is Token.MISSING else previous)
+    return True
+
+
+def _resolve_anchored(ctx: Optional[ExecutionContext]) -> Optional[ExecutionContext]:
+    """For an anchored context: itself while its frame runs, else (suspended or finished) the
+    context that was current when it was entered, resolved in turn."""
+    while ctx is not None and ctx.anchor is not None:
+        if ctx.anchor.f_back is not None:  # running: this strand is inside the generator
+            return ctx
+        ctx = ctx.outer
+    if ctx is None or (ctx.owner == _ident() and ctx.task is current_task()):
+        return ctx
+    return claim(ctx)
+
+
 def get_context() -> Optional[ExecutionContext]:
-    """The current execution context, or None outside any."""
-    return _current.get()
+    """The current execution context, or None outside any. A context a suspended generator
+    opened is not the caller's: the one current before it is returned."""
+    ctx = _current.get()
+    if ctx is not None and ctx.anchor is not None:
+        return _resolve_anchored(ctx)
+    return ctx

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from .. import _values
-from ..context import ExecutionContext, _current, reset_context
+from ..context import ExecutionContext, _current, leave
 from ._incoming import context_from_headers, response_traceparent
 
 
@@ -69,11 +69,11 @@ class RequestScope:
         self.token = _current.set(self.ctx)
 
     def deactivate(self) -> None:
-        """Makes the context stop being current in the context it was set in. Safe to call
-        twice; a token from another ``contextvars.Context`` falls back to restoring by value."""
+        """Makes the context stop being current where it is current. Safe to call twice; where
+        another context is current (another strand's), nothing changes."""
         token, self.token = self.token, None
         if token is not None:
-            reset_context(token)
+            leave(self.ctx, token)
 
     # -- recording -----------------------------------------------------------------------------
     def record(self, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
