@@ -52,7 +52,7 @@ browser:
 	fi
 
 demo: build
-	$(PY) examples/demo.py
+	$(PY) -m raceway demo
 
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt

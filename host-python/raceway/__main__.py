@@ -1,0 +1,8 @@
+"""``python -m raceway``: see `raceway.cli` and docs/cli.md."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
