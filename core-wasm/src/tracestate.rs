@@ -34,24 +34,25 @@ fn is_key_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
 }
 
-/// `lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`, or the multi-tenant form
-/// `(lcalpha / DIGIT) 0*240(…) "@" lcalpha 0*13(…)`.
+/// Trace Context Level 2's key: `lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@")`,
+/// so `foo@`, `a@b@c` and a 242-character tenant before `@v` are keys. Level 1's multi-tenant
+/// form `(lcalpha / DIGIT) 0*240(…) "@" lcalpha 0*13(…)` is accepted too, for its keys that
+/// start with a digit (`1tenant@sys`): a receiver passes on what an older sender made.
 pub fn is_valid_key(key: &str) -> bool {
     let b = key.as_bytes();
-    match key.split_once('@') {
-        None => {
-            !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| is_key_char(c))
-        }
-        Some((tenant, system)) => {
-            let (t, s) = (tenant.as_bytes(), system.as_bytes());
-            (1..=241).contains(&t.len())
-                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
-                && t.iter().all(|&c| is_key_char(c))
-                && (1..=14).contains(&s.len())
-                && s[0].is_ascii_lowercase()
-                && s.iter().all(|&c| is_key_char(c))
-        }
-    }
+    let level2 = !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| is_key_char(c) || c == b'@');
+    level2 || is_level1_tenant_key(key)
+}
+
+fn is_level1_tenant_key(key: &str) -> bool {
+    let Some((tenant, system)) = key.split_once('@') else { return false };
+    let (t, s) = (tenant.as_bytes(), system.as_bytes());
+    (1..=241).contains(&t.len())
+        && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
+        && t.iter().all(|&c| is_key_char(c))
+        && (1..=14).contains(&s.len())
+        && s[0].is_ascii_lowercase()
+        && s.iter().all(|&c| is_key_char(c))
 }
 
 /// 1 to 256 printable ASCII characters other than `,` and `=`, not ending in a space.
@@ -113,11 +114,18 @@ mod tests {
         assert!(is_valid_key(&"z".repeat(256)));
         assert!(!is_valid_key(&"z".repeat(257)));
         assert!(is_valid_key(&format!("{}@{}", "t".repeat(241), "s".repeat(14))));
-        assert!(!is_valid_key(&format!("{}@s", "t".repeat(242))));
-        assert!(!is_valid_key(&format!("t@{}", "s".repeat(15))));
+        // Level 2: '@' is a key character like any other after the first.
+        assert!(is_valid_key(&format!("{}@v", "t".repeat(242))));
+        assert!(is_valid_key(&format!("t@{}", "s".repeat(15))));
+        assert!(is_valid_key("foo@"));
+        assert!(is_valid_key("a@b@c"));
+        assert!(!is_valid_key(&format!("{}@v", "t".repeat(255))));
+        // Level 1's tenant keys may start with a digit.
         assert!(is_valid_key("1tenant@sys"));
         assert!(!is_valid_key("1foo"));
-        assert!(!is_valid_key("a@b@c"));
+        assert!(!is_valid_key("1tenant@"));
+        assert!(!is_valid_key("@foo"));
+        assert!(!is_valid_key("foo@Bar"));
     }
 
     #[test]

@@ -235,6 +235,11 @@ VALID_TRACESTATES = {
     "256-char key": ([f"{'k' * 256}=1"], f"{'k' * 256}=1"),
     "256-char value": ([f"foo={'v' * 256}"], f"foo={'v' * 256}"),
     "32 members": ([",".join(f"k{i}=v" for i in range(32))], ",".join(f"k{i}=v" for i in range(32))),
+    "level 2: key ending in @": (["foo@=1"], "foo@=1"),
+    "level 2: several @": (["a@b@c=1"], "a@b@c=1"),
+    "level 2: 242-character tenant": ([f"{'t' * 242}@v=1"], f"{'t' * 242}@v=1"),
+    "level 2: 15-character system": ([f"t@{'s' * 15}=1"], f"t@{'s' * 15}=1"),
+    "level 1: tenant starting with a digit": (["1tenant@sys=1"], "1tenant@sys=1"),
 }
 
 
@@ -262,8 +267,7 @@ INVALID_TRACESTATES = {
     "key over 256 characters": f"{'k' * 257}=1",
     "value over 256 characters": f"foo={'v' * 257}",
     "comma-free value with non-ASCII": "foo=caf\xe9",
-    "tenant over 241 characters": f"{'t' * 242}@s=1",
-    "system over 14 characters": f"t@{'s' * 15}=1",
+    "key over 256 characters with @": f"{'t' * 255}@v=1",
 }
 
 
