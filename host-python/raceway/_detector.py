@@ -41,10 +41,12 @@ class Detector:
         :raises raceway._core.CoreError: ``batch_json`` is not a batch, or ``process`` is not
             a process description.
         """
-        wanted = dict(process) if process is not None else _UNCONFIGURED
-        if wanted != self._process:
-            self._core.configure(wanted)
-            self._process = wanted
+        # Reports read each strand's service from its clock component; the process only
+        # names strands whose component has none. Configured once: a configure per change of
+        # process would cost a core call every few events where processes interleave.
+        if self._process is None:
+            self._process = dict(process) if process is not None else _UNCONFIGURED
+            self._core.configure(self._process)
         summary = self._core.observe(batch_json, 0)
         summary.pop("bodies", None)
         return summary

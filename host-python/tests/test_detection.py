@@ -322,3 +322,24 @@ def test_environment_variables_name_the_events_file_and_suppressions(monkeypatch
     assert settings.events_file == str(tmp_path / "e.jsonl")
     assert settings.suppressions == str(tmp_path / "s.supp")
     assert Settings.resolve(Config(endpoint=None, events_file="x.jsonl")).events_file == "x.jsonl"
+
+
+def test_hundreds_of_distinct_races_are_answered_without_tripping_the_sandbox(make_client):
+    """The answer of `races()` grows with the races found: its budget must not be the one for
+    a small call (it trapped at a few hundred races and turned the client off)."""
+    client = local(make_client)
+
+    def writes(k):
+        for i in range(700):
+            client.track_state_change(f"v{i}", i, i + k, "Write")
+
+    with client.trace():
+        threads = [ContextAwareThread(target=writes, args=(k,), client=client) for k in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(client.races()) == 700
+    with client.trace():
+        client.track_state_change("after", None, 1, "Write")
+    assert client.flush(timeout=10) and client.stats()["failed"] == 0

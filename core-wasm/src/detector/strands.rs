@@ -120,11 +120,18 @@ impl Strands {
                 clock = spawn;
             }
             self.by_task.insert(e.id_base, id);
+            // Components are `<service>#<instance>[/<suffix>]` in every Raceway SDK: the
+            // service is read from there, so one batch may hold contexts of several services.
+            let named = e.context.component.split_once('#').map(|(s, _)| s).filter(|s| !s.is_empty());
+            let service = match named {
+                Some(name) if name != &**service => Rc::from(name),
+                _ => service.clone(),
+            };
             let meta = StrandMeta {
                 thread_id: e.context.thread_id.as_ref().into(),
                 component: e.context.component.as_ref().into(),
                 trace_id: e.context.trace_id.as_ref().into(),
-                service: service.clone(),
+                service,
             };
             let strand = Strand { meta: Rc::new(meta), clock, seq: 0, merged_at: 0, last_active: now, last_state: (u64::MAX, 0) };
             self.live.insert(id, strand);
