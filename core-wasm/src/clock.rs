@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
-/// The most entries an incoming clock may have; a header with more is refused, so a hostile or
-/// runaway caller cannot make every later event of the trace carry a huge vector.
-pub const MAX_COMPONENTS: usize = 256;
-/// The longest component name accepted from a peer.
+/// The most entries kept of a clock from a peer; a longer one is cut to this (see
+/// `VectorClock::cut_foreign`), so a hostile or runaway caller cannot make every later event of
+/// the trace carry a huge vector.
+pub const MAX_COMPONENTS: usize = 64;
+/// The longest component name kept from a peer; an entry with a longer (or empty) name is left
+/// out.
 pub const MAX_COMPONENT_LEN: usize = 256;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,15 +100,57 @@ impl VectorClock {
         self.compare(other) == Causality::Before
     }
 
-    /// Checks the limits a clock from a peer must respect.
-    pub fn validate_foreign(&self) -> Result<(), String> {
+    /// Brings a clock from a peer within the limits, deterministically: entries whose name is
+    /// empty or longer than `MAX_COMPONENT_LEN` are left out; then, past `MAX_COMPONENTS`, the
+    /// entries for which `keep_first` answers true stay first (the sender's own components:
+    /// the edge the call itself makes), then the others in their order. Returns what was cut,
+    /// for the host's debug log, or None.
+    pub fn cut_foreign(&mut self, keep_first: impl Fn(&str) -> bool) -> Option<String> {
+        let before = self.0.len();
+        self.0.retain(|(c, _)| !c.is_empty() && c.len() <= MAX_COMPONENT_LEN);
+        let bad_names = before - self.0.len();
+        let mut cut = 0;
         if self.0.len() > MAX_COMPONENTS {
-            return Err(format!("clock has {} components, more than {MAX_COMPONENTS}", self.0.len()));
+            let (mut first, rest): (Vec<_>, Vec<_>) = self.0.drain(..).partition(|(c, _)| keep_first(c));
+            first.truncate(MAX_COMPONENTS);
+            let room = MAX_COMPONENTS - first.len();
+            cut = rest.len() - rest.len().min(room);
+            first.extend(rest.into_iter().take(room));
+            self.0 = first;
         }
-        if let Some((c, _)) = self.0.iter().find(|(c, _)| c.is_empty() || c.len() > MAX_COMPONENT_LEN) {
-            return Err(format!("clock component of length {} is not 1..={MAX_COMPONENT_LEN}", c.len()));
+        (bad_names + cut > 0).then(|| {
+            format!(
+                "clock cut to {} components ({bad_names} with a name that is empty or over {MAX_COMPONENT_LEN} characters, {cut} past {MAX_COMPONENTS})",
+                self.0.len()
+            )
+        })
+    }
+
+    /// The entries to send in a header of at most `budget` bytes of JSON: `own` first (the
+    /// sender's component: the edge the call makes), then the others in order while they fit.
+    /// Deterministic; what is left out is what the receiver's detector rebuilds from the
+    /// sender's own clock (docs/distributed.md).
+    pub fn bounded(&self, own: Option<&str>, budget: usize) -> VectorClock {
+        let size = |c: &str| c.len() + 24; // `["…",18446744073709551615],` with escapes rare
+        let mut out = Vec::new();
+        let mut used = 2;
+        if let Some(own) = own {
+            if let Some(entry) = self.0.iter().find(|(c, _)| c == own) {
+                used += size(&entry.0);
+                out.push(entry.clone());
+            }
         }
-        Ok(())
+        for entry in &self.0 {
+            if Some(entry.0.as_str()) == own {
+                continue;
+            }
+            if used + size(&entry.0) > budget {
+                break;
+            }
+            used += size(&entry.0);
+            out.push(entry.clone());
+        }
+        VectorClock(out)
     }
 }
 
@@ -123,6 +167,31 @@ impl FromIterator<(String, u64)> for VectorClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_clocks_are_cut_deterministically_keeping_the_senders_own_first() {
+        let mut big: VectorClock = (0..100).map(|i| (format!("c{i}"), i)).collect();
+        big.0.push(("".into(), 1));
+        big.0.push(("x".repeat(300), 1));
+        big.0.push(("own#1".into(), 7));
+        let note = big.cut_foreign(|c| c.starts_with("own#")).unwrap();
+        assert_eq!(big.len(), MAX_COMPONENTS);
+        assert_eq!(big.entries()[0], ("own#1".to_string(), 7));
+        assert_eq!(big.entries()[1].0, "c0");
+        assert!(note.contains("2 with a name") && note.contains("37 past"), "{note}");
+        let mut small = vc(&[("a", 1)]);
+        assert_eq!(small.cut_foreign(|_| false), None);
+    }
+
+    #[test]
+    fn bounded_keeps_own_then_what_fits() {
+        let clock: VectorClock = (0..500).map(|i| (format!("svc#host/{i:08x}"), i)).collect();
+        let b = clock.bounded(Some("svc#host/000001f3"), 2000);
+        assert_eq!(b.entries()[0].0, "svc#host/000001f3");
+        assert!(serde_json::to_string(&b).unwrap().len() <= 2000);
+        assert!(b.len() > 20);
+        assert_eq!(clock.bounded(None, 10).len(), 0);
+    }
 
     fn vc(entries: &[(&str, u64)]) -> VectorClock {
         entries.iter().map(|(c, n)| (c.to_string(), *n)).collect()

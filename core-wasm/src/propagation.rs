@@ -90,11 +90,12 @@ pub fn parse_incoming(headers: &BTreeMap<String, Vec<String>>) -> Incoming {
     }
     match get("raceway-clock").as_slice() {
         [] => {}
-        [one] => match raceway_clock::decode(one) {
-            Ok(h) if h.trace_id != tp.trace_id => {
+        [one] => match raceway_clock::decode_with_note(one) {
+            Ok((h, _)) if h.trace_id != tp.trace_id => {
                 out.errors.push("raceway-clock: trace id differs from traceparent's".to_owned())
             }
-            Ok(h) => {
+            Ok((h, note)) => {
+                out.errors.extend(note);
                 out.upstream = Some(Upstream {
                     span_id: h.span_id.to_hex(),
                     parent_span_id: h.parent_span_id.map(SpanId::to_hex),
@@ -125,6 +126,10 @@ pub struct Outgoing {
     pub service: String,
     pub instance: String,
     pub clock: VectorClock,
+    /// The sender's own clock component: kept first when the clock is cut to the header's
+    /// bound (`raceway_clock::MAX_OUTGOING_CLOCK_JSON`). Optional (other hosts may omit it).
+    #[serde(default)]
+    pub component: Option<String>,
 }
 
 fn sampled() -> u8 {
@@ -171,7 +176,7 @@ pub fn encode_outgoing(req: &Outgoing) -> Result<BTreeMap<&'static str, String>,
         parent_span_id: Some(parent_span_id),
         service: req.service.clone(),
         instance: req.instance.clone(),
-        clock: req.clock.clone(),
+        clock: req.clock.bounded(req.component.as_deref(), raceway_clock::MAX_OUTGOING_CLOCK_JSON),
     };
     headers.insert("raceway-clock", raceway_clock::encode(&clock));
     Ok(headers)
@@ -214,6 +219,7 @@ mod tests {
             service: "banking-api".into(),
             instance: "host-1".into(),
             clock: [("banking-api#host-1".to_string(), 2)].into_iter().collect(),
+            component: None,
         })
         .unwrap();
         let pairs: Vec<(&str, &str)> = out.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -8,8 +8,13 @@ use crate::ids::{SpanId, TraceId};
 use serde::{Deserialize, Serialize};
 
 pub const PREFIX: &str = "v1;";
-/// Longest header value accepted from a peer.
-pub const MAX_LEN: usize = 16 * 1024;
+/// Longest header value read from a peer (a longer one is refused; servers refuse such headers
+/// long before: aiohttp and nginx at 8 KB per field by default).
+pub const MAX_LEN: usize = 64 * 1024;
+/// Bytes of clock JSON an outgoing header carries at most. With the other fields (~200 bytes)
+/// and base64's 4/3, the header value stays under 3 KB: well inside the 8 KB per field of
+/// common servers, whatever the program did (docs/distributed.md).
+pub const MAX_OUTGOING_CLOCK_JSON: usize = 2048;
 /// Longest service or instance name accepted from a peer.
 pub const MAX_NAME_LEN: usize = 256;
 
@@ -52,6 +57,11 @@ pub fn encode(h: &ClockHeader) -> String {
 }
 
 pub fn decode(value: &str) -> Result<ClockHeader, String> {
+    decode_with_note(value).map(|(header, _)| header)
+}
+
+/// `decode`, and what had to be cut from the clock (for the host's debug log).
+pub fn decode_with_note(value: &str) -> Result<(ClockHeader, Option<String>), String> {
     if value.len() > MAX_LEN {
         return Err(format!("raceway-clock: {} characters, more than {MAX_LEN}", value.len()));
     }
@@ -60,7 +70,7 @@ pub fn decode(value: &str) -> Result<ClockHeader, String> {
         .strip_prefix(PREFIX)
         .ok_or_else(|| "raceway-clock: unsupported version (expected v1;)".to_owned())?;
     let bytes = base64url::decode(payload).ok_or("raceway-clock: not base64url")?;
-    let wire: Wire = serde_json::from_slice(&bytes).map_err(|e| format!("raceway-clock: {e}"))?;
+    let mut wire: Wire = serde_json::from_slice(&bytes).map_err(|e| format!("raceway-clock: {e}"))?;
     let span = |s: &str, what: &str| {
         SpanId::parse_hex(s).ok_or_else(|| format!("raceway-clock: {what} is not 16 lower-case hex digits"))
     };
@@ -69,20 +79,36 @@ pub fn decode(value: &str) -> Result<ClockHeader, String> {
             return Err(format!("raceway-clock: {name} longer than {MAX_NAME_LEN}"));
         }
     }
-    wire.clock.validate_foreign().map_err(|e| format!("raceway-clock: {e}"))?;
-    Ok(ClockHeader {
+    let sender = format!("{}#{}", wire.service, wire.instance);
+    let note = wire
+        .clock
+        .cut_foreign(|c| c == sender || c.strip_prefix(sender.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        .map(|n| format!("raceway-clock: {n}"));
+    let header = ClockHeader {
         trace_id: TraceId::parse_uuid(&wire.trace_id).ok_or("raceway-clock: trace_id is not a UUID")?,
         span_id: span(&wire.span_id, "span_id")?,
         parent_span_id: wire.parent_span_id.as_deref().map(|s| span(s, "parent_span_id")).transpose()?,
         service: wire.service,
         instance: wire.instance,
         clock: wire.clock,
-    })
+    };
+    Ok((header, note))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_clock_is_cut_not_refused_and_the_senders_own_entry_stays() {
+        let mut entries: Vec<String> = (0..500).map(|i| format!(r#"["other#x/{i:08x}",{i}]"#)).collect();
+        entries.push(r#"["banking-api#host-1/0000abcd",9]"#.to_owned());
+        let json = REFERENCE_JSON.replace(r#"[["banking-api#host-1",2]]"#, &format!("[{}]", entries.join(",")));
+        let (h, note) = decode_with_note(&format!("v1;{}", base64url::encode(json.as_bytes()))).unwrap();
+        assert_eq!(h.clock.len(), crate::clock::MAX_COMPONENTS);
+        assert_eq!(h.clock.entries()[0], ("banking-api#host-1/0000abcd".to_string(), 9));
+        assert!(note.unwrap().contains("past"));
+    }
 
     const REFERENCE_JSON: &str = r#"{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5","parent_span_id":"b7ad6b7169203331","service":"banking-api","instance":"host-1","clock":[["banking-api#host-1",2]]}"#;
 

@@ -447,6 +447,7 @@ class RacewayClient:
                     "tracestate": ctx.tracestate,
                     "service": self.settings.service_name,
                     "instance": self.settings.instance_id,
+                    "component": ctx.component,  # kept first when the clock is cut to the bound
                 }
             )[:-1] + ',"span_id":"'
             own = ctx.component

@@ -348,6 +348,39 @@ def _(p: Program):
     ]
 
 
+@case("bounded-header-rebuilt-from-the-senders-clock",
+      "b writes x and releases L; a takes L (so a knows b's write), calls another service whose"
+      " request carries only a's own clock entry (a header cut to its bound), then learns more"
+      " (takes M) before the callee's event is seen; the callee reads x: ordered, through a's"
+      " clock at the call")
+def _(p: Program):
+    m = p.strand("main")
+    a, b, d = p.strand("a", m), p.strand("b", m), p.strand("d", m)
+    b.write("x", None, 1, 160)
+    b.acquire("L"); b.release("L")
+    a.acquire("L"); a.release("L")
+    callee = p.strand("callee")
+    a.seq += 1  # the call's tick
+    callee.clock = {a.component: a.seq}
+    d.acquire("M"); d.release("M")
+    a.acquire("M"); a.release("M")
+    callee.read("x", 1, 161)
+    return []
+
+
+@case("bounded-header-without-the-edge-is-a-race",
+      "the same call, but a never took L: the callee's read races with b's write")
+def _(p: Program):
+    m = p.strand("main")
+    a, b = p.strand("a", m), p.strand("b", m)
+    b.write("x", None, 1, 170)
+    callee = p.strand("callee")
+    a.seq += 1
+    callee.clock = {a.component: a.seq}
+    callee.read("x", 1, 171)
+    return [race("data-race", "WARNING", "x", ["app.py:170", "app.py:171"])]
+
+
 def main() -> None:
     out = {
         "description": (

@@ -37,8 +37,7 @@ impl Clock {
     /// counter the caller sets itself, one that is retired); true if the clock changed.
     pub fn join_except(&mut self, other: &Clock, except: &[StrandId]) -> bool {
         // Most joins teach nothing new: find out before building a merged clock.
-        let teaches = other.0.iter().any(|&(s, n)| n > 0 && !except.contains(&s) && self.get(s) < n);
-        if !teaches {
+        if !self.would_learn(other, except) {
             return false;
         }
         let mut changed = false;
@@ -76,6 +75,11 @@ impl Clock {
             self.0 = merged;
         }
         changed
+    }
+
+    /// Whether joining `other` (leaving out `except`) would change this clock.
+    pub fn would_learn(&self, other: &Clock, except: &[StrandId]) -> bool {
+        other.0.iter().any(|&(s, n)| n > 0 && !except.contains(&s) && self.get(s) < n)
     }
 
     /// Drops `strand`'s entry (a retired strand: see `strands.rs`).

@@ -42,10 +42,43 @@ pub struct Strand {
     /// The counter from which the clock is the clock at every later event, own component
     /// aside: it moves whenever the strand learns something (a lock, a join, a new state).
     pub merged_at: u64,
+    /// The clocks before the last few `merged_at` moves, each with the counter it held from:
+    /// what the strand knew at an earlier counter, for a strand that learns from it late (a
+    /// call to another service read in a later batch, or out of order by `analyze`).
+    history: VecDeque<(u64, Clock)>,
     /// The detector's event count at the strand's latest event (for eviction).
     pub last_active: u64,
     /// The (batch, state index) last merged: a state is merged once per batch.
     last_state: (u64, usize),
+}
+
+/// Past clocks kept per strand (see `Strand::history`).
+const HISTORY: usize = 4;
+
+impl Strand {
+    /// Joins `other` (leaving out `except`) into the clock as of counter `at`, keeping the
+    /// clock it replaces in the history. True if the clock changed.
+    fn learn_at(&mut self, other: &Clock, except: &[StrandId], at: u64) -> bool {
+        if !self.clock.would_learn(other, except) {
+            return false;
+        }
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((self.merged_at, self.clock.clone()));
+        self.clock.join_except(other, except);
+        self.merged_at = at;
+        true
+    }
+
+    /// The clock the strand had at its counter `counter` (its own entry aside), if known: the
+    /// current one from `merged_at` on, an older one from the history, else None.
+    fn clock_at(&self, counter: u64) -> Option<&Clock> {
+        if counter >= self.merged_at {
+            return Some(&self.clock);
+        }
+        self.history.iter().rev().find(|(from, _)| *from <= counter).map(|(_, c)| c)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -133,7 +166,15 @@ impl Strands {
                 trace_id: e.context.trace_id.as_ref().into(),
                 service,
             };
-            let strand = Strand { meta: Rc::new(meta), clock, seq: 0, merged_at: 0, last_active: now, last_state: (u64::MAX, 0) };
+            let strand = Strand {
+                meta: Rc::new(meta),
+                clock,
+                seq: 0,
+                merged_at: 0,
+                history: VecDeque::new(),
+                last_active: now,
+                last_state: (u64::MAX, 0),
+            };
             self.live.insert(id, strand);
         }
         let state_key = (batch, e.state_index);
@@ -149,20 +190,18 @@ impl Strands {
                     continue;
                 }
                 learned.raise(from, *counter);
-                // What `from` knew at that counter, when its clock has not moved since.
+                // What `from` knew at that counter: a clock that reached us through a call
+                // or a hand-off may carry only the sender's own entry (headers are bounded),
+                // and the sender's clock at that counter holds the rest.
                 if from != id {
-                    if let Some(other) = self.live.get(&from) {
-                        if *counter >= other.merged_at && *counter <= other.seq {
-                            learned.join_except(&other.clock, &[from]);
-                        }
+                    if let Some(known) = self.live.get(&from).and_then(|other| other.clock_at(*counter)) {
+                        learned.join_except(known, &[from]);
                     }
                 }
             }
             let strand = self.live.get_mut(&id).expect("entered above");
             strand.last_state = state_key;
-            if strand.clock.join_except(&learned, &[id]) {
-                strand.merged_at = e.seq;
-            }
+            strand.learn_at(&learned, &[id], e.seq);
         }
         let strand = self.live.get_mut(&id).expect("entered above");
         strand.seq = strand.seq.max(e.seq);
@@ -174,9 +213,8 @@ impl Strands {
     /// The strand learns `clock` at its current event (a lock's release, an annotation).
     pub fn learn(&mut self, id: StrandId, clock: &Clock) {
         if let Some(s) = self.live.get_mut(&id) {
-            if s.clock.join_except(clock, &[id]) {
-                s.merged_at = s.seq;
-            }
+            let at = s.seq;
+            s.learn_at(clock, &[id], at);
         }
     }
 
@@ -207,9 +245,8 @@ impl Strands {
             let j = self.live.get_mut(&joiner).expect("the joiner is entered");
             // The child's own component stays out: the retirement below stands for it, so a
             // strand that joins thousands of children keeps a short clock.
-            if j.clock.join_except(&child_clock, &[joiner, child]) {
-                j.merged_at = j.seq;
-            }
+            let at = j.seq;
+            j.learn_at(&child_clock, &[joiner, child], at);
             j.clock.remove(child);
             j.seq
         };
