@@ -9,6 +9,12 @@ Events are recorded on the scope's own context object, not on whatever is curren
 framework may send the response from another task (a streaming body in a task group) that has
 a child context of its own. Nothing here raises into the request: an SDK failure is logged
 once and the request goes on untraced.
+
+A body the server consumes after the application returned (a WSGI iterable, Flask's and
+Django's streamed responses, an aiohttp payload) runs each of its steps under the request's
+context through `RequestScope.step` / `RequestScope.astep`, wrapped in `TracedBody` or
+`TracedAsyncBody`; the response is recorded when that body ends, so its duration runs to the
+last chunk.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from __future__ import annotations
 import time
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, TypeVar
 
 from .. import _values
-from ..context import ExecutionContext, _current, leave
+from ..context import ExecutionContext, _current, _ident, current_task
 from ._incoming import context_from_headers, response_traceparent
+
+T = TypeVar("T")
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Options:
 
 
 class RequestScope:
-    __slots__ = ("client", "ctx", "token", "start_ns", "finished", "status")
+    __slots__ = ("client", "ctx", "token", "start_ns", "finished", "status", "body", "last_error")
 
     def __init__(self, client: Any, ctx: ExecutionContext):
         self.client = client
@@ -46,6 +55,10 @@ class RequestScope:
         self.start_ns = time.perf_counter_ns()
         self.finished = False
         self.status: Optional[int] = None
+        # What the response body sees as current at its next step (`step`): the request's
+        # context, or one the body opened and left open across a yield.
+        self.body: Optional[ExecutionContext] = ctx
+        self.last_error: Optional[BaseException] = None
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -69,11 +82,73 @@ class RequestScope:
         self.token = _current.set(self.ctx)
 
     def deactivate(self) -> None:
-        """Makes the context stop being current where it is current. Safe to call twice; where
-        another context is current (another strand's), nothing changes."""
+        """Restores what was current before `activate`, whatever the application left current
+        meanwhile (a context it set and never reset, one a thread hop copied back). Safe to
+        call twice. Called from another ``contextvars.Context`` than `activate`'s (not where
+        the request's context was made current), it changes nothing."""
         token, self.token = self.token, None
         if token is not None:
-            leave(self.ctx, token)
+            _reset(token)
+
+    # -- the response body ---------------------------------------------------------------------
+    def step(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs ``fn(*args)``, one step of a response body the server drives (``next`` of its
+        iterator, its ``close``), with the body's context current: the request's at first, then
+        whatever the body left current at its previous step (a context it opened across a
+        ``yield``). Afterwards the caller's current context is exactly what it was."""
+        token = _current.set(self._body_context())
+        try:
+            return fn(*args)
+        finally:
+            self.body = _current.get()
+            _reset(token)
+
+    async def astep(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """`step` for an asynchronous body: awaits ``fn()`` with the body's context current."""
+        token = _current.set(self._body_context())
+        try:
+            return await fn()
+        finally:
+            self.body = _current.get()
+            _reset(token)
+
+    def _body_context(self) -> Optional[ExecutionContext]:
+        """The body's context for a step on the calling strand. A body that moved to another
+        strand (a framework consumes it in a worker thread: Django's ``sync_to_async(list)``
+        under ASGI, ``async_to_sync`` under WSGI) continues there in a child forked from it
+        (an ``AsyncSpawn``; the strand it left is waiting for it), joined at the end."""
+        ctx = self.body
+        if ctx is None or ctx.anchor is not None or ctx.owner is None:
+            return ctx
+        if ctx.owner == _ident() and ctx.task is current_task():
+            return ctx
+        try:
+            child = self.client.fork(ctx).bind()
+        except Exception as e:
+            _warn(self.client, "middleware-fork", "raceway: cannot follow a body to another strand: %s", e)
+            return ctx
+        self.body = child
+        return child
+
+    def collect(self, current: Any = _UNSET) -> None:
+        """Joins into the request's context a child of it that is current in the request's
+        ``contextvars.Context`` when the application returns (or ``current``: what a body left
+        current at its end). asgiref's ``sync_to_async``/``async_to_sync`` (Django's sync views
+        under ASGI and async views under WSGI, Flask's async views) run the call in another
+        thread on a copy of the variables and copy what it set back: the child context that
+        thread recorded on comes back here, and the call has returned. Joining it (an
+        ``AsyncAwait``) puts the response after everything it did."""
+        try:
+            found = _current.get() if current is _UNSET else current
+            ctx = self.ctx
+            if (found is None or found is ctx or not isinstance(found, ExecutionContext)
+                    or found.anchor is not None or found.trace_id != ctx.trace_id):
+                return
+            if all(component != ctx.component for component, _ in found.state.clock):
+                return  # not made from the request's context
+            self.client.join(ctx, found)
+        except Exception as e:
+            _warn(self.client, "middleware-collect", "raceway: cannot join a request's child context: %s", e)
 
     # -- recording -----------------------------------------------------------------------------
     def record(self, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
@@ -84,8 +159,18 @@ class RequestScope:
 
     def error(self, exc: BaseException) -> None:
         """Records an unhandled exception with at most ``Config.max_stack_frames`` frames,
-        innermost last (the same shape as `RacewayClient.track_error`)."""
-        self.record("Error", _values.describe_exception(exc, self.client.config.max_stack_frames))
+        innermost last (the same shape as `RacewayClient.track_error`). The same exception
+        object twice (a framework's signal, then the middleware that sees it propagate) is
+        recorded once."""
+        if exc is self.last_error:
+            return
+        self.last_error = exc
+        try:
+            fields = _values.describe_exception(exc, self.client.config.max_stack_frames)
+        except Exception as e:
+            _warn(self.client, "middleware-record", "raceway: cannot record a request event: %s", e)
+            return
+        self.record("Error", fields)
 
     def fail(self, exc: BaseException, status: int = 500, end_ns: Optional[int] = None) -> None:
         """An exception left the application: record it (a cancellation or an interpreter exit
@@ -107,6 +192,146 @@ class RequestScope:
 
     def traceparent(self) -> str:
         return response_traceparent(self.ctx)
+
+
+def _reset(token: Token) -> None:
+    try:
+        _current.reset(token)
+    except (ValueError, RuntimeError):  # another contextvars.Context's token, or used already
+        pass
+
+
+class TracedBody:
+    """A response body the server iterates after the application returned (a WSGI iterable,
+    a streamed Flask or Django response): each step (``iter``, every ``next``, ``close``) runs
+    under the request's context (`RequestScope.step`), and the response is recorded once, when
+    the body runs out, fails or is closed, so its duration runs to the last chunk. An
+    exception from the body is recorded as an ``Error`` and re-raised. ``close()`` is passed
+    on (PEP 3333), and a body nobody exhausted or closed is recorded when it is collected.
+
+    ``status`` gives the status to record (called at the end); a body that fails before its
+    first chunk is recorded as 500, which is what servers answer then. ``buffered``: the
+    server reads the whole body before it sends anything (Django serving an async iterator
+    under WSGI), so a failure anywhere in it is answered 500."""
+
+    def __init__(self, body: Iterable[Any], scope: "RequestScope", status: Callable[[], int],
+                 buffered: bool = False):
+        self._body = body
+        self._iter: Optional[Iterator[Any]] = None
+        self._scope = scope
+        self._status = status
+        self._sent = False
+        self._buffered = buffered
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        scope = self._scope
+        try:
+            if self._iter is None:
+                self._iter = scope.step(iter, self._body)
+            chunk = scope.step(next, self._iter)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._sent = True
+        return chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                self._scope.step(close)
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        finally:
+            self._end(None)
+
+    def _end(self, exc: Optional[BaseException]) -> None:
+        _end_body(self._scope, exc, self._status, self._sent and not self._buffered)
+
+    def __del__(self) -> None:  # a server that neither exhausted nor closed the body
+        try:
+            self._end(None)
+        except Exception:
+            pass
+
+
+class TracedAsyncBody:
+    """`TracedBody` for an asynchronous iterable (Django's async streaming responses): each
+    ``__anext__`` and ``aclose`` is awaited under the request's context (`RequestScope.astep`).
+    It has a synchronous ``close()`` too, which only records the response (Django calls it
+    when the response is closed), and no ``__iter__``, so frameworks see an async iterable."""
+
+    def __init__(self, body: Any, scope: "RequestScope", status: Callable[[], int], buffered: bool = False):
+        self._body = body
+        self._iter: Optional[AsyncIterator[Any]] = None
+        self._scope = scope
+        self._status = status
+        self._sent = False
+        self._buffered = buffered
+
+    def __aiter__(self) -> "TracedAsyncBody":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            if self._iter is None:
+                self._iter = self._body.__aiter__()
+            it = self._iter
+            chunk = await self._scope.astep(it.__anext__)
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._sent = True
+        return chunk
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._iter if self._iter is not None else self._body, "aclose", None)
+            if aclose is not None:
+                await self._scope.astep(aclose)
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        finally:
+            self._end(None)
+
+    def close(self) -> None:
+        self._end(None)
+
+    def _end(self, exc: Optional[BaseException]) -> None:
+        _end_body(self._scope, exc, self._status, self._sent and not self._buffered)
+
+    def __del__(self) -> None:
+        try:
+            self._end(None)
+        except Exception:
+            pass
+
+
+def _end_body(scope: "RequestScope", exc: Optional[BaseException], status: Callable[[], int], sent: bool) -> None:
+    """A body ended: join what it left current, record its exception (not a cancellation, a
+    closed generator or an interpreter exit: those are not application errors), record the
+    response."""
+    if scope.finished:
+        return
+    scope.collect(scope.body)
+    if isinstance(exc, Exception):
+        scope.error(exc)
+    try:
+        code = status()
+    except Exception:
+        code = 0
+    scope.finish(500 if isinstance(exc, Exception) and not sent else code)
 
 
 def _warn(client: Any, key: str, msg: str, *args: Any) -> None:

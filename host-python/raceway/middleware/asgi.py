@@ -2,7 +2,12 @@
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: the request runs in the server's own
 task (no extra task group between the server and the app), streaming responses pass through
-untouched, and the response's duration runs to its last body chunk, so a streamed body counts. Only ``http`` scopes are traced; ``lifespan`` and ``websocket`` pass.
+untouched, and the response's duration runs to its last body chunk, so a streamed body counts.
+Only ``http`` scopes are traced; ``lifespan`` and ``websocket`` pass.
+
+A middleware that Starlette/FastAPI runs outside this one (``add_middleware`` puts each new
+middleware outside the ones added before) runs outside the request's context: its events are
+lost, as anything outside a context is (docs/frameworks.md).
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ class RacewayASGIMiddleware:
 
         try:
             await self.app(scope, receive, traced_send)
+            request.collect()
         except BaseException as exc:
+            request.collect()
             # Without a response started, the server (or an outer error middleware) answers 500.
             request.fail(exc, sent.get("status", 500), sent.get("end_ns"))
             raise

@@ -10,6 +10,13 @@
 
 or ``flask_middleware(raceway, app)`` (or ``middleware.init_app(app)``) to register both.
 
+A streamed response (a generator body, with or without Flask's ``stream_with_context``) is
+sent after ``after_request`` has run: ``after_request`` hands its body to the server wrapped
+(`TracedBody`), so each chunk runs under the request's context, an exception the body raises is
+recorded as an ``Error``, and the response is recorded when the body ends (its duration runs
+to the last chunk). A ``send_file`` response (``direct_passthrough``) is left to the server's
+file path and recorded at ``after_request``.
+
 Flask does not call ``after_request`` hooks for an exception it propagates (debug or testing
 mode), and they cannot see the exception anyway. So the middleware also listens to Flask's
 ``got_request_exception`` signal (records the ``Error``) and ``request_tearing_down`` (ends a
@@ -22,7 +29,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._incoming import gather_wsgi
-from ._scope import Options, RequestScope
+from ._scope import Options, RequestScope, TracedBody, _warn
 
 
 class FlaskMiddleware:
@@ -63,7 +70,8 @@ class FlaskMiddleware:
         return None
 
     def after_request(self, response: Any) -> Any:
-        """Records the response, optionally adds ``traceparent``, ends the context."""
+        """Records the response (a streamed one when its body ends), optionally adds
+        ``traceparent``, ends the context. Returns ``response``."""
         scope = self._take()
         if scope is not None:
             if self.options.response_traceparent:
@@ -71,9 +79,23 @@ class FlaskMiddleware:
                     response.headers["traceparent"] = scope.traceparent()
                 except Exception:
                     pass
-            scope.finish(getattr(response, "status_code", 0))
+            scope.collect()
+            if not self._stream(response, scope):
+                scope.finish(getattr(response, "status_code", 0))
             scope.deactivate()
         return response
+
+    @staticmethod
+    def _stream(response: Any, scope: RequestScope) -> bool:
+        """Hands a streamed body to the server wrapped; False if the response is not one."""
+        try:
+            if not getattr(response, "is_streamed", False) or getattr(response, "direct_passthrough", False):
+                return False
+            response.response = TracedBody(response.response, scope, lambda: getattr(response, "status_code", 0))
+            return True
+        except Exception as e:
+            _warn(scope.client, "middleware-stream", "raceway: cannot follow a streamed Flask response: %s", e)
+            return False
 
     # -- signals -------------------------------------------------------------------------------
     def _on_exception(self, sender: Any, exception: Optional[BaseException] = None, **extra: Any) -> None:
