@@ -30,6 +30,7 @@ import concurrent.futures
 import contextvars
 import functools
 import logging
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
@@ -224,10 +225,53 @@ def instrument_loop(client: Any, loop: Optional[asyncio.AbstractEventLoop] = Non
             loop.set_task_factory(_TaskFactory(client, factory))
         if default_executor:
             _install_default_executor(client, loop)
+            _instrument_anyio_threads(client)
         return True
     except Exception as e:
         _warn_once("instrument-loop", "raceway: cannot instrument the event loop: %s", e)
         return False
+
+
+_anyio_client: List[Any] = [None]
+
+
+def _instrument_anyio_threads(client: Any) -> None:
+    """``anyio.to_thread.run_sync`` (Starlette's and FastAPI's ``run_in_threadpool``: ``def``
+    endpoints, dependencies and body iterators) runs work in anyio's own worker threads, in a
+    copy of the caller's context: without this each call would be an unjoined child and two
+    calls of one request would look concurrent. Wrapped like ``asyncio.to_thread``: a child
+    forked at the call, joined into the awaiting task when the result comes back. Only when
+    anyio is already imported (a framework that uses it has been); idempotent."""
+    module = sys.modules.get("anyio.to_thread")
+    if module is None:
+        return
+    _anyio_client[0] = client
+    original = module.run_sync
+    if getattr(original, "_raceway_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    async def run_sync(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        parent = strand_context()
+        own = _anyio_client[0]
+        child = _fork(own, parent) if parent is not None else None
+        if child is None:
+            return await original(func, *args, **kwargs)
+
+        def in_child(*call_args: Any) -> T:
+            token = _current.set(child)  # anyio runs this in a copy of the caller's context
+            try:
+                return func(*call_args)
+            finally:
+                _current.reset(token)
+
+        try:
+            return await original(in_child, *args, **kwargs)
+        finally:
+            _Joins(own, parent, child).collect(strand_context())  # type: ignore[arg-type]
+
+    run_sync._raceway_wrapped = True  # type: ignore[attr-defined]
+    module.run_sync = run_sync
 
 
 def _install_default_executor(client: Any, loop: asyncio.AbstractEventLoop) -> None:
