@@ -12,7 +12,7 @@ CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-
 STAMP     := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: build test test-rust test-python demo bench clean browser
+.PHONY: build test test-rust test-python demo bench clean browser node test-node
 
 build: $(WASM_PKG) $(STAMP)
 
@@ -31,7 +31,33 @@ $(STAMP): host-python/pyproject.toml requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -e host-python -r requirements-dev.txt
 	@touch $@
 
-test: build test-rust test-python
+test: build node test-rust test-python test-node
+
+# The Node host (host-node/, docs/hosts.md): the same component through jco, where `node` and
+# `npm` are on PATH; elsewhere `node` and `test-node` say so and do nothing. `node` installs the
+# pinned packages (npm ci, from host-node/package-lock.json) and transpiles the component into
+# host-node/generated/ (not committed); test-node checks the typings and runs `node --test`.
+NODE_DEPS := host-node/node_modules/.package-lock.json
+NODE_CORE := host-node/generated/raceway_core.js
+HAVE_NODE := $(shell command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && echo yes)
+
+ifeq ($(HAVE_NODE),yes)
+node: $(NODE_CORE)
+
+$(NODE_DEPS): host-node/package.json host-node/package-lock.json
+	cd host-node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(NODE_CORE): $(WASM_PKG) $(NODE_DEPS) host-node/scripts/transpile.mjs host-node/src/sandbox.js
+	cd host-node && node scripts/transpile.mjs
+
+test-node: node
+	cd host-node && npm run --silent typecheck
+	cd host-node && node --test test/
+else
+node test-node:
+	@echo "$@: skipped: node (with npm) is not on PATH, so the Node host (host-node/) is not built or tested"
+endif
 
 test-rust:
 	cargo test --locked -p raceway-core
