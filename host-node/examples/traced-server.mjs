@@ -144,7 +144,10 @@ async function main() {
   server.listen(Number(values.port), values.host, () => {
     console.log(JSON.stringify({ port: server.address().port }));
   });
-  const stop = () => server.close(() => process.exit(0));
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections(); // idle keep-alive connections would hold close() open
+  };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }
