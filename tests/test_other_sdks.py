@@ -119,7 +119,7 @@ def test_our_headers_are_read_by_each_sdk_as_we_meant_them(case: Dict[str, Any],
     if request.get("component"):
         assert got["clock"][0][0] == request["component"]  # our own entry first
     assert headers["traceparent"].split("-")[1] == request["trace_id"].replace("-", "")
-    assert len(headers["raceway-clock"]) < 3072
+    assert len(headers["raceway-clock"]) <= 3 + 4 * 3072 // 3 + 3  # docs/distributed.md: 3,072 bytes of JSON at most
     assert "note" in case
 
 

@@ -131,12 +131,13 @@ impl VectorClock {
     /// Deterministic; what is left out is what the receiver's detector rebuilds from the
     /// sender's own clock (docs/distributed.md).
     pub fn bounded(&self, own: Option<&str>, budget: usize) -> VectorClock {
-        let size = |c: &str| c.len() + 24; // `["…",18446744073709551615],` with escapes rare
+        // Each entry's exact JSON (escapes included) and its comma; the brackets around all.
+        let size = |entry: &(String, u64)| serde_json::to_string(entry).map_or(usize::MAX, |s| s.len() + 1);
         let mut out = Vec::new();
         let mut used = 2;
         if let Some(own) = own {
             if let Some(entry) = self.0.iter().find(|(c, _)| c == own) {
-                used += size(&entry.0);
+                used += size(entry);
                 out.push(entry.clone());
             }
         }
@@ -144,10 +145,11 @@ impl VectorClock {
             if Some(entry.0.as_str()) == own {
                 continue;
             }
-            if used + size(&entry.0) > budget {
+            let more = size(entry);
+            if used.saturating_add(more) > budget {
                 break;
             }
-            used += size(&entry.0);
+            used += more;
             out.push(entry.clone());
         }
         VectorClock(out)

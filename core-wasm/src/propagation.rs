@@ -127,7 +127,7 @@ pub struct Outgoing {
     pub instance: String,
     pub clock: VectorClock,
     /// The sender's own clock component: kept first when the clock is cut to the header's
-    /// bound (`raceway_clock::MAX_OUTGOING_CLOCK_JSON`). Optional (other hosts may omit it).
+    /// bound (`raceway_clock::MAX_OUTGOING_JSON`). Optional (other hosts may omit it).
     #[serde(default)]
     pub component: Option<String>,
 }
@@ -176,9 +176,9 @@ pub fn encode_outgoing(req: &Outgoing) -> Result<BTreeMap<&'static str, String>,
         parent_span_id: Some(parent_span_id),
         service: req.service.clone(),
         instance: req.instance.clone(),
-        clock: req.clock.bounded(req.component.as_deref(), raceway_clock::MAX_OUTGOING_CLOCK_JSON),
+        clock: req.clock.clone(),
     };
-    headers.insert("raceway-clock", raceway_clock::encode(&clock));
+    headers.insert("raceway-clock", raceway_clock::encode_bounded(&clock, req.component.as_deref()));
     Ok(headers)
 }
 

@@ -11,10 +11,27 @@ pub const PREFIX: &str = "v1;";
 /// Longest header value read from a peer (a longer one is refused; servers refuse such headers
 /// long before: aiohttp and nginx at 8 KB per field by default).
 pub const MAX_LEN: usize = 64 * 1024;
-/// Bytes of clock JSON an outgoing header carries at most. With the other fields (~200 bytes)
-/// and base64's 4/3, the header value stays under 3 KB: well inside the 8 KB per field of
-/// common servers, whatever the program did (docs/distributed.md).
-pub const MAX_OUTGOING_CLOCK_JSON: usize = 2048;
+/// Bytes of JSON an outgoing header encodes at most: the clock is cut (`VectorClock::bounded`)
+/// so that the whole object fits, whatever the names. With `v1;` and base64's 4/3 the header
+/// value is at most 4,099 characters: well inside the 8 KB per field of common servers
+/// (aiohttp, nginx), whatever the program did (docs/distributed.md).
+pub const MAX_OUTGOING_JSON: usize = 3072;
+
+/// The header for `h`, its clock cut so that the JSON stays within `MAX_OUTGOING_JSON` (the
+/// entry named `own` first). Names longer than the peers accept make no header fit: then the
+/// clock is empty and the header carries the ids alone.
+pub fn encode_bounded(h: &ClockHeader, own: Option<&str>) -> String {
+    let bare = ClockHeader { clock: VectorClock::new(), ..h.clone() };
+    let fixed = json_len(&bare);
+    let budget = MAX_OUTGOING_JSON.saturating_sub(fixed) + 2; // the empty clock's `[]` is in `fixed`
+    encode(&ClockHeader { clock: h.clock.bounded(own, budget), ..bare })
+}
+
+fn json_len(h: &ClockHeader) -> usize {
+    let value = encode(h);
+    // base64 without padding: 4 characters per 3 bytes.
+    (value.len() - PREFIX.len()) * 3 / 4
+}
 /// Longest service or instance name accepted from a peer.
 pub const MAX_NAME_LEN: usize = 256;
 
@@ -98,6 +115,27 @@ pub fn decode_with_note(value: &str) -> Result<(ClockHeader, Option<String>), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outgoing_headers_stay_within_the_bound_whatever_the_names() {
+        let long = "é".repeat(60); // 120 bytes: a component of two stays within a peer's 256
+        let clock: VectorClock =
+            (0..500).map(|i| (format!("{long}#{long}/{i:08x}\u{1}\""), u64::MAX - i)).collect();
+        let h = ClockHeader {
+            trace_id: TraceId::parse_uuid("0af76519-16cd-43dd-8448-eb211c80319c").unwrap(),
+            span_id: SpanId::parse_hex("5ca1b17ca84ca5e5").unwrap(),
+            parent_span_id: SpanId::parse_hex("b7ad6b7169203331"),
+            service: long.clone(),
+            instance: long.clone(),
+            clock,
+        };
+        let own = format!("{long}#{long}/{:08x}\u{1}\"", 499);
+        let value = encode_bounded(&h, Some(&own));
+        assert!(value.len() <= PREFIX.len() + MAX_OUTGOING_JSON * 4 / 3 + 3, "{}", value.len());
+        let back = decode(&value).unwrap();
+        assert_eq!(back.clock.entries()[0].0, own);
+        assert!(back.clock.len() > 1);
+    }
 
     #[test]
     fn a_huge_clock_is_cut_not_refused_and_the_senders_own_entry_stays() {
