@@ -8,7 +8,7 @@ PY        := $(VENV)/bin/python
 TARGET    := wasm32-wasip2
 WASM_OUT  := target/$(TARGET)/release/raceway_core.wasm
 WASM_PKG  := host-python/raceway/_wasm/raceway_core.wasm
-CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-wasm/Cargo.toml
+CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-wasm/Cargo.toml .cargo/config.toml
 STAMP     := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
