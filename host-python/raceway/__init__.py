@@ -29,6 +29,11 @@ _LAZY = {
     "instrument_http": "http",
     "uninstrument_http": "http",
     "run_with_context": "concurrency",
+    # The reference SDK's event types (raceway.types) and its top-level flask_middleware.
+    "Event": "types",
+    "EventKind": "types",
+    "EventMetadata": "types",
+    "flask_middleware": "middleware",
     "TrackedQueue": "sync",
     "TrackedAsyncQueue": "sync",
     "TrackedEvent": "sync",
@@ -49,6 +54,9 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "RacewayClient",
     "Config",
+    "Event",
+    "EventKind",
+    "EventMetadata",
     "ExecutionContext",
     "create_context",
     "set_context",

@@ -10,10 +10,11 @@ so they are written once per batch in tables and events refer to them by index.
 from __future__ import annotations
 
 import json
+import re
 from operator import itemgetter
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
-from ._values import clean_str, snapshot
+from ._values import snapshot, valid_text
 from .context import ExecutionContext
 
 Record = tuple
@@ -35,8 +36,17 @@ core's memory limit would make that a trap, so big batches are split first."""
 
 
 def encode(records: Sequence[Record], sanitize: bool = False) -> str:
-    """Compact JSON for ``encode-batch``. With ``sanitize``, every user value is converted again
-    (the fallback for a batch that the fast path could not encode, e.g. one holding NaN)."""
+    """Compact JSON for ``encode-batch``: ``{"contexts", "states", "events"}``.
+
+    Each record is written exactly as `_settled` would leave it, whichever path writes it, so
+    an event's JSON never depends on the other events of its batch (docs/values.md, "One
+    value, one wire form"). The fast path writes the records as they are and then checks
+    for the only two things in them that it writes differently: an integer beyond 64 bits
+    that the hot path kept as it came, and a lone surrogate in a string the hot path kept as
+    it came (a short name). Either one, or anything json cannot write (NaN, an infinity, an
+    object, a cycle: ``ValueError``, ``KeyError``, ``TypeError``, ``RecursionError``, which
+    `encode_safely` catches), sends the batch to the settling path. ``sanitize=True`` takes
+    the settling path directly (the flusher's retry when the core refused a batch)."""
     if sanitize:
         return _encode_sanitized(records)
     # No Python loop over the records, and no Python function called per record: the distinct
@@ -53,9 +63,43 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     events = json.dumps(
         records, default=index.__getitem__, separators=(",", ":"), allow_nan=False, check_circular=False
     )
+    if _has_big_int(records) or ("\\ud" in events and _has_lone_surrogate(records)):
+        return _encode_sanitized(records)
     context_rows = _dumps([_context_row(c) for c in contexts])
     state_rows = _dumps([{"clock": s.clock, "locks": s.locks} for s in states])
     return f'{{"contexts":{context_rows},"states":{state_rows},"events":{events}}}'
+
+
+_fields_of = itemgetter(9)
+
+
+def _has_big_int(records: Sequence[Record]) -> bool:
+    """Whether a record's fields hold, at their top level, an ``int`` beyond 64 bits: the hot
+    path keeps ints as they come (`client._PLAIN`), and json would write one as a number.
+    (Ints inside containers were converted on the hot path.) A plain loop: measured cheaper
+    than the C-level passes tried (filter/compress/max over the fields)."""
+    for fields in map(_fields_of, records):
+        for v in fields:
+            if type(v) is int and not -9223372036854775808 <= v < 18446744073709551616:  # -2**63, 2**64
+                return True
+    return False
+
+
+def _has_lone_surrogate(records: Sequence[Record]) -> bool:
+    """Whether a string the hot path kept as it came (a short name, a file name, a stack
+    frame) holds a lone surrogate, which the core would refuse (the event would be dropped).
+    Asked only when the JSON holds a ``\\ud`` escape: ``ensure_ascii`` writes lone surrogates
+    that way, but also every character beyond U+FFFF (as a pair)."""
+    for record in records:
+        if valid_text(record[6]) is not record[6]:
+            return True
+        for v in record[9]:
+            if v.__class__ is str:
+                if valid_text(v) is not v:
+                    return True
+            elif v.__class__ is tuple and any(valid_text(x) is not x for x in v if x.__class__ is str):
+                return True
+    return False
 
 
 _context_of = itemgetter(0)
@@ -74,6 +118,10 @@ def _context_row(ctx: ExecutionContext) -> dict:
 
 
 def _encode_sanitized(records: Sequence[Record]) -> str:
+    """The settling path: the same JSON as the fast path for every record the fast path can
+    write, and for the rest each field settled on its own (`_settled`). Values were converted
+    on the hot path; converting them again would cut a cut string again and count one value's
+    budget against its neighbours', so nothing is converted twice."""
     contexts: Dict[Any, int] = {}
     context_table: List[dict] = []
     states: Dict[Any, int] = {}
@@ -88,13 +136,47 @@ def _encode_sanitized(records: Sequence[Record]) -> str:
         if si is None:
             si = states[state] = len(state_table)
             state_table.append({"clock": state.clock, "locks": state.locks})
-        events.append((ci, si, seq, prev, nanos, duration, clean_str(file), line, kind, snapshot(fields)))
-    return _dumps({"contexts": snapshot(context_table), "states": snapshot(state_table), "events": events})
+        events.append((ci, si, seq, prev, nanos, duration, valid_text(file), line, kind, tuple(map(_settled, fields))))
+    try:
+        return _dumps({"contexts": context_table, "states": state_table, "events": events})
+    except (ValueError, TypeError, RecursionError):  # an object no track_* method converted
+        events = [(*e[:9], tuple(map(_writable, e[9]))) for e in events]
+        return _dumps({"contexts": context_table, "states": state_table, "events": events})
+
+
+def _settled(value: Any) -> Any:
+    """One field of a record as it goes on the wire, a function of the field alone.
+
+    The hot path stores a user value either converted (`snapshot`) or, when it is an
+    ``int``, ``float``, ``bool`` or ``None``, as it came; and a name either through
+    `_values.text` or, when it is a short ``str``, as it came. This finishes what it left:
+    an int or float becomes ``snapshot(value)`` (an int beyond 64 bits its decimal string,
+    NaN and infinities ``"nan"``, ``"inf"``, ``"-inf"``; any other one itself), a string
+    loses its lone surrogates (`valid_text`), a tuple (a stack) is settled item by item.
+    Anything else was converted when it was recorded and is left as it is."""
+    cls = value.__class__
+    if cls is int or cls is float:
+        return snapshot(value)
+    if cls is str:
+        return valid_text(value)
+    if cls is tuple:
+        return tuple(map(_settled, value))
+    return value
+
+
+def _writable(value: Any) -> Any:
+    """A settled field that json still cannot write (an object or a cycle that reached a record
+    unconverted: a bug, not a user value) becomes its conversion; the others stay as they are."""
+    try:
+        _dumps(value)
+        return value
+    except (ValueError, TypeError, RecursionError):
+        return snapshot(value)
 
 
 def encode_safely(records: Sequence[Record]) -> str:
-    """`encode`, falling back to the sanitizing path when a value JSON cannot carry slipped
-    through the hot path's cheap checks (NaN, infinity)."""
+    """`encode`, taking the settling path when json cannot write a record as it is (NaN, an
+    infinity; an unconverted object or a cycle, which no ``track_*`` method lets through)."""
     try:
         return encode(records)
     except (ValueError, TypeError, KeyError, RecursionError):

@@ -8,8 +8,13 @@ Limits (documented in docs/values.md):
 - one converted value holds at most `MAX_NODES` values and `MAX_CHARS` characters of text
   in all: without a total, 100 items per level over 8 levels could still be 10^16 values;
 - ``bytes`` become ``"b'…'"`` (their repr, cut like strings); NaN and infinities become strings;
-- integers beyond 64 bits become their decimal string (the server's numbers are 64-bit);
+- integers beyond 64 bits become their decimal string (the server's numbers are 64-bit),
+  at the top as inside containers;
 - dict keys become strings; sets and tuples become lists.
+
+`snapshot` is the one conversion: what goes on the wire for a value is ``snapshot(value)``,
+whichever path encodes its batch and whatever else the batch holds (`_records`). The hot path
+skips the call for ``int``, ``float``, ``bool`` and ``None``; the encoder finishes those.
 
 Mutable values are converted when the event is recorded, so the event shows the value as it was
 then, not as it is when the batch leaves.
@@ -42,8 +47,14 @@ def cut(s: str, limit: int = MAX_STRING) -> str:
 
 def clean_str(s: str, limit: int = MAX_STRING) -> str:
     """Bounded, and valid UTF-8 (lone surrogates, e.g. from ``surrogateescape``, are escaped)."""
-    s = cut(s, limit)
-    if s.isascii():
+    return valid_text(cut(s, limit))
+
+
+def valid_text(s: Any) -> Any:
+    """``s`` with each lone surrogate written as its escape (``"\\udc80"``, six characters),
+    so that it is valid UTF-8; the very object ``s`` when it already is (and when it is not a
+    ``str``). Never cuts: applied twice, it changes nothing the second time."""
+    if s.__class__ is not str or s.isascii():
         return s
     try:
         s.encode("utf-8")

@@ -308,6 +308,30 @@ class RacewayClient:
             return self._outside("track_custom")
         self._record(ctx, "Custom", (_values.text(name), _snapshot(data)))
 
+    # -- the reference SDK's helpers (docs/compatibility.md) -------------------------------------
+    def track_function(self, function_name: str, args: Any, fn: Any) -> Any:
+        """Runs ``fn()`` (called with no arguments) and records one ``FunctionCall`` of
+        ``function_name`` with ``args`` and the call's duration in nanoseconds
+        (``metadata.duration_ns``), once it has returned or raised (the reference SDK's
+        method). Returns what ``fn`` returns; an ``Exception`` it raises is recorded the same
+        way and re-raised. For the return value and errors as events of their own, use the
+        ``@track_function(client)`` decorator."""
+        start = time.perf_counter_ns()
+        try:
+            result = fn()
+        except Exception:
+            self.track_function_call(function_name, args, time.perf_counter_ns() - start)
+            raise
+        self.track_function_call(function_name, args, time.perf_counter_ns() - start)
+        return result
+
+    def tracked_lock(self, lock: Any, lock_id: str, lock_type: str = "Mutex") -> Any:
+        """``with client.tracked_lock(lock, "account_lock"):`` (or ``async with`` for an asyncio
+        lock): `raceway.tracked_lock` with this client."""
+        from .lock_helpers import tracked_lock
+
+        return tracked_lock(self, lock, lock_id, lock_type)
+
     # ------------------------------------------------------------------------------------------
     # Execution contexts
     # ------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ copied into tasks, ``asyncio.to_thread`` and ``contextvars.copy_context().run``.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
+import logging
 import os
 import re
 import sys
@@ -258,6 +260,11 @@ class ExecutionContext:
         return f"<ExecutionContext {self.thread_id} trace={self.trace_id} span={self.span_id} seq={self.seq}>"
 
 
+RacewayContext = ExecutionContext
+"""The reference SDK's name for the context type (there a dataclass; build contexts with
+`create_context`, whose signature is the same in both)."""
+
+
 def create_context(
     trace_id: Optional[str] = None,
     *,
@@ -269,8 +276,15 @@ def create_context(
 ) -> ExecutionContext:
     """Makes a context (the reference SDK's signature). It is not current until `set_context`.
 
-    ``distributed`` is accepted for compatibility; whether a context is part of a distributed
-    trace follows from ``parent_span_id``.
+    ``trace_id``: a UUID or 32 hex digits; ``span_id``, ``parent_span_id``: 16 hex digits (any
+    case). Like the reference SDK, any other string is accepted (``create_context(
+    trace_id="test-trace", span_id="test-span")``), but ids on the wire must be valid W3C ids:
+    such a string is replaced by an id derived from it (SHA-256; the same string always gives
+    the same id, and a ``span_id`` and a ``parent_span_id`` written alike match), with one
+    WARNING per argument per process. The context's ``trace_id``/``span_id`` are then the
+    derived ids. ``clock_vector``: ``(component, counter)`` pairs, counters non-negative ints
+    (``ValueError`` otherwise). ``distributed`` is accepted for compatibility; whether a
+    context is part of a distributed trace follows from ``parent_span_id``.
     """
     del distributed
     clock: Clock = ()
@@ -283,13 +297,58 @@ def create_context(
             pairs.append((component, counter))
         clock = merge_clocks((), pairs)
     return ExecutionContext(
-        normalize_trace_id(trace_id) if trace_id is not None else new_trace_id(),
-        normalize_span_id(span_id, "span_id") if span_id is not None else new_span_id(),
-        normalize_span_id(parent_span_id, "parent_span_id") if parent_span_id is not None else None,
+        _valid_or_derived(trace_id, "trace_id") if trace_id is not None else new_trace_id(),
+        _valid_or_derived(span_id, "span_id") if span_id is not None else new_span_id(),
+        _valid_or_derived(parent_span_id, "parent_span_id") if parent_span_id is not None else None,
         tracestate,
         1,
         clock,
     )
+
+
+_derived_warned: set = set()
+
+
+def _valid_or_derived(value: object, argument: str) -> str:
+    """``value`` as a valid id (a ``trace_id`` as a hyphenated UUID, a span id as 16 hex
+    digits) or, when it is not one, an id derived from its text: the first 32 (16) hex digits
+    of SHA-256 over the kind of id and the text. One WARNING per argument per process."""
+    try:
+        text = value if isinstance(value, str) else str(value)  # a uuid.UUID is welcome
+    except Exception:
+        text = object.__repr__(value)
+    trace = argument == "trace_id"
+    try:
+        return normalize_trace_id(text, argument) if trace else normalize_span_id(text, argument)
+    except ValueError:
+        pass
+    width = 32 if trace else 16
+    seed = f"raceway {'trace' if trace else 'span'} id\0{text}".encode("utf-8", "surrogatepass")
+    digits = hashlib.sha256(seed).hexdigest()[:width]
+    if digits == "0" * width:  # pragma: no cover - one in 2**64 or more
+        digits = digits[:-1] + "1"
+    derived = _uuid(digits) if trace else digits
+    if argument not in _derived_warned:
+        _derived_warned.add(argument)
+        logging.getLogger("raceway").warning(
+            "raceway: create_context(%s=%r): not a valid %s, so %s (derived from it: the same "
+            "string always gives the same id) is used; ids on the wire must be W3C ids",
+            argument, text[:100], "trace id (a UUID or 32 hex digits)" if trace else "span id (16 hex digits)",
+            derived,
+        )
+    return derived
+
+
+def update_context(event_id: str, is_first_event: bool) -> None:
+    """The reference SDK's bookkeeping after each event (it kept the root and parent event ids
+    and a counter on the context). A context here keeps its own sequence, from which the core
+    makes the ids, so this changes nothing; the first call logs one WARNING saying so."""
+    if "update_context" not in _derived_warned:
+        _derived_warned.add("update_context")
+        logging.getLogger("raceway").warning(
+            "raceway: update_context() is ignored: each context numbers its own events, and "
+            "setting parent or root ids by hand would break the order the core derives from them"
+        )
 
 
 def set_context(ctx: Optional[ExecutionContext]) -> Token:

@@ -1,11 +1,16 @@
 """Decorators that record function calls.
 
-``@track_function(client)`` records, per call: a ``FunctionCall`` event at entry with the
-arguments; at exit a ``Custom`` event ``function_return`` with the duration in nanoseconds (also
-in ``metadata.duration_ns``) and, when ``capture_return=True``, the return value; and an
-``Error`` event if it raised. The server has no ``FunctionReturn`` kind (it would reject the
-batch), hence ``Custom``. Works on plain and ``async`` functions, and on generator and async
-generator functions, whose call is their iteration: ``FunctionCall`` when the iteration starts
+``@track_function(client)`` records, per call: a ``FunctionCall`` event at entry (its args
+``{}``, or the arguments with ``capture_args=True``); at exit a ``Custom`` event
+``function_return`` with the duration in nanoseconds (also in ``metadata.duration_ns``) and,
+with ``capture_result=True``, the return value; and an ``Error`` event if it raised. The
+signatures are the reference SDK's (``track_function(client=None, *, name, capture_args,
+capture_result)``, ``track_async`` alike, ``track_method(client_attr="_raceway_client", *,
+...)``); the exit is this SDK's ``function_return`` rather than the reference's second
+``FunctionCall`` named ``name:return``/``name:error`` (docs/compatibility.md). The server has
+no ``FunctionReturn`` kind (it would reject the batch), hence ``Custom``. Works on plain and
+``async`` functions, and on generator and async generator functions, whose call is their
+iteration: ``FunctionCall`` when the iteration starts
 (the first ``next``), ``function_return`` when it ends (run out, returned, failed, or closed
 early), with the duration of the whole iteration, the time the consumer spent between items
 included; an exception raised during the iteration is an ``Error``; a generator closed early
@@ -16,46 +21,108 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from ._values import snapshot
 from .context import _current, strand_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+log = logging.getLogger("raceway")
 
-def _arguments(fn: Callable, args: tuple, kwargs: dict) -> Dict[str, Any]:
+CLIENT_ATTR = "_raceway_client"
+"""The attribute `track_method` (and the client-less forms) read the client from, per call."""
+
+
+def _arguments(fn: Callable, signature: List[Any], args: tuple, kwargs: dict, skip_first: bool) -> Dict[str, Any]:
+    """The call's arguments by parameter name, defaults applied (the reference SDK's
+    ``bind`` + ``apply_defaults``); without the instance for a method. ``signature`` caches
+    ``inspect.signature(fn)`` (it costs microseconds) in a one-item list."""
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-        return dict(bound.arguments)
+        if not signature:
+            signature.append(inspect.signature(fn))
+        bound = signature[0].bind(*args, **kwargs)
+        bound.apply_defaults()
+        out = dict(bound.arguments)
+        if skip_first and out:
+            del out[next(iter(out))]
+        return out
     except (TypeError, ValueError):
-        return {"args": list(args), "kwargs": kwargs}
+        return {"args": list(args[1:] if skip_first else args), "kwargs": kwargs}
 
 
-def track_function(client: Any, name: Optional[str] = None, capture_return: bool = False) -> Callable[[F], F]:
+def _default_name(fn: Callable, method: bool) -> str:
+    """The reference SDK's defaults: ``module.qualname``; for `track_method`, ``qualname``."""
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function")
+    module = getattr(fn, "__module__", None)
+    return qualname if method or not module else f"{module}.{qualname}"
+
+
+def _client_of(args: tuple, attr: str) -> Any:
+    """The client held by the call's first argument (the instance, for a method), or None."""
+    if not args:
+        return None
+    try:
+        found = getattr(args[0], attr, None)
+    except Exception:  # a __getattr__ that raises: no client, and the call goes on
+        return None
+    return found if callable(getattr(found, "track_function_call", None)) else None
+
+
+def _is_bare(target: Any) -> bool:
+    """``@track_function`` without parentheses: the decorator got the function itself."""
+    return callable(target) and not isinstance(target, str) and not hasattr(target, "track_function_call")
+
+
+def _tracker(
+    client: Any, client_attr: str, name: Optional[str], capture_args: bool, capture_result: bool, method: bool
+) -> Callable[[F], F]:
+    """The decorator behind the three public forms. It records with ``client`` or, when that
+    is None, with the client in the ``client_attr`` attribute of the call's first argument,
+    looked up at each call (the instance's, for a method)."""
+
     def decorate(fn: F) -> F:
-        label = name or getattr(fn, "__qualname__", getattr(fn, "__name__", "function"))
+        label = name or _default_name(fn, method)
+        signature: List[Any] = []
+        warned: List[bool] = []
 
-        def enter(args: tuple, kwargs: dict) -> Optional[int]:
-            if _current.get() is None:
-                client.track_function_call(label, None)  # the client decides: ignore or raise
+        def enter(args: tuple, kwargs: dict) -> Optional[tuple]:
+            tracker = client if client is not None else _client_of(args, client_attr)
+            if tracker is None:
+                if not warned:
+                    warned.append(True)
+                    log.warning(
+                        "raceway: %s: no client to record with (pass a RacewayClient to the decorator, "
+                        "or give the instance a %r attribute holding one); its calls run unrecorded",
+                        label, client_attr,
+                    )
                 return None
-            client.track_function_call(label, _arguments(fn, args, kwargs))
-            return time.perf_counter_ns()
+            if _current.get() is None:
+                tracker.track_function_call(label, None)  # the client decides: ignore or raise
+                return None
+            payload: Dict[str, Any] = {}
+            if method and args:
+                payload["class"] = type(args[0]).__name__
+            if capture_args:
+                payload["args"] = _arguments(fn, signature, args, kwargs, method)
+            tracker.track_function_call(label, payload)
+            return (tracker, time.perf_counter_ns())
 
-        def leave(start: Optional[int], result: Any, error: Optional[BaseException]) -> None:
+        def leave(start: Optional[tuple], result: Any, error: Optional[BaseException]) -> None:
             if start is None:
                 return
-            duration = time.perf_counter_ns() - start
+            tracker, began = start
+            duration = time.perf_counter_ns() - began
             if error is not None:
-                client.track_error(error)
+                tracker.track_error(error)
             data: Dict[str, Any] = {"function": label, "duration_ns": duration}
-            if capture_return and error is None:
+            if capture_result and error is None:
                 data["return_value"] = result
             ctx = strand_context()
             if ctx is not None:
-                client._record(ctx, "Custom", ("function_return", snapshot(data)), duration)
+                tracker._record(ctx, "Custom", ("function_return", snapshot(data)), duration)
 
         if inspect.isasyncgenfunction(fn):
             return _async_generator_wrapper(fn, enter, leave)  # type: ignore[return-value]
@@ -157,7 +224,72 @@ def _closed(start: Any, where: Any, leave: Callable[..., None]) -> None:
         leave(start, None, None)
 
 
-track_async = track_function
-"""The reference SDK's name for the decorator on ``async`` functions (`track_function` handles both)."""
-track_method = track_function
-"""The reference SDK's name for the decorator on methods (`track_function` handles them)."""
+def track_function(
+    client: Any = None,
+    name: Optional[str] = None,
+    *,
+    capture_args: bool = False,
+    capture_result: bool = False,
+    capture_return: bool = False,
+) -> Any:
+    """``@track_function(client, name=None, capture_args=False, capture_result=False)``: records
+    each call of the decorated function (the reference SDK's signature; see the module
+    docstring for the events).
+
+    - ``client``: the `RacewayClient` to record with. None (``@track_function()``, or bare
+      ``@track_function``): the client in the first argument's ``_raceway_client`` attribute
+      at each call, as the reference SDK does; without one the call runs unrecorded, and one
+      WARNING per function says so.
+    - ``name``: the function name recorded; default ``module.qualname``.
+    - ``capture_args``: put the arguments in the ``FunctionCall`` event, as
+      ``{"args": {parameter: value}}`` with defaults applied, each value converted like any
+      value (docs/values.md; the reference sends ``repr`` strings). Off by default: arguments
+      often hold passwords and tokens. Off, ``args`` is ``{}``.
+    - ``capture_result`` (``capture_return``, this SDK's earlier name): put the return value
+      in the ``function_return`` event as ``return_value``.
+
+    Raises nothing of its own; a call outside any execution context runs unrecorded (or, with
+    ``Config.strict_context``, the client raises ``RuntimeError``)."""
+    if _is_bare(client):
+        return _tracker(None, CLIENT_ATTR, None, False, False, False)(client)
+    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return, False)
+
+
+def track_async(
+    client: Any = None,
+    name: Optional[str] = None,
+    *,
+    capture_args: bool = False,
+    capture_result: bool = False,
+    capture_return: bool = False,
+) -> Any:
+    """The reference SDK's decorator for ``async`` functions: `track_function`, which handles
+    ``async`` functions (and plain ones: the reference raises ``TypeError`` for those)."""
+    if _is_bare(client):
+        return _tracker(None, CLIENT_ATTR, None, False, False, False)(client)
+    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return, False)
+
+
+def track_method(
+    client_attr: Any = CLIENT_ATTR,
+    name: Optional[str] = None,
+    *,
+    capture_args: bool = False,
+    capture_result: bool = False,
+    capture_return: bool = False,
+) -> Any:
+    """``@track_method(client_attr="_raceway_client", name=None, capture_args=False,
+    capture_result=False)``: records each call of a method with the client held in the
+    instance's ``client_attr`` attribute, looked up at each call (the reference SDK's
+    signature). The ``FunctionCall`` args hold ``{"class": <the instance's class name>}`` and,
+    with ``capture_args``, ``"args"`` without the instance. The name defaults to ``qualname``.
+
+    ``client_attr`` may also be a `RacewayClient` (``@track_method(client)``, as this SDK took
+    it before): that client is used. An instance without the attribute runs the call
+    unrecorded, with one WARNING per method. Plain, ``async`` and generator methods alike."""
+    if _is_bare(client_attr):
+        return _tracker(None, CLIENT_ATTR, None, False, False, True)(client_attr)
+    result = capture_result or capture_return
+    if isinstance(client_attr, str):
+        return _tracker(None, client_attr, name, capture_args, result, True)
+    return _tracker(client_attr, CLIENT_ATTR, name, capture_args, result, True)

@@ -11,6 +11,7 @@ of them is a dependency (``pip install raceway[flask]``, ``raceway[fastapi]``, `
 See docs/frameworks.md.
 """
 
+from ._compat import raceway_context
 from ._incoming import context_from_headers
 from ._scope import Options
 from .aiohttp import aiohttp_middleware
@@ -27,4 +28,5 @@ __all__ = [
     "aiohttp_middleware",
     "context_from_headers",
     "Options",
+    "raceway_context",
 ]

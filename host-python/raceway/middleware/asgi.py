@@ -56,6 +56,10 @@ class RacewayASGIMiddleware:
         if request is None:
             await self.app(scope, receive, send)
             return
+        try:  # Starlette's ``request.state.raceway_context``, as the reference SDK sets it
+            scope.setdefault("state", {})["raceway_context"] = request.ctx
+        except Exception:
+            pass
         add_traceparent = self.options.response_traceparent
         sent: Dict[str, int] = {}
 

@@ -38,7 +38,9 @@ class FlaskMiddleware:
 
         self.client = client
         self.options = Options(**options)
-        self._key = f"raceway.scope.{id(self):x}"
+        # Keyed by the client: the reference SDK's docstring makes a new middleware in each hook
+        # (``flask_middleware(client).before_request()``, then ``.after_request(response)``).
+        self._key = f"raceway.scope.{id(client):x}"
         # Weak (blinker's default): a middleware nobody holds any more stops listening.
         signals.got_request_exception.connect(self._on_exception)
         signals.request_tearing_down.connect(self._on_teardown)
@@ -67,6 +69,10 @@ class FlaskMiddleware:
         )
         if scope is not None:
             environ[self._key] = scope
+            try:
+                request.racewayContext = scope.ctx  # the reference SDK's attribute
+            except Exception:
+                pass
         return None
 
     def after_request(self, response: Any) -> Any:
