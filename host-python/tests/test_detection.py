@@ -29,6 +29,15 @@ def summary(races):
     return sorted((r.kind, r.severity, r.variable) for r in races)
 
 
+def run_strands(client, *targets):
+    """Runs each ``(function, args)`` on a `ContextAwareThread` of its own and joins them all."""
+    threads = [ContextAwareThread(target=fn, args=args, client=client) for fn, args in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def unsynchronised(client, variable, barrier):
     value = 0
     client.track_state_change(variable, None, value, "Read")
@@ -229,12 +238,7 @@ def test_suppressions_silence_matching_races_and_unmatched_rules_are_reported(ma
     client = local(make_client, suppressions=str(rules))
     barrier = threading.Barrier(2)
     with client.trace():
-        threads = [ContextAwareThread(target=unsynchronised, args=(client, v, barrier), client=client)
-                   for v in ("cache.hits", "cache.hits")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_strands(client, *((unsynchronised, (client, v, barrier)) for v in ("cache.hits", "cache.hits")))
     assert client.races() == []
     report = client.race_report()
     assert "never.matches" in report
@@ -250,12 +254,7 @@ def test_a_bad_or_missing_suppressions_file_is_said_and_races_are_still_found(ma
     assert any("bad.supp" in r.getMessage() for r in caplog.records)
     barrier = threading.Barrier(2)
     with client.trace():
-        threads = [ContextAwareThread(target=unsynchronised, args=(client, "still", barrier), client=client)
-                   for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_strands(client, *[(unsynchronised, (client, "still", barrier))] * 2)
     assert ("lost-update", "CRITICAL", "still") in summary(client.races())
 
 
@@ -263,12 +262,7 @@ def test_the_report_is_logged_at_shutdown_when_there_are_races(tmp_path, caplog)
     client = RacewayClient(Config(endpoint=None, service_name="svc"))
     barrier = threading.Barrier(2)
     with client.trace():
-        threads = [ContextAwareThread(target=unsynchronised, args=(client, "shut", barrier), client=client)
-                   for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_strands(client, *[(unsynchronised, (client, "shut", barrier))] * 2)
     with caplog.at_level(logging.WARNING, logger="raceway"):
         client.shutdown(timeout=5)
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -279,12 +273,7 @@ def test_detection_off_finds_nothing_and_still_delivers(collector, make_client):
     client = make_client(endpoint=collector.url, detect_races=False)
     barrier = threading.Barrier(2)
     with client.trace():
-        threads = [ContextAwareThread(target=unsynchronised, args=(client, "off", barrier), client=client)
-                   for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_strands(client, *[(unsynchronised, (client, "off", barrier))] * 2)
     assert client.races() == []
     assert client.flush(timeout=10)
     assert sum(1 for e in collector.events if kind(e) == "StateChange") == 4
