@@ -68,3 +68,31 @@ def test_detector(case: dict) -> None:
         for r in detector.races()
     ]
     assert got == case["expect"], case["description"]
+
+
+@pytest.mark.parametrize("case", load("outgoing.json")["cases"], ids=lambda c: c["name"])
+def test_a_filled_header_template_is_the_cores_own_encoding(core: CoreInstance, case: dict) -> None:
+    """propagation_headers fills the core's template per call instead of a component call:
+    the result must be byte for byte the core's own encoding of the same request. A request
+    that names no component gets its first clock entry as the sender's (the template needs
+    one), and the core's direct encoding of that request is the reference."""
+    import json as _json
+
+    from raceway._headers import OutgoingTemplate
+
+    request = dict(case["request"])
+    clock = [list(p) for p in request.get("clock") or []]
+    if not request.get("component"):
+        if not clock:
+            clock = [["sender#host/00000001", 1]]
+        request["component"] = clock[0][0]
+    request["clock"] = clock
+    own = request["component"]
+    counter = max((n for c, n in clock if c == own), default=0)
+    expected = core.encode_outgoing(request)
+    if case["request"].get("component"):
+        assert expected == case["expect"]
+    template_request = {k: v for k, v in request.items() if k != "span_id"}
+    template_request["clock"] = [[c, n] for c, n in clock if c != own]
+    template = OutgoingTemplate(core.outgoing_template(_json.dumps(template_request)))
+    assert template.headers(request["span_id"], counter) == expected

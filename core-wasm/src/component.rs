@@ -28,6 +28,10 @@ impl wit_propagation::Guest for Core {
     fn encode_outgoing(request: String) -> Result<String, String> {
         propagation::encode_outgoing_lines(&request)
     }
+
+    fn outgoing_template(request: String) -> Result<String, String> {
+        propagation::outgoing_template_json(&request)
+    }
 }
 
 impl wit_pipeline::Guest for Core {

@@ -182,9 +182,83 @@ pub fn encode_outgoing(req: &Outgoing) -> Result<BTreeMap<&'static str, String>,
     Ok(headers)
 }
 
+/// What `outgoing-template` takes: the fields of `Outgoing` that do not change between the
+/// calls one context makes from one state (no span id; the clock without the sender's own
+/// entry, which `component` names).
+#[derive(Debug, Deserialize)]
+pub struct TemplateRequest {
+    pub trace_id: String,
+    pub parent_span_id: String,
+    #[serde(default = "sampled")]
+    pub flags: u8,
+    #[serde(default)]
+    pub tracestate: Option<String>,
+    pub service: String,
+    pub instance: String,
+    pub component: String,
+    pub clock: VectorClock,
+}
+
+/// The templates of one context's outgoing headers (JSON, as the WIT's `outgoing-template`
+/// documents it): `traceparent` as the text before and after the span id, `raceway-clock`'s
+/// JSON as a `raceway_clock::Template`, `tracestate` as it is sent or null.
+pub fn outgoing_template_json(request: &str) -> Result<String, String> {
+    let req: TemplateRequest = serde_json::from_str(request).map_err(|e| format!("outgoing: {e}"))?;
+    let trace_id = TraceId::parse_uuid(&req.trace_id).ok_or("outgoing: trace_id is not a non-zero UUID")?;
+    let parent = SpanId::parse_hex(&req.parent_span_id)
+        .ok_or("outgoing: parent_span_id is not 16 non-zero lower-case hex digits")?;
+    let others: VectorClock = req.clock.entries().iter().filter(|(c, _)| *c != req.component).cloned().collect();
+    let clock = raceway_clock::Template::new(trace_id, Some(parent), &req.service, &req.instance, &req.component, &others);
+    let tracestate = req.tracestate.as_deref().and_then(|ts| tracestate::combine(&[ts]).ok().flatten());
+    let traceparent = traceparent::format_parts(trace_id, req.flags);
+    let out = serde_json::json!({
+        "traceparent": [traceparent.0, traceparent.1],
+        "raceway_clock": clock,
+        "tracestate": tracestate,
+    });
+    Ok(out.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filled_template_is_byte_for_byte_the_direct_encoding() {
+        let clock: VectorClock = (0..300).map(|i| (format!("svc#host/{i:08x}"), i * 7)).collect();
+        for (own, counter) in [("svc#host/own", 5u64), ("svc#host/0000002a", 18_446_744_073_709_551_615)] {
+            let mut full = clock.clone();
+            full.observe(own, counter);
+            let counter = full.get(own);
+            let req = Outgoing {
+                trace_id: "0af76519-16cd-43dd-8448-eb211c80319c".into(),
+                span_id: "5ca1b17ca84ca5e5".into(),
+                parent_span_id: "b7ad6b7169203331".into(),
+                flags: 1,
+                tracestate: Some("a=1".into()),
+                service: "svc".into(),
+                instance: "host".into(),
+                clock: full,
+                component: Some(own.into()),
+            };
+            let direct = encode_outgoing(&req).unwrap();
+            let template: serde_json::Value = serde_json::from_str(
+                &outgoing_template_json(&format!(
+                    r#"{{"trace_id":"{}","parent_span_id":"{}","flags":1,"tracestate":"a=1","service":"svc","instance":"host","component":"{own}","clock":{}}}"#,
+                    req.trace_id, req.parent_span_id, serde_json::to_string(&clock).unwrap()
+                ))
+                .unwrap(),
+            )
+            .unwrap();
+            let tp = format!("{}{}{}", template["traceparent"][0].as_str().unwrap(), req.span_id, template["traceparent"][1].as_str().unwrap());
+            assert_eq!(tp, direct["traceparent"]);
+            let t = &template["raceway_clock"];
+            let json = format!("{}{}{}{counter}{}", t["head"].as_str().unwrap(), req.span_id, t["middle"].as_str().unwrap(), t["tail"].as_str().unwrap());
+            assert_eq!(format!("v1;{}", crate::base64url::encode(json.as_bytes())), direct["raceway-clock"]);
+            assert!(json.len() <= raceway_clock::MAX_OUTGOING_JSON);
+            assert_eq!(template["tracestate"], "a=1");
+        }
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -16,15 +16,23 @@ pub const MAX_LEN: usize = 64 * 1024;
 /// value is at most 4,099 characters: well inside the 8 KB per field of common servers
 /// (aiohttp, nginx), whatever the program did (docs/distributed.md).
 pub const MAX_OUTGOING_JSON: usize = 3072;
+/// Longest service or instance name accepted from a peer.
+pub const MAX_NAME_LEN: usize = 256;
 
-/// The header for `h`, its clock cut so that the JSON stays within `MAX_OUTGOING_JSON` (the
-/// entry named `own` first). Names longer than the peers accept make no header fit: then the
-/// clock is empty and the header carries the ids alone.
+/// The header for `h`, its clock cut so that the JSON stays within `MAX_OUTGOING_JSON`.
+/// With `own` (the sender's component, present in the clock) the header is its `Template`
+/// filled in: the same bytes a host makes from the template. Without, the entries are kept in
+/// order while they fit.
 pub fn encode_bounded(h: &ClockHeader, own: Option<&str>) -> String {
+    if let Some((own, counter)) = own.and_then(|own| h.clock.entries().iter().find(|(c, _)| c == own)) {
+        let others: VectorClock = h.clock.entries().iter().filter(|(c, _)| c != own).cloned().collect();
+        let t = Template::new(h.trace_id, h.parent_span_id, &h.service, &h.instance, own, &others);
+        return t.fill(&h.span_id.to_hex(), *counter);
+    }
     let bare = ClockHeader { clock: VectorClock::new(), ..h.clone() };
     let fixed = json_len(&bare);
     let budget = MAX_OUTGOING_JSON.saturating_sub(fixed) + 2; // the empty clock's `[]` is in `fixed`
-    encode(&ClockHeader { clock: h.clock.bounded(own, budget), ..bare })
+    encode(&ClockHeader { clock: h.clock.bounded(None, budget), ..bare })
 }
 
 fn json_len(h: &ClockHeader) -> usize {
@@ -32,8 +40,60 @@ fn json_len(h: &ClockHeader) -> usize {
     // base64 without padding: 4 characters per 3 bytes.
     (value.len() - PREFIX.len()) * 3 / 4
 }
-/// Longest service or instance name accepted from a peer.
-pub const MAX_NAME_LEN: usize = 256;
+
+/// An outgoing header's JSON with two holes: the span id minted for the call (16 hex digits)
+/// and the sender's own counter. `head + span + middle + counter + tail` is the JSON; the
+/// header is `v1;` + its base64url without padding. A host that makes several calls from one
+/// state asks for the template once and fills it in per call, instead of a component call per
+/// call; `encode_bounded` makes its headers the same way, so both give the same bytes.
+///
+/// The sender's entry comes first; the others follow in order while the whole stays within
+/// `MAX_OUTGOING_JSON`, the counter counted at its longest (20 digits), so that the cut does
+/// not depend on its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Template {
+    pub head: String,
+    pub middle: String,
+    pub tail: String,
+}
+
+impl Template {
+    pub fn new(
+        trace_id: TraceId,
+        parent_span_id: Option<SpanId>,
+        service: &str,
+        instance: &str,
+        own: &str,
+        others: &VectorClock,
+    ) -> Self {
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        let head = format!(r#"{{"trace_id":"{}","span_id":""#, trace_id.to_uuid());
+        let parent = parent_span_id.map_or_else(|| "null".to_owned(), |p| format!(r#""{}""#, p.to_hex()));
+        let middle = format!(
+            r#"","parent_span_id":{parent},"service":{},"instance":{},"clock":[[{},"#,
+            quoted(service),
+            quoted(instance),
+            quoted(own)
+        );
+        const SPAN_DIGITS: usize = 16;
+        const COUNTER_DIGITS: usize = 20;
+        let fixed = head.len() + SPAN_DIGITS + middle.len() + COUNTER_DIGITS + "]]}".len();
+        let kept = others.bounded(None, MAX_OUTGOING_JSON.saturating_sub(fixed) + 2);
+        let mut tail = String::from("]");
+        for entry in kept.entries() {
+            tail.push(',');
+            tail.push_str(&serde_json::to_string(entry).expect("plain data serializes"));
+        }
+        tail.push_str("]}");
+        Template { head, middle, tail }
+    }
+
+    /// The header value for one call.
+    pub fn fill(&self, span_hex: &str, counter: u64) -> String {
+        let json = format!("{}{span_hex}{}{counter}{}", self.head, self.middle, self.tail);
+        format!("{PREFIX}{}", base64url::encode(json.as_bytes()))
+    }
+}
 
 /// A decoded, validated header.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -104,7 +104,13 @@ pub fn parse(value: &str) -> Result<TraceParent, TraceParentError> {
 
 /// Formats an outgoing value. Always version 00, and only the flag bits version 00 defines.
 pub fn format(trace_id: TraceId, parent_id: SpanId, flags: u8) -> String {
-    format!("00-{}-{}-{:02x}", trace_id.to_hex(), parent_id.to_hex(), flags & KNOWN_FLAGS)
+    let (head, tail) = format_parts(trace_id, flags);
+    format!("{head}{}{tail}", parent_id.to_hex())
+}
+
+/// `format` around its parent id: the text before it and after it.
+pub fn format_parts(trace_id: TraceId, flags: u8) -> (String, String) {
+    (format!("00-{}-", trace_id.to_hex()), format!("-{:02x}", flags & KNOWN_FLAGS))
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ class CoreInstance:
         self._funcs: Dict[str, Any] = {}
         self._fast: Dict[str, Any] = {}
         for iface, names in (
-            (PROPAGATION, ("parse-incoming", "encode-outgoing")),
+            (PROPAGATION, ("parse-incoming", "encode-outgoing", "outgoing-template")),
             (PIPELINE, ("configure", "encode-batch")),
             (DETECTOR, ("reset-detector", "observe", "races")),
         ):
@@ -310,6 +310,11 @@ class CoreInstance:
             name, _, value = line.partition(": ")
             headers[name] = value
         return headers
+
+    def outgoing_template(self, request: str) -> Dict[str, Any]:
+        """The templates of one context's outgoing headers (see the WIT's ``outgoing-template``
+        and `raceway._headers.OutgoingTemplate`); ``request`` is its JSON."""
+        return _decode(self._call("outgoing-template", request))[0]
 
     # -- pipeline ------------------------------------------------------------------------------
     def configure(self, config: Dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from . import _lifecycle, _values
 from ._backlog import split_budget
 from ._core import CoreError, CoreInstance, Runtime
 from ._flusher import Flusher
+from ._headers import OutgoingTemplate
 from ._location import getframe, site as _site, sites as _sites, stack as _stack
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
@@ -140,10 +141,15 @@ class RacewayClient:
 
             sink = EventsFile(self.settings.events_file, config.events_file_max_bytes, config.events_file_backups)
         self._sink = sink
+        spool = None
+        if transport is not None and self.settings.spool_dir is not None:
+            from ._spool import Spool
+
+            spool = Spool(self.settings.spool_dir, self.settings.endpoint, config.spool_max_bytes)
         self._flusher = Flusher(
             self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
             chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._dropped_so_far,
-            detect=config.detect_races, sink=sink, process=self._process_config(),
+            detect=config.detect_races, sink=sink, process=self._process_config(), spool=spool,
         ).start()
 
     @property
@@ -444,47 +450,40 @@ class RacewayClient:
         ctx = strand_context()
         if ctx is None:
             raise RuntimeError("Raceway propagation_headers() called outside of an active context")
-        ctx.tick()
+        counter = ctx.tick()
         headers: Dict[str, str] = {}
         if self._codec is not None:
             try:
-                headers = self._codec.encode_outgoing(self._outgoing_request(ctx))
+                headers = self._outgoing_template(ctx).headers(new_span_id(), counter)
             except CoreError as e:
                 self._warn_once("encode-outgoing", "raceway: cannot build propagation headers: %s", e)
         if extra_headers:
             headers.update(extra_headers)
         return headers
 
-    def _outgoing_request(self, ctx: ExecutionContext) -> str:
-        """The ``encode-outgoing`` request as JSON. What does not change between calls of one
-        context is rendered once and kept on the context: the fixed fields, and the clock
-        without this context's own counter for as long as its inherited clock (its `State`)
-        stays the same. Per call only the new span id and the counter are added."""
+    def _outgoing_template(self, ctx: ExecutionContext) -> OutgoingTemplate:
+        """The context's header template for its current state, kept on the context: a new one
+        (one component call) only when its inherited clock or locks change (a new `State`)."""
         cached = ctx.outgoing
         state = ctx.state
-        if cached is None or cached[0] is not self or cached[2] is not state:
-            prefix = _compact(
-                {
-                    "trace_id": ctx.trace_id,
-                    "parent_span_id": ctx.span_id,
-                    "flags": ctx.flags,
-                    "tracestate": ctx.tracestate,
-                    "service": self.settings.service_name,
-                    "instance": self.settings.instance_id,
-                    "component": ctx.component,  # kept first when the clock is cut to the bound
-                }
-            )[:-1] + ',"span_id":"'
-            own = ctx.component
-            if any(c == own for c, _ in state.clock):  # a join brought our own component back
-                clock_head = None
-            else:
-                entries = _compact([[c, n] for c, n in state.clock])[1:-1]
-                clock_head = f'","clock":[{entries}{"," if entries else ""}[{_compact(own)},'
-            cached = ctx.outgoing = (self, prefix, state, clock_head)
-        _, prefix, _, clock_head = cached
-        if clock_head is None:
-            return f'{prefix}{new_span_id()}","clock":{_compact(ctx.clock())}}}'
-        return f"{prefix}{new_span_id()}{clock_head}{ctx.seq}]]}}"
+        if cached is not None and cached[0] is self and cached[1] is state:
+            return cached[2]
+        own = ctx.component
+        request = _compact(
+            {
+                "trace_id": ctx.trace_id,
+                "parent_span_id": ctx.span_id,
+                "flags": ctx.flags,
+                "tracestate": ctx.tracestate,
+                "service": self.settings.service_name,
+                "instance": self.settings.instance_id,
+                "component": own,
+                "clock": [[c, n] for c, n in state.clock if c != own],
+            }
+        )
+        template = OutgoingTemplate(self._codec.outgoing_template(request))  # type: ignore[union-attr]
+        ctx.outgoing = (self, state, template)
+        return template
 
     def request(self, method: str, url: str, **kwargs: Any):
         """``requests.request`` with the propagation headers added. Headers you pass win, matched
@@ -516,15 +515,22 @@ class RacewayClient:
         return flusher.flush(timeout)
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
-        """Delivers what is left and stops the background thread, trying for at most
-        ``timeout`` seconds (None: one last attempt, with urllib3's retries). Tracking is a
-        no-op afterwards. Safe to call more than once. True if everything was delivered."""
+        """Delivers what is left and stops the background thread. Without ``timeout``, it
+        waits while delivery makes progress: at most ``Config.shutdown_timeout`` (30 s by
+        default), and no longer once the server has taken nothing for ``Config.shutdown_stall``
+        (10 s). With ``timeout``, it tries for that many seconds. What is still undelivered
+        then goes to the spool (or counts as failed) and is logged (docs/delivery.md).
+        Tracking is a no-op afterwards. Safe to call more than once. True if everything was
+        delivered."""
         self._closed = True
         self._mute()
         flusher = self._flusher
         if flusher is None:
             return True
-        delivered = flusher.stop(timeout)
+        if timeout is None:
+            delivered = flusher.stop(self.settings.shutdown_timeout, stall=self.config.shutdown_stall)
+        else:
+            delivered = flusher.stop(timeout)
         self._report_races()
         if self._sink is not None:
             self._sink.close()
@@ -532,10 +538,13 @@ class RacewayClient:
 
     def stats(self) -> Dict[str, int]:
         """Counters (docs/delivery.md): events ``recorded``, ``sent``, ``dropped`` (the queue
-        limit, invalid records), ``failed`` (refused by the server, undeliverable at shutdown,
-        a core failure), ``retried`` (re-sends), and those still held: ``queued`` (recorded,
-        not yet encoded) and ``pending`` (encoded, not yet delivered). ``recorded`` equals
-        sent + dropped + failed + queued + pending whenever the flusher is between batches."""
+        limit, invalid records), ``failed`` (refused by the server, undeliverable at shutdown
+        with no spool, a core failure), ``spooled`` (undelivered at shutdown or exit, written
+        to the spool), ``retried`` (re-sends), ``duplicated`` (taken by the server per a 206
+        and sent again), ``spool_sent`` / ``spool_failed`` (an earlier client's spooled events
+        delivered / refused), and those still held: ``queued`` (recorded, not yet encoded) and
+        ``pending`` (encoded, not yet delivered). ``recorded`` equals sent + dropped + failed +
+        spooled + queued + pending whenever the flusher is between batches."""
         counts = self._stats.snapshot()
         drops = self._drops
         counts["dropped"] += drops
@@ -598,9 +607,17 @@ class RacewayClient:
     # Exit and fork (registered by _lifecycle.register)
     # ------------------------------------------------------------------------------------------
     def _exit_flush(self) -> None:
-        """At interpreter (or multiprocessing worker) exit: deliver what is left, briefly."""
+        """At interpreter (or multiprocessing worker) exit: deliver what is left within the
+        shutdown budget (`shutdown` without an argument), spool the rest."""
         try:
-            self.shutdown(timeout=self.config.timeout + 1)
+            flusher = self._flusher
+            if flusher is not None and not self._closed:
+                self._closed = True
+                self._mute()
+                # A second past the budget for the worker to finish writing the spool.
+                flusher.stop(self.settings.shutdown_timeout, reason="the process exited",
+                             stall=self.config.shutdown_stall, grace=1.0)
+            self.shutdown(timeout=0)
         except Exception:  # pragma: no cover - never fail interpreter exit
             pass
 
