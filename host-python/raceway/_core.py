@@ -69,6 +69,31 @@ four-frame stacks and values measured 1.3 MB for 50M fuel, ~40 per byte; `max_ra
 the longest values and stacks stays far below this), past what `Limits.fuel_base` allows."""
 
 
+PROBES: Tuple[Tuple[str, tuple], ...] = (
+    ("parse-incoming", ('{"traceparent":["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]}',)),
+    ("encode-outgoing", ('{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5",'
+                         '"parent_span_id":"b7ad6b7169203331","service":"s","instance":"i",'
+                         '"clock":[["s#i/1",2]],"component":"s#i/1"}',)),
+    ("encode-outgoing", ("not json",)),
+    ("outgoing-template", ('{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","parent_span_id":"b7ad6b7169203331",'
+                           '"service":"s","instance":"i","component":"s#i/1","clock":[]}',)),
+    ("encode-batch", ('{"contexts":[],"states":[],"events":[]}', 50)),
+    ("observe", ('{"contexts":[],"states":[],"events":[]}', 0)),
+    ("races", ()),
+)
+"""Inputs for checking the direct caller against the public API (`CoreInstance`): each changes
+no state of the instance (an empty batch, a read of the findings), and between them they cover
+every kind of answer: a string, an ``ok`` result, an ``err`` result, bytes."""
+
+_said: set = set()
+
+
+def _say_once(key: str, msg: str, *args: Any) -> None:
+    if key not in _said:
+        _said.add(key)
+        log.warning(msg, *args)
+
+
 class CoreError(Exception):
     """The core refused a call (bad input) or failed (a trap, a missing component)."""
 
@@ -218,6 +243,44 @@ class CoreInstance:
                 self._funcs[name] = func
                 # Bodies stay bytes: they go to the network as bytes (see encode_batch).
                 self._fast[name] = make_caller(func, self._store, raw=name in ("encode-batch", "observe"))
+        self._check_direct_calls()
+
+    def _check_direct_calls(self) -> None:
+        """The direct caller (`_fastcall`) reads wasmtime's C structures through private parts
+        of wasmtime-py: a changed layout would give wrong answers or crash instead of raising.
+        So once per instance, before any real call, every function it serves answers a probe
+        both ways (`PROBES`, inputs that change no state), and any difference, or any error of
+        the direct way, turns it off for this instance: the public API serves every call,
+        slower but safe. Said once at WARNING."""
+        for name, args in PROBES:
+            fast = self._fast.get(name)
+            if fast is None:
+                continue
+            try:
+                public = self._probe(self._call_public, name, args)
+                direct = self._probe(self._call, name, args)
+            except CoreTrap:
+                raise
+            except Exception as e:  # the direct way itself broke
+                direct, public = f"raised {type(e).__name__}: {e}", None
+            if direct != public:
+                self._fast = dict.fromkeys(self._fast)
+                _say_once(
+                    "fastcall",
+                    "raceway: the direct component calls disagree with wasmtime-py's API (%s: %.200r vs %.200r); "
+                    "using the API (slower)", name, direct, public,
+                )
+                return
+
+    @staticmethod
+    def _probe(call: Callable[..., Any], name: str, args: tuple) -> Any:
+        try:
+            answer = call(name, *args)
+        except CoreTrap:
+            raise
+        except CoreError as e:
+            return f"refused: {e}"
+        return answer.decode("utf-8") if isinstance(answer, bytes) else answer
 
     @staticmethod
     def _fuel(args: tuple) -> int:

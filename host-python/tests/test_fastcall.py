@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,59 @@ def test_a_call_with_the_wrong_number_of_arguments_is_refused(core):
     with pytest.raises(TypeError):
         fast("{}", "{}")
     assert core._call("parse-incoming", "{}") == core._call_public("parse-incoming", "{}")  # still fine
+
+
+def test_a_direct_caller_that_disagrees_with_the_api_is_turned_off_with_one_warning(monkeypatch, caplog):
+    """The direct caller relies on wasmtime-py's private layout: when its answers differ from
+    the public API's at instance creation (here: a wrapped caller that corrupts one function's
+    answer), every call of the instance goes through the public API, said once."""
+    from raceway import _core, _fastcall
+
+    real = _fastcall.make_caller
+
+    def corrupting(func, store, raw=False):
+        caller = real(func, store, raw=raw)
+        if caller is None:
+            return None
+
+        def wrong(*args):
+            answer = caller(*args)
+            return answer.replace("b7ad6b7169203331", "0000000000000bad") if isinstance(answer, str) else answer
+
+        return wrong
+
+    monkeypatch.setattr(_core, "make_caller", corrupting)
+    monkeypatch.setattr(_core, "_said", set())
+    caplog.set_level(logging.WARNING, logger="raceway")
+    core = _core.CoreInstance()
+    assert all(fast is None for fast in core._fast.values())
+    warnings = [r for r in caplog.records if "disagree" in r.getMessage()]
+    assert len(warnings) == 1
+    parsed = core.parse_incoming({"traceparent": ["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]})
+    assert parsed["parent"]["span_id"] == "b7ad6b7169203331"  # right answers, through the API
+    _core.CoreInstance()  # a second instance: no second warning
+    assert len([r for r in caplog.records if "disagree" in r.getMessage()]) == 1
+
+
+def test_a_direct_caller_that_raises_is_turned_off(monkeypatch):
+    from raceway import _core, _fastcall
+
+    real = _fastcall.make_caller
+
+    def broken(func, store, raw=False):
+        caller = real(func, store, raw=raw)
+        if caller is None:
+            return None
+
+        def fail(*args):
+            raise OSError("a changed C signature")
+
+        return fail
+
+    monkeypatch.setattr(_core, "make_caller", broken)
+    monkeypatch.setattr(_core, "_said", set())
+    core = _core.CoreInstance()
+    assert all(fast is None for fast in core._fast.values())
+    assert core.encode_outgoing({"trace_id": "0af76519-16cd-43dd-8448-eb211c80319c", "span_id": "5ca1b17ca84ca5e5",
+                                 "parent_span_id": "b7ad6b7169203331", "service": "s", "instance": "i",
+                                 "clock": []})["traceparent"].startswith("00-0af76519")
