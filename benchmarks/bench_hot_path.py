@@ -25,7 +25,7 @@ class _Floor:
 def run() -> Dict[str, List[float]]:
     from raceway import Config, RacewayClient
 
-    client = RacewayClient(Config(endpoint=None, batch_size=10**9, flush_interval=10**6, max_queue_size=10**7))
+    client = RacewayClient(Config(endpoint=None, batch_size=10**6, flush_interval=3600.0, max_queue_size=10**7))
     drain = client._queue.clear
     floor = _Floor()
     out: Dict[str, List[float]] = {}

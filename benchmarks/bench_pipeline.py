@@ -22,7 +22,7 @@ def run() -> Dict[str, List[float]]:
     from raceway._core import CoreInstance
 
     per_body = Config().batch_size
-    client = RacewayClient(Config(endpoint=None, batch_size=10**9, flush_interval=10**6, max_queue_size=10**7))
+    client = RacewayClient(Config(endpoint=None, batch_size=10**6, flush_interval=3600.0, max_queue_size=10**7))
     core = CoreInstance()
     core.configure(client._process_config())
     chunk = CHUNK

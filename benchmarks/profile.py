@@ -11,7 +11,7 @@ from pyinstrument import Profiler
 def hot_path() -> None:
     from raceway import Config, RacewayClient
 
-    client = RacewayClient(Config(endpoint=None, batch_size=10**9, flush_interval=10**6, max_queue_size=10**7))
+    client = RacewayClient(Config(endpoint=None, batch_size=10**6, flush_interval=3600.0, max_queue_size=10**7))
     with client.trace():
         for i in range(300_000):
             client.track_state_change("account.balance", i, i + 1, "Write")
@@ -28,7 +28,7 @@ def pipeline() -> None:
     from raceway import Config, RacewayClient, _records
     from raceway._core import CoreInstance
 
-    client = RacewayClient(Config(endpoint=None, batch_size=10**9, flush_interval=10**6, max_queue_size=10**7))
+    client = RacewayClient(Config(endpoint=None, batch_size=10**6, flush_interval=3600.0, max_queue_size=10**7))
     core = CoreInstance()
     core.configure(client._process_config())
     with client.trace():

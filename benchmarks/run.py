@@ -1,5 +1,6 @@
 """`make bench`: every figure of the performance issue in one table, ours beside OpenTelemetry
-and the floor, with ratios. Usage: python benchmarks/run.py [--only NAME ...] [--markdown]"""
+and the floor, with ratios, then the race detector's figures in a second table.
+Usage: python benchmarks/run.py [--only NAME ...] [--markdown]"""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import fmt  # noqa: E402
 
-MODULES = ["hot_path", "pipeline", "propagation", "middleware", "startup", "memory"]
+MODULES = ["hot_path", "pipeline", "propagation", "middleware", "startup", "memory",
+           "detector", "detector_memory", "detector_pipeline", "spawn_join", "race_stacks"]
 
 
 def machine() -> str:
@@ -81,17 +83,120 @@ def rows(r: Dict[str, List[float]]) -> List[Row]:
     return out
 
 
+def detector_rows(r: Dict[str, List[float]]) -> List[Row]:
+    """The race detector's figures (bench_detector*, bench_spawn_join, bench_race_stacks)."""
+    out: List[Row] = []
+
+    def med(key: str) -> Optional[float]:
+        return median(r[key]) if key in r else None
+
+    def row(what: str, key: str, unit: str, target: str, ok, floor: Optional[str] = None, note: str = "") -> None:
+        if key not in r:
+            return
+        m = median(r[key])
+        cells = {"what": what, "ours": f"{fmt(m)} {unit}", "spread": spread(r[key]), "target": target,
+                 "met": "yes" if ok(m) else "NO", "otel": "", "floor": "", "vs floor": "", "vs otel": "", "note": note}
+        if floor and floor in r:
+            f = median(r[floor])
+            cells["floor"] = f"{fmt(f)} {unit}"
+            cells["vs floor"] = f"{m / f:.1f}x"
+        out.append(cells)
+
+    def flat(base: Optional[float], factor: float = 1.5):
+        return lambda m: base is not None and m <= factor * base
+
+    # 1. Cost per access as the history grows (one fresh detector, the realistic mix).
+    base = med("det_us_4")
+    for k in (3, 4, 5, 6):
+        read, enc, det = med(f"det_read_us_{k}"), med(f"det_encode_us_{k}"), med(f"det_us_{k}")
+        note = ""
+        if read is not None and det is not None:
+            note = (f"read only (encode_batch(b, 0)) {fmt(read)} µs, so the detector's own share "
+                    f"{fmt(det - read)} µs; detection off (encode_batch(b, batch_size)) {fmt(enc)} µs per access")
+        if f"det_fed_{k}" in r:
+            fed = median(r[f"det_fed_{k}"])
+            note += (f"; the detector failed (trap or time budget) after {fed:,.0f} accesses: the figure is over "
+                     f"{fed / 2:,.0f}-{fed:,.0f}")
+        row(f"detector per access at 10^{k} accesses (mix; observe(b, 0), 2nd half)", f"det_us_{k}", "µs",
+            "flat: <= 1.5x the 10^4 row", flat(base), note=note)
+    base = med("det_nolocks_us_5")
+    for k in (5, 6):
+        row(f"detector per access at 10^{k} accesses (mix without locks)", f"det_nolocks_us_{k}", "µs",
+            "flat: <= 1.5x its 10^5 row", flat(base))
+
+    # 2. Memory of the detector instance as strands end.
+    for name, label in (("mix", "mix, ~100 accesses per strand"), ("nolocks", "mix without locks"),
+                        ("nolocks_short", "mix without locks, ~10 accesses per strand")):
+        for k, n in (("1e5", "10^5"), ("1e6", "10^6")):
+            row(f"detector wasm memory after {n} accesses ({label})", f"detmem_{name}_{k}", "MB",
+                "<= 128 MB (half the core's limit)", lambda m: m <= 128)
+        if f"detmem_{name}_trap_at" in r:
+            at = median(r[f"detmem_{name}_trap_at"])
+            out.append({"what": f"detector wasm memory, 10^6 accesses ({label})", "ours": f"trapped at {at:,.0f} accesses",
+                        "spread": "", "target": "<= 128 MB (half the core's limit)", "met": "NO", "otel": "", "floor": "",
+                        "vs floor": "", "vs otel": "", "note": "the core's 256 MB memory limit: the client turns itself off"})
+
+    if "detmem_client_alive" in r:
+        alive = median(r["detmem_client_alive"]) > 0
+        out.append({"what": "client with the defaults after 4x10^5 accesses of the mix (endpoint=None)",
+                    "ours": "on" if alive else "turned off (core trapped)", "spread": "", "target": "on",
+                    "met": "yes" if alive else "NO", "otel": "", "floor": "", "vs floor": "", "vs otel": "",
+                    "note": ""})
+
+    # 3. The pipeline on one core with detection on and off.
+    for mode, label, target, goal in (
+        ("off0", "pipeline, detection off, race_stack_frames=0 (the setting before the detector)", ">= 300,000 ev/s", 300_000),
+        ("off", "pipeline, detection off (encode_batch; 4 stack frames still recorded)", ">= 300,000 ev/s", 300_000),
+        ("on", "pipeline, detection on, bodies made (observe(b, batch_size))", ">= 250,000 ev/s", 250_000),
+        ("detect", "pipeline, detect only, endpoint=None (observe(b, 0))", ">= 250,000 ev/s", 250_000),
+    ):
+        note = ""
+        if f"detpipe_{mode}_record_us" in r:
+            note = "per event: record %s µs, encode records %s µs, core %s µs; by CPU time %s ev/s" % tuple(
+                fmt(median(r[f"detpipe_{mode}_{k}"])) for k in ("record_us", "encode_us", "core_us", "cpu_eps"))
+        row(label, f"detpipe_{mode}_eps", "ev/s", target, lambda m, g=goal: m >= g, note=note)
+
+    # 4. Spawn + join as joined strands pile up.
+    for where, label in (("app", "application thread"), ("bg", "encode + observe(b, 0)")):
+        targets = {10: ("", None), 1_000: ("<= 2x the 10 row", flat(med(f"spawn_join_{where}_us_10"), 2.0)),
+                   10_000: ("flat: <= 1.25x the 1,000 row", flat(med(f"spawn_join_{where}_us_1000"), 1.25))}
+        for k in (10, 1_000, 10_000):
+            note = ""
+            if where == "bg" and f"spawn_join_encode_us_{k}" in r:
+                note = (f"encoding {fmt(median(r[f'spawn_join_encode_us_{k}']))} µs, "
+                        f"{median(r[f'spawn_join_chars_{k}']):,.0f} characters of batch per spawn+join, "
+                        f"parent's inherited clock {median(r[f'spawn_join_clock_{k}']):.0f} entries")
+            row(f"spawn+join (trace() + 1 event) after {k:,} joined, {label}", f"spawn_join_{where}_us_{k}", "µs",
+                targets[k][0], targets[k][1] or (lambda m: True), note=note)
+
+    # 5. track_state_change by race_stack_frames.
+    for d in (0, 1, 2, 4, 8):
+        row(f"track_state_change, race_stack_frames={d} (loop, idle sender)", f"stack_frames_{d}", "µs",
+            "<= 1 µs", lambda m: m <= 1, floor="stack_floor")
+    for d in (0, 1, 2, 4, 8):
+        row(f"track_state_change, race_stack_frames={d} (8-function call chain)", f"stack_chain_frames_{d}", "µs",
+            "", lambda m: True, floor="stack_chain_floor")
+    for cells in out:
+        if cells["target"] == "":
+            cells["met"] = ""
+    return out
+
+
 COLUMNS = ["what", "ours", "spread", "otel", "floor", "vs otel", "vs floor", "target", "met"]
 
 
-def table(rs: List[Row], markdown: bool) -> str:
+DETECTOR_COLUMNS = ["what", "ours", "spread", "floor", "vs floor", "target", "met"]
+
+
+def table(rs: List[Row], markdown: bool, columns: Optional[List[str]] = None) -> str:
+    cols = columns or COLUMNS
     if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rs]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rs]
     else:
-        widths = {c: max(len(c), *(len(r[c]) for r in rs)) for c in COLUMNS}
-        lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS), "  ".join("-" * widths[c] for c in COLUMNS)]
-        lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in rs]
+        widths = {c: max(len(c), *(len(r[c]) for r in rs)) for c in cols}
+        lines = ["  ".join(c.ljust(widths[c]) for c in cols), "  ".join("-" * widths[c] for c in cols)]
+        lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rs]
     notes = [f"- {r['what']}: {r['note']}" for r in rs if r["note"]]
     return "\n".join(lines + ([""] + notes if notes else []))
 
@@ -116,7 +221,16 @@ def main() -> None:
     print(f"\nRaceway benchmarks ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {time.time() - started:.0f} s)")
     print(f"Machine: {machine()}")
     print("Medians over rounds; spread is the 10th-90th percentile of rounds.\n")
-    print(table(rows(results), args.markdown))
+    main_rows = rows(results)
+    if main_rows:
+        print(table(main_rows, args.markdown))
+    det_rows = detector_rows(results)
+    if det_rows:
+        print("\nRace detector\n")
+        print(table(det_rows, args.markdown, DETECTOR_COLUMNS))
+        for key in ("detector_note", "detector_memory_note", "race_stacks_note"):
+            for line in results.get(key, []):
+                print(f"- {line}")
 
 
 if __name__ == "__main__":
