@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import fmt  # noqa: E402
 
 MODULES = ["hot_path", "pipeline", "propagation", "middleware", "startup", "memory",
-           "detector", "detector_memory", "detector_pipeline", "spawn_join", "race_stacks"]
+           "detector", "detector_memory", "detector_pipeline", "spawn_join", "race_stacks", "shared"]
 
 
 def machine() -> str:
@@ -182,6 +182,33 @@ def detector_rows(r: Dict[str, List[float]]) -> List[Row]:
     return out
 
 
+def shared_rows(r: Dict[str, List[float]]) -> List[Row]:
+    """Automatic tracking (bench_shared): raceway.shared per access, and the issue's twelve plain
+    programs with and without the pytest plugin's machinery."""
+    out: List[Row] = []
+    if "shared_on" not in r:
+        return out
+    plain, by_hand = median(r["shared_plain"]), median(r["shared_by_hand"])
+
+    def row(what: str, key: str, target: str = "", met: str = "", note: str = "") -> None:
+        m = median(r[key])
+        out.append({"what": what, "ours": f"{fmt(m)} µs", "spread": spread(r[key]), "otel": "", "floor": f"{fmt(plain)} µs",
+                    "vs otel": "", "vs floor": f"{m / plain:.1f}x", "target": target, "met": met, "note": note})
+
+    on = median(r["shared_on"])
+    row("dict, 9 reads : 1 write, per access: raceway.shared, no client", "shared_off")
+    row("the same, raceway.shared recording", "shared_on", "<= 1.5x track_state_change by hand",
+        "yes" if on <= 1.5 * by_hand else "NO", note=f"{on / by_hand:.2f}x the same accesses tracked by hand")
+    row("the same, plain dict + track_state_change by hand", "shared_by_hand")
+    if "bar_slowdown_total" in r:
+        names = sorted(k[len("bar_slowdown_"):] for k in r if k.startswith("bar_slowdown_") and k != "bar_slowdown_total")
+        total = r["bar_slowdown_total"][0]
+        out.append({"what": "12 plain programs (issue bar) under the plugin's machinery, total", "ours": f"{total:.2f}x",
+                    "spread": "", "otel": "", "floor": "", "vs otel": "", "vs floor": "", "target": "< 3x", "met": "yes" if total < 3 else "NO",
+                    "note": "; ".join(f"{n[5:]} {r['bar_slowdown_' + n][0]:.1f}x" for n in names)})
+    return out
+
+
 COLUMNS = ["what", "ours", "spread", "otel", "floor", "vs otel", "vs floor", "target", "met"]
 
 
@@ -224,6 +251,10 @@ def main() -> None:
     main_rows = rows(results)
     if main_rows:
         print(table(main_rows, args.markdown))
+    auto_rows = shared_rows(results)
+    if auto_rows:
+        print("\nAutomatic tracking (raceway.shared, the pytest plugin)\n")
+        print(table(auto_rows, args.markdown))
     det_rows = detector_rows(results)
     if det_rows:
         print("\nRace detector\n")

@@ -38,6 +38,14 @@ _LAZY = {
     "TrackedAsyncQueue": "sync",
     "TrackedEvent": "sync",
     "TrackedAsyncEvent": "sync",
+    "shared": "shared_state",
+    "is_shared": "shared_state",
+    "SharedAttribute": "attributes",
+    "track_attributes": "attributes",
+    "instrument_primitives": "primitives",
+    "uninstrument_primitives": "primitives",
+    "enable_strands": "strands",
+    "disable_strands": "strands",
 }
 
 
@@ -82,5 +90,13 @@ __all__ = [
     "TrackedAsyncQueue",
     "TrackedEvent",
     "TrackedAsyncEvent",
+    "shared",
+    "is_shared",
+    "SharedAttribute",
+    "track_attributes",
+    "instrument_primitives",
+    "uninstrument_primitives",
+    "enable_strands",
+    "disable_strands",
 ]
 __version__ = "0.1.0"

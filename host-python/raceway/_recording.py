@@ -1,0 +1,220 @@
+"""How an access to a tracked object becomes a ``StateChange`` event: the one path every
+`raceway.shared` object and every `raceway.attributes` descriptor records through.
+
+A `Recorder` belongs to one tracked object. It names its variables (``name[key]`` for items,
+``name.attr`` for attributes, ``name`` alone for the object's structure: its set of keys, its
+length), and it remembers, per strand and variable, the value that strand last read: the
+``old_value`` of the strand's next write. That is what lets the detector judge a lost update
+(docs/races.md): a write is stale when the value it was computed from is not the value another
+strand's write left. A write with no read before it on its strand is recorded with
+``old_value`` None (not judged), like the detector's own notion of a write's basis, which a
+write consumes.
+
+Values are recorded as they are for scalars and strings. A tracked object stored in another is
+recorded as ``<shared NAME>`` (it has its own variables). Anything else goes through the
+client's value conversion, during which the calling thread records nothing more: converting a
+value may run its ``__repr__`` or iterate it, and those reads are the SDK's, not the
+application's.
+
+Nothing here raises into the application: a failure to record is swallowed.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Tuple
+
+import sys
+import time
+
+from . import _auto
+from ._location import UNKNOWN as _UNKNOWN, is_sdk, site as _site, sites as _sites, stack as _stack
+from ._values import cut, snapshot as _snapshot
+from .client import RacewayClient as _Client
+from .context import _current, current_task
+
+ABSENT = "<absent>"
+"""The value of a key, item or attribute that is not there (read by ``in``, ``get``, ``hasattr``;
+left by ``del``, ``pop``): a check for absence followed by an insert is then judged like any
+other read and write."""
+
+MAX_NAMES = 4096
+"""Variable names cached per tracked object (past it the cache starts over)."""
+MAX_BASES = 4096
+"""Remembered reads per tracked object (past it they are forgotten: a lost update whose read
+was forgotten is missed, never invented)."""
+WHOLE_ITEMS = 100
+"""An operation that reads a whole container (``==``, ``repr``, ``copy``, pickling) records a
+read of its structure and of its first `WHOLE_ITEMS` items."""
+
+_ident = threading.get_ident
+_task = current_task
+_SCALARS = frozenset({int, float, bool, type(None), str})
+_PLAIN = frozenset({int, float, bool, type(None)})
+_getframe = sys._getframe
+_time_ns = time.time_ns
+_busy: set = set()
+"""Threads converting a value: they record nothing meanwhile."""
+
+
+def _key_text(key: Any) -> str:
+    try:
+        return cut(repr(key), 200)
+    except Exception:
+        return f"<{type(key).__name__}>"
+
+
+class Recorder:
+    """The variables of one tracked object and the reads their next writes are based on."""
+
+    __slots__ = ("name", "client", "attrs", "names", "bases", "__weakref__")
+
+    def __init__(self, name: str, client: Any = None, attrs: bool = False):
+        self.name = cut(name, 1000)
+        self.client = client
+        self.attrs = attrs
+        self.names: Dict[Any, str] = {}
+        self.bases: Dict[Tuple[Any, str], Any] = {}
+
+    def var(self, key: Any) -> str:
+        """``name[key]`` (``name.key`` for attributes)."""
+        try:
+            found = self.names.get(key)
+        except TypeError:  # an unhashable key: the operation itself will fail
+            return f"{self.name}[{_key_text(key)}]"
+        if found is None:
+            if len(self.names) >= MAX_NAMES:
+                self.names.clear()
+            found = f"{self.name}.{key}" if self.attrs else f"{self.name}[{_key_text(key)}]"
+            self.names[key] = found
+        return found
+
+    # -- the accesses ----------------------------------------------------------------------
+    def read(self, key: Any, value: Any) -> None:
+        """A read of item (or attribute) ``key`` that saw ``value``."""
+        emit(self, self.var(key), None, value, "Read")
+
+    def write(self, key: Any, new: Any) -> None:
+        """A write of item ``key``, based on the calling strand's last read of it."""
+        emit(self, self.var(key), None, new, "Write")
+
+    def read_structure(self, size: Any, atomic: bool) -> None:
+        """A read of the set of keys (or the length): ``len`` and ``bool`` are atomic, iteration
+        (a step at a time, other threads running in between) is not."""
+        emit(self, self.name, None, size, "AtomicRead" if atomic else "Read")
+
+    def write_structure(self, size: Any) -> None:
+        """An insertion or removal: atomic in Python (two threads inserting different keys, or
+        appending to one list, do not race)."""
+        emit(self, self.name, None, size, "AtomicWrite")
+
+
+def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
+    """Records one access of ``rec``'s object on the calling strand (nothing outside any
+    strand, or with no client). The location is the first frame outside the SDK."""
+    client = rec.client
+    if client is None:
+        client = _auto.client
+        if client is None:
+            return
+    if _busy and _ident() in _busy:
+        return
+    ctx = _current.get()
+    if ctx is None or ctx.owner != _ident() or ctx.task is not _task():
+        ctx = _auto.ensure()
+        if ctx is None:
+            return
+    bases = rec.bases
+    if access == "Read":
+        if len(bases) >= MAX_BASES:
+            bases.clear()
+        bases[(ctx, var)] = new
+    elif access == "Write":
+        old = bases.pop((ctx, var), None)  # None: a blind write, not judged
+    try:
+        if new.__class__ in _SCALARS and old.__class__ in _SCALARS:
+            _record(client, ctx, var, old, new, access)
+            return
+        ident = _ident()
+        _busy.add(ident)  # converting a value may run its code: that is not the application's
+        try:
+            _record(client, ctx, var, _plain(old), _plain(new), access)
+        finally:
+            _busy.discard(ident)
+    except Exception:  # never raise into the application
+        pass
+
+
+def _record(client: Any, ctx: Any, var: str, old: Any, new: Any, access: str) -> None:
+    """``client.track_state_change(var, old, new, access)`` made by the application's frame.
+
+    For a `RacewayClient` the record is appended here, as ``track_state_change`` appends it,
+    with the location and stack taken from the first frame outside the SDK (found directly:
+    ``track_state_change`` would look for it from its own caller, an SDK frame whose site it
+    cannot cache, and pay for the walk on every access). Any other client object (a test
+    double) gets the call."""
+    if client.__class__ is not _Client:
+        client.track_state_change(var, old, new, access)
+        return
+    if client._closed or client._disabled:  # muted: tracking is a no-op
+        return
+    # _record <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
+    f = _getframe(3)
+    while f is not None and is_sdk(f.f_code.co_filename):
+        f = f.f_back
+    where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
+    depth = client._stack_depth
+    stack = _stack(f, depth) if depth and f is not None else ()
+    if old.__class__ not in _PLAIN:
+        old = _snapshot(old)
+    if new.__class__ not in _PLAIN:
+        new = _snapshot(new)
+    seq = ctx.seq + 1
+    prev = ctx.last
+    ctx.seq = ctx.last = seq
+    q = client._queue
+    if len(q) >= client._wake_at:
+        client._pressure(len(q))
+    q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1],
+              "StateChange", (var, old, new, access, stack)))
+
+
+def strand() -> Any:
+    """The calling strand's context to record on (with strands without setup, made when it has
+    none), or None."""
+    ctx = _current.get()
+    if ctx is None or ctx.owner != _ident() or ctx.task is not _task():
+        ctx = _auto.ensure()
+    return ctx
+
+
+def record_event(client: Any, ctx: Any, kind: str, fields: tuple) -> bool:
+    """Appends an event of ``kind`` (``LockAcquire``, ``LockRelease``, ``Custom``) as the
+    client's own tracking methods do, located at the application's frame. False when
+    ``client`` is not a `RacewayClient` (the caller then calls its method) or is muted."""
+    if client.__class__ is not _Client:
+        return False
+    if client._closed or client._disabled:
+        return True
+    f = _getframe(2)
+    while f is not None and is_sdk(f.f_code.co_filename):
+        f = f.f_back
+    where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
+    seq = ctx.seq + 1
+    prev = ctx.last
+    ctx.seq = ctx.last = seq
+    q = client._queue
+    if len(q) >= client._wake_at:
+        client._pressure(len(q))
+    q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1], kind, fields))
+    return True
+
+
+def _plain(value: Any) -> Any:
+    if getattr(type(value), "_raceway_shared", False):
+        try:
+            rec = object.__getattribute__(value, "_raceway_rec")
+        except AttributeError:
+            return value
+        return f"<shared {rec.name}>"
+    return value

@@ -1,0 +1,664 @@
+"""The standard synchronisation primitives, recording their happens-before edges by
+themselves: no `tracked_lock`, no `raceway.sync` class.
+
+    raceway.instrument_primitives(client)          # those created from now on
+    lock, cond = raceway.instrument_primitives(client, lock, cond)   # or these ones
+    raceway.uninstrument_primitives()              # and undone
+
+With no objects, `instrument_primitives` replaces ``threading.Lock``, ``RLock``,
+``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Barrier``, ``queue.Queue``,
+``LifoQueue``, ``PriorityQueue`` and ``asyncio.Lock``, ``Event``, ``Condition``,
+``Semaphore``, ``BoundedSemaphore``, ``Queue``, ``LifoQueue``, ``PriorityQueue`` by
+subclasses that record; the primitives created afterwards record. ``isinstance`` against the
+names keeps working for primitives made before and after. Code that took a name before the
+call (``from threading import Lock`` at import time) keeps the original.
+
+What each records (the same edges as `tracked_lock` and `raceway.sync`, docs/races.md):
+
+==========================  =====================================================================
+primitive                   edge
+==========================  =====================================================================
+Lock, RLock, Condition,     ``LockAcquire``/``LockRelease`` of the lock's id (``Lock#3@app.py:12``):
+asyncio Lock and Condition  a release happens before the next acquire; ``Condition.wait``
+                            releases and re-acquires; the ids appear in the reports' "locks held"
+Semaphore (both kinds)      a ``release`` happens before the ``acquire`` after it (annotations)
+Event                       ``set`` happens before a ``wait``/``is_set`` that saw it set
+Barrier                     everything before any party's ``wait`` happens before every party's
+                            return from it
+Queue (all kinds)           ``put`` happens before the ``get`` of the item (and of later items);
+                            ``task_done`` before the ``join`` it releases
+==========================  =====================================================================
+
+**Never affected**: the SDK's own primitives, and those the standard library makes for itself
+(a ``threading.Thread``'s events, ``logging``'s locks, ``concurrent.futures``' conditions):
+constructing one of the names from the SDK or from the standard library gives the original.
+
+Edges are recorded to the client automatic tracking records to (``client``, when given,
+becomes it), inside an execution context (or any strand, with strands without setup on).
+With no client, or after `uninstrument_primitives`, the instrumented primitives only add a
+Python call to each operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import queue
+import sys
+import threading
+import weakref
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _auto
+from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
+from ._location import is_sdk
+from ._recording import record_event, strand
+from ._values import text as _text
+from .client import RacewayClient as _Client
+from .context import strand_context
+
+__all__ = ["instrument_primitives", "uninstrument_primitives", "instrumented"]
+
+_on = False
+"""Instrumentation is active (`instrument_primitives` was called and not undone)."""
+
+_STDLIB = os.path.dirname(os.path.abspath(threading.__file__)) + os.sep
+_raw_lock = threading.Lock
+_raw_rlock = threading.RLock
+_LOCK_TYPE = type(_raw_lock())
+_RLOCK_TYPE = type(_raw_rlock())
+_counter = itertools.count(1)
+_getframe = sys._getframe
+
+
+def _internal(filename: str) -> bool:
+    """A constructor called from the SDK or from the standard library gets the original."""
+    if is_sdk(filename):
+        return True
+    return (filename.startswith(_STDLIB) and "site-packages" not in filename
+            and "dist-packages" not in filename) or filename.startswith("<frozen")
+
+
+def _new_id(kind: str) -> str:
+    """``Kind#n@file:line``: the primitive's number and where the application made it."""
+    frame: Any = _getframe(1)
+    while frame is not None and is_sdk(frame.f_code.co_filename):
+        frame = frame.f_back
+    where = f"@{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame is not None else ""
+    return _text(f"{kind}#{next(_counter)}{where}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Recording
+# ----------------------------------------------------------------------------------------------
+def _strand() -> Any:
+    """``(client, context)`` to record an edge on, or None."""
+    if not _on:
+        return None
+    client = _auto.client
+    if client is None:
+        return None
+    ctx = strand()
+    return (client, ctx) if ctx is not None else None
+
+
+def _acquired(lock_id: str) -> None:
+    found = _strand()
+    if found is None:
+        return
+    client, ctx = found
+    try:
+        if client.__class__ is _Client and not (client._closed or client._disabled):
+            ctx.hold(lock_id)  # the acquire's state holds the lock (as track_lock_acquire)
+            record_event(client, ctx, "LockAcquire", (lock_id, "Mutex"))
+        elif client.__class__ is not _Client:
+            client.track_lock_acquire(lock_id, "Mutex")
+    except Exception:  # never raise into the application
+        pass
+
+
+def _released(lock_id: str) -> None:
+    found = _strand()
+    if found is None:
+        return
+    client, ctx = found
+    try:
+        if client.__class__ is _Client and not (client._closed or client._disabled):
+            record_event(client, ctx, "LockRelease", (lock_id, "Mutex"))
+            ctx.unhold(lock_id)
+        elif client.__class__ is not _Client:
+            client.track_lock_release(lock_id, "Mutex")
+    except Exception:
+        pass
+
+
+def _held(lock_id: str) -> int:
+    """How many times the calling strand holds ``lock_id`` (re-entrant locks nest)."""
+    ctx = strand_context()
+    return ctx.state.locks.count(lock_id) if ctx is not None else 0
+
+
+def _sync(token: Any) -> str:
+    """The annotation's name for ``token`` (by identity), computed once per object."""
+    try:
+        found = token.__dict__.get("_raceway_sync")
+        if found is None:
+            found = token.__dict__.setdefault("_raceway_sync", sync_id(token))
+        return found
+    except AttributeError:  # no __dict__ (a _Token)
+        return sync_id(token)
+
+
+def _annotate(token: Any, name: str, method: str) -> None:
+    found = _strand()
+    if found is None:
+        return
+    client, ctx = found
+    try:
+        if not record_event(client, ctx, "Custom", (name, {"sync": _sync(token)})):
+            getattr(client, method)(token)
+    except Exception:
+        pass
+
+
+def _before(token: Any) -> None:
+    _annotate(token, HAPPENS_BEFORE, "happens_before")
+
+
+def _after(token: Any) -> None:
+    _annotate(token, HAPPENS_AFTER, "happens_after")
+
+
+class _Token:
+    """A queue's ``task_done`` -> ``join`` token (by identity)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _lock_id(obj: Any, kind: str) -> str:
+    found = obj.__dict__.get("_raceway_id")
+    if found is None:
+        found = obj.__dict__.setdefault("_raceway_id", _new_id(kind))
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Locks (C objects: wrapped)
+# ----------------------------------------------------------------------------------------------
+class _TracedLock:
+    """A ``threading.Lock`` that records its acquisitions and releases."""
+
+    __slots__ = ("_raw", "_raceway_id", "__weakref__")
+
+    def __init__(self, raw: Any = None, lock_id: Optional[str] = None):
+        self._raw = raw if raw is not None else _raw_lock()
+        self._raceway_id = lock_id or _new_id("Lock")
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._raw.acquire(blocking, timeout)
+        if ok:
+            _acquired(self._raceway_id)
+        return ok
+
+    def release(self) -> None:
+        if self._raw.locked():
+            _released(self._raceway_id)  # before: the next acquire must come after it
+        self._raw.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return self._raw.locked()
+
+    def _at_fork_reinit(self) -> None:
+        self._raw._at_fork_reinit()
+
+    def __repr__(self) -> str:
+        return repr(self._raw)
+
+
+class _TracedRLock:
+    """A ``threading.RLock`` that records its acquisitions and releases (nested ones too)."""
+
+    __slots__ = ("_raw", "_raceway_id", "_depth", "__weakref__")
+
+    def __init__(self, raw: Any = None, lock_id: Optional[str] = None):
+        self._raw = raw if raw is not None else _raw_rlock()
+        self._raceway_id = lock_id or _new_id("RLock")
+        self._depth = 0  # changed only by the owner
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._raw.acquire(blocking, timeout)
+        if ok:
+            self._depth += 1
+            _acquired(self._raceway_id)
+        return ok
+
+    def release(self) -> None:
+        if self._raw._is_owned():
+            _released(self._raceway_id)
+            self._depth -= 1
+        self._raw.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    # What threading.Condition uses when it is given this lock.
+    def _is_owned(self) -> bool:
+        return self._raw._is_owned()
+
+    def _release_save(self) -> Any:
+        depth, self._depth = self._depth, 0
+        for _ in range(depth):
+            _released(self._raceway_id)
+        return self._raw._release_save(), depth
+
+    def _acquire_restore(self, state: Any) -> None:
+        raw_state, depth = state
+        self._raw._acquire_restore(raw_state)
+        self._depth = depth
+        for _ in range(depth):
+            _acquired(self._raceway_id)
+
+    def _at_fork_reinit(self) -> None:
+        self._raw._at_fork_reinit()
+        self._depth = 0
+
+    def __repr__(self) -> str:
+        return repr(self._raw)
+
+
+class _Patched(type):
+    """The metaclass of the names put in place of the originals: constructing one from the SDK
+    or the standard library gives the original; ``isinstance`` and ``issubclass`` against the
+    name accept the original's instances and subclasses as well."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        original = cls.__dict__.get("_raceway_original")
+        if original is not None and _internal(_getframe(1).f_code.co_filename):
+            return original(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        original = cls.__dict__.get("_raceway_original")
+        if original is not None:
+            accepted = cls.__dict__["_raceway_accepts"]
+            return isinstance(obj, accepted)
+        return type.__instancecheck__(cls, obj)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        original = cls.__dict__.get("_raceway_original")
+        if original is not None:
+            accepted = cls.__dict__["_raceway_accepts"]
+            return issubclass(sub, accepted)
+        return type.__subclasscheck__(cls, sub)
+
+
+class Lock(metaclass=_Patched):
+    """Stands for ``threading.Lock`` while instrumented: makes `_TracedLock` objects."""
+
+    _raceway_original = staticmethod(_raw_lock)
+    _raceway_accepts = (_LOCK_TYPE, _TracedLock)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return _TracedLock(_raw_lock(*args, **kwargs), _new_id("Lock"))
+
+
+class RLock(metaclass=_Patched):
+    """Stands for ``threading.RLock`` while instrumented: makes `_TracedRLock` objects."""
+
+    _raceway_original = staticmethod(_raw_rlock)
+    _raceway_accepts = (_RLOCK_TYPE, _TracedRLock)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return _TracedRLock(_raw_rlock(*args, **kwargs), _new_id("RLock"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Mixins for the classes written in Python (their instances can also be instrumented in place)
+# ----------------------------------------------------------------------------------------------
+class _ConditionMixin:
+    """``threading.Condition``: its lock's acquisitions and releases, ``wait`` included."""
+
+    def __init__(self, lock: Any = None) -> None:
+        lock_id = None
+        if isinstance(lock, (_TracedLock, _TracedRLock)):
+            lock_id, lock = lock._raceway_id, lock._raw
+        super().__init__(lock if lock is not None else _raw_rlock())  # type: ignore[call-arg]
+        self.__dict__["_raceway_id"] = lock_id or _new_id("Condition")
+        _condition_bind(self)
+
+    def __enter__(self) -> Any:
+        result = self._lock.__enter__()  # type: ignore[attr-defined]
+        _acquired(_lock_id(self, "Condition"))
+        return result
+
+    def __exit__(self, *exc: Any) -> Any:
+        _released(_lock_id(self, "Condition"))
+        return self._lock.__exit__(*exc)  # type: ignore[attr-defined]
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        lock_id = _lock_id(self, "Condition")
+        depth = max(_held(lock_id), 1) if _on and _auto.client is not None else 0
+        for _ in range(depth):
+            _released(lock_id)
+        try:
+            return super().wait(timeout)  # type: ignore[misc]
+        finally:
+            for _ in range(depth):
+                _acquired(lock_id)
+
+
+def _condition_bind(cond: Any) -> None:
+    lock = cond._lock
+    lock_id = _lock_id(cond, "Condition")
+
+    def acquire(blocking: bool = True, timeout: float = -1) -> bool:
+        ok = lock.acquire(blocking, timeout)
+        if ok:
+            _acquired(lock_id)
+        return ok
+
+    def release() -> None:
+        _released(lock_id)
+        lock.release()
+
+    cond.acquire = acquire
+    cond.release = release
+
+
+def _condition_unbind(cond: Any) -> None:
+    cond.acquire = cond._lock.acquire
+    cond.release = cond._lock.release
+
+
+class _SemaphoreMixin:
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        ok = super().acquire(blocking, timeout)  # type: ignore[misc]
+        if ok:
+            _after(self)
+        return ok
+
+    __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        _before(self)
+        super().release(n)  # type: ignore[misc]
+
+
+class _EventMixin:
+    def set(self) -> None:
+        _before(self)
+        super().set()  # type: ignore[misc]
+
+    def is_set(self) -> bool:
+        flag = super().is_set()  # type: ignore[misc]
+        if flag:
+            _after(self)
+        return flag
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        signaled = super().wait(timeout)  # type: ignore[misc]
+        if signaled:
+            _after(self)
+        return signaled
+
+
+class _BarrierMixin:
+    def wait(self, timeout: Optional[float] = None) -> int:
+        _before(self)
+        index = super().wait(timeout)  # type: ignore[misc]
+        _after(self)
+        return index
+
+
+def _done_token(q: Any) -> _Token:
+    token = q.__dict__.get("_raceway_done")
+    if token is None:
+        token = q.__dict__.setdefault("_raceway_done", _Token())
+    return token
+
+
+class _QueueMixin:
+    def _put(self, item: Any) -> None:
+        _before(self)
+        super()._put(item)  # type: ignore[misc]
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        _after(self)
+        return item
+
+    def task_done(self) -> None:
+        _before(_done_token(self))
+        super().task_done()  # type: ignore[misc]
+
+    def join(self) -> None:
+        super().join()  # type: ignore[misc]
+        _after(_done_token(self))
+
+
+class _AsyncLockMixin:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self.__dict__["_raceway_id"] = _new_id("asyncio.Lock")
+
+    async def acquire(self) -> bool:
+        result = await super().acquire()  # type: ignore[misc]
+        _acquired(_lock_id(self, "asyncio.Lock"))
+        return result
+
+    def release(self) -> None:
+        _released(_lock_id(self, "asyncio.Lock"))
+        super().release()  # type: ignore[misc]
+
+
+class _AsyncConditionMixin:
+    def __init__(self, lock: Any = None) -> None:
+        super().__init__(lock)  # type: ignore[call-arg]
+        if not isinstance(lock, _AsyncLockMixin):
+            _async_condition_bind(self)
+
+
+def _async_condition_bind(cond: Any) -> None:
+    lock = cond._lock
+    if isinstance(lock, _AsyncLockMixin):
+        return
+    lock_id = _lock_id(cond, "asyncio.Condition")
+
+    async def acquire() -> bool:
+        result = await lock.acquire()
+        _acquired(lock_id)
+        return result
+
+    def release() -> None:
+        _released(lock_id)
+        lock.release()
+
+    cond.acquire = acquire
+    cond.release = release
+
+
+class _AsyncSemaphoreMixin:
+    async def acquire(self) -> bool:
+        result = await super().acquire()  # type: ignore[misc]
+        _after(self)
+        return result
+
+    def release(self) -> None:
+        _before(self)
+        super().release()  # type: ignore[misc]
+
+
+class _AsyncEventMixin:
+    def set(self) -> None:
+        _before(self)
+        super().set()  # type: ignore[misc]
+
+    def is_set(self) -> bool:
+        flag = super().is_set()  # type: ignore[misc]
+        if flag:
+            _after(self)
+        return flag
+
+    async def wait(self) -> bool:
+        signaled = await super().wait()  # type: ignore[misc]
+        if signaled:
+            _after(self)
+        return signaled
+
+
+class _AsyncQueueMixin:
+    def _put(self, item: Any) -> None:
+        _before(self)
+        super()._put(item)  # type: ignore[misc]
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        _after(self)
+        return item
+
+    def task_done(self) -> None:
+        _before(_done_token(self))
+        super().task_done()  # type: ignore[misc]
+
+    async def join(self) -> None:
+        await super().join()  # type: ignore[misc]
+        _after(_done_token(self))
+
+
+# (module, name, mixin): the names replaced, in this order.
+_TABLE: List[Tuple[Any, str, Optional[type]]] = [
+    (threading, "Lock", None), (threading, "RLock", None),
+    (threading, "Condition", _ConditionMixin), (threading, "Semaphore", _SemaphoreMixin),
+    (threading, "BoundedSemaphore", _SemaphoreMixin), (threading, "Event", _EventMixin),
+    (threading, "Barrier", _BarrierMixin),
+    (queue, "Queue", _QueueMixin), (queue, "LifoQueue", _QueueMixin), (queue, "PriorityQueue", _QueueMixin),
+    (asyncio, "Lock", _AsyncLockMixin), (asyncio, "Condition", _AsyncConditionMixin),
+    (asyncio, "Semaphore", _AsyncSemaphoreMixin), (asyncio, "BoundedSemaphore", _AsyncSemaphoreMixin),
+    (asyncio, "Event", _AsyncEventMixin),
+    (asyncio, "Queue", _AsyncQueueMixin), (asyncio, "LifoQueue", _AsyncQueueMixin),
+    (asyncio, "PriorityQueue", _AsyncQueueMixin),
+]
+_ORIGINALS: Dict[Tuple[str, str], Any] = {(m.__name__, n): getattr(m, n) for m, n, _ in _TABLE}
+_MIXIN_OF: Dict[type, type] = {_ORIGINALS[(m.__name__, n)]: mixin for m, n, mixin in _TABLE if mixin is not None}
+
+_patched: Dict[Tuple[str, str], type] = {}
+"""The names replaced by the class-level instrumentation (empty when it is off)."""
+_traced_classes: Dict[type, type] = {}
+"""Original class (or a subclass of one) -> its instrumented subclass."""
+_in_place: "weakref.WeakSet[Any]" = weakref.WeakSet()
+"""Objects passed in and instrumented in place (their class swapped), to be restored."""
+_lock = threading.Lock()
+
+
+def _traced_class(cls: type) -> type:
+    found = _traced_classes.get(cls)
+    if found is not None:
+        return found
+    mixin = next(m for base, m in _MIXIN_OF.items() if issubclass(cls, base))
+    found = type(cls.__name__, (mixin, cls), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    _traced_classes[cls] = found
+    return found
+
+
+def _patched_class(module: Any, name: str, mixin: type) -> type:
+    original = _ORIGINALS[(module.__name__, name)]
+    namespace = {"__module__": module.__name__, "__qualname__": name, "_raceway_original": original,
+                 "_raceway_accepts": (original,)}
+    cls = _Patched(name, (mixin, original), namespace)
+    _traced_classes[original] = cls
+    return cls
+
+
+# ----------------------------------------------------------------------------------------------
+# The two calls
+# ----------------------------------------------------------------------------------------------
+def instrument_primitives(client: Any = None, *objects: Any) -> Tuple[Any, ...]:
+    """Makes the standard primitives record their happens-before edges.
+
+    With no ``objects``: every primitive created from now on (see the module's documentation
+    for the list and the exceptions). With ``objects``: those, and only those; each comes back
+    instrumented, in the same order (instances of the Python classes are instrumented in place
+    and come back as they are; ``threading.Lock`` and ``RLock`` objects, which are C objects,
+    come back wrapped: use what is returned). ``client``, when given, becomes the client
+    automatic tracking records to. Calling it again is harmless."""
+    global _on
+    if client is not None:
+        _auto.set_client(client)
+    with _lock:
+        _on = True
+        if not objects:
+            _patch()
+            return ()
+        return tuple(_instrument(obj) for obj in objects)
+
+
+def _patch() -> None:
+    if _patched:
+        return
+    # The SDK's own subclasses of these classes must be made from the originals.
+    from . import concurrency, sync  # noqa: F401
+
+    for module, name, mixin in _TABLE:
+        if mixin is None:
+            cls = Lock if name == "Lock" else RLock
+        else:
+            cls = _patched_class(module, name, mixin)
+        _patched[(module.__name__, name)] = cls
+        setattr(module, name, cls)
+
+
+def _instrument(obj: Any) -> Any:
+    if isinstance(obj, (_TracedLock, _TracedRLock)) or getattr(type(obj), "_raceway_original", None) is not None:
+        return obj
+    if type(obj) is _LOCK_TYPE:
+        return _TracedLock(obj, _new_id("Lock"))
+    if type(obj) is _RLOCK_TYPE:
+        return _TracedRLock(obj, _new_id("RLock"))
+    cls = type(obj)
+    if cls in _traced_classes.values():
+        return obj
+    if not any(issubclass(cls, base) for base in _MIXIN_OF):
+        raise TypeError(f"instrument_primitives: {cls.__name__} is not a primitive it knows")
+    traced = _traced_class(cls)
+    obj.__class__ = traced
+    obj.__dict__.setdefault("_raceway_id", _new_id(cls.__name__))
+    if isinstance(obj, _ConditionMixin):
+        _condition_bind(obj)
+    elif isinstance(obj, _AsyncConditionMixin):
+        _async_condition_bind(obj)
+    _in_place.add(obj)
+    return obj
+
+
+def uninstrument_primitives() -> None:
+    """Undoes `instrument_primitives`: the original names are back, objects instrumented in
+    place have their class back, and nothing instrumented records any more."""
+    global _on
+    with _lock:
+        _on = False
+        for (module_name, name), _cls in list(_patched.items()):
+            setattr(sys.modules[module_name], name, _ORIGINALS[(module_name, name)])
+        _patched.clear()
+        for obj in list(_in_place):
+            original = type(obj).__mro__[2]  # (instrumented, mixin, original, ...)
+            if isinstance(obj, _ConditionMixin):
+                _condition_unbind(obj)
+            elif isinstance(obj, _AsyncConditionMixin) and "acquire" in obj.__dict__:
+                del obj.acquire, obj.release
+            obj.__class__ = original
+        _in_place.clear()
+
+
+def instrumented() -> bool:
+    """Whether the primitives created now are instrumented."""
+    return bool(_patched)

@@ -1,0 +1,999 @@
+"""`raceway.shared(obj, name)`: shared state that records its own reads and writes.
+
+The race detector only knows the accesses it is told about. `shared` wraps a dict, a list, a
+set or an object so that each read and write of its items (or attributes) is recorded as a
+``StateChange`` event, with the caller's location, and no ``track_state_change`` call anywhere::
+
+    accounts = raceway.shared({"alice": 1000}, "accounts")
+    accounts["alice"] -= 100      # a Read and a Write of accounts['alice']
+
+**Variables.** Items are ``name[key]`` (the key's ``repr``: ``accounts['alice']``,
+``results[3]``), attributes ``name.attr``, and ``name`` alone is the container's structure (its
+set of keys, its length).
+
+**What each operation records** is what it does, with Python's own atomicity:
+
+- ``d[k]``, ``d.get(k)``, ``k in d``: a read of ``name[k]`` (a missing key reads
+  ``"<absent>"``); ``d[k] = v``, ``del d[k]``, each key of ``update``: a write; so
+  ``d[k] += 1`` is a read and a write, and two strands doing it unordered race.
+- Inserting or removing a key also writes the structure, as an *atomic* write: two strands
+  inserting different keys, or appending to one list, do not race (in Python they cannot
+  corrupt anything), but iterating (a non-atomic read of the structure) while another strand
+  inserts does. ``len`` and ``bool`` are atomic reads.
+- ``setdefault``, ``pop``, ``popitem`` (dict), ``add``, ``discard``, ``remove``, ``pop``
+  (set) are single atomic read-modify-writes, recorded as such: the idiom ``d.setdefault(k,
+  [])`` from two threads is not a race, ``if k not in s: s.add(k)`` is.
+- Iteration, ``==``, ``repr``, ``copy``, pickling and JSON encoding read the structure and
+  the first `raceway._recording.WHOLE_ITEMS` items.
+- A list's ``append``, ``extend``, ``insert``, ``pop``, ``remove``, ``clear``, ``sort``...
+  write its structure (atomically); ``lst[i]`` reads and ``lst[i] = v`` writes ``name[i]``.
+
+The ``old_value`` of a write is the value the writing strand last read of that variable (the
+value the write was computed from), so a write based on a stale read is a lost update even
+when every access holds the lock (docs/races.md).
+
+**The wrapped object behaves like the original.** A dict, list or set becomes an instance of
+a subclass (``isinstance(d, dict)`` holds) holding a copy of the contents: **use the returned
+object in place of the original** (``self.accounts = raceway.shared(self.accounts,
+"accounts")``); the original is not tracked. Equality, ordering, ``repr``, iteration order,
+JSON encoding and ``copy``/``pickle`` (which give the original type back) are the
+original's. An object is tracked in place: its class is swapped for a subclass
+(``isinstance`` holds, ``obj.__class__`` still answers the original class, pickling and
+``copy`` give an instance of the original class); ``type(obj)`` is the only visible change.
+
+With ``deep=True``, dicts, lists and sets nested in the object when it is wrapped are wrapped
+too (named ``name[key]``); containers stored later are stored as they are.
+
+Accesses are recorded to ``client``, or to the client automatic tracking records to (set by
+the pytest plugin for each test, `raceway.strands.enable_strands`,
+`raceway.primitives.instrument_primitives` or `raceway.shared_state.record_to`); with none,
+nothing is recorded and an access costs about one attribute read more than the original's.
+Outside any execution context nothing is recorded either, unless strands without setup are on
+(docs/auto.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import operator
+import threading
+from typing import Any, Dict, Iterator
+
+from . import _auto
+from ._recording import ABSENT, WHOLE_ITEMS, Recorder, emit
+
+__all__ = ["shared", "is_shared", "record_to", "SharedDict", "SharedList", "SharedSet"]
+
+_MISSING = object()
+
+
+class _Silent:
+    """The client of a wrapper being filled, or of one made by a library's ``type(x)(...)``:
+    records nothing."""
+
+    @staticmethod
+    def track_state_change(*_args: Any) -> None:
+        return None
+
+
+_SILENT = _Silent()
+
+
+def _off() -> Recorder:
+    return Recorder("<untracked>", _SILENT)
+
+
+def record_to(client: Any) -> Any:
+    """Makes ``client`` the one shared objects without a client of their own record to (None:
+    nobody). Returns the previous one. The pytest plugin does this for each test."""
+    return _auto.set_client(client)
+
+
+# ----------------------------------------------------------------------------------------------
+# dict
+# ----------------------------------------------------------------------------------------------
+class _LooksLikeTheOriginal:
+    """``obj.__class__`` answers the original class for `shared`'s own wrapper classes
+    (``d.__class__ is dict``); ``type(d)`` is the wrapper's. (A class of its own: a class body
+    whose methods use ``super()`` cannot define ``__class__``.)"""
+
+    __slots__ = ()
+
+    @property
+    def __class__(self) -> type:  # type: ignore[override]
+        cls = type(self)
+        return cls._raceway_base if "_raceway_wrapper" in cls.__dict__ else cls  # type: ignore[attr-defined]
+
+
+class _DictMixin(_LooksLikeTheOriginal):
+    """Recording overrides for a dict (or a dict subclass: each call goes to the next class)."""
+
+    __slots__ = ()
+    _raceway_shared = True
+    _raceway_base: type = dict
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # a library's type(d)(...): untracked
+        self._raceway_rec = _off()
+        super().__init__(*args, **kwargs)
+
+    # -- items -----------------------------------------------------------------------------
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            self._raceway_rec.read(key, ABSENT)
+            raise
+        rec = self._raceway_rec
+        emit(rec, rec.names.get(key) or rec.var(key), None, value, "Read")
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        new = not dict.__contains__(self, key)
+        super().__setitem__(key, value)
+        rec = self._raceway_rec
+        emit(rec, rec.names.get(key) or rec.var(key), None, value, "Write")
+        if new:
+            rec.write_structure(dict.__len__(self))
+
+    def __delitem__(self, key: Any) -> None:
+        rec = self._raceway_rec
+        try:
+            super().__delitem__(key)
+        except KeyError:
+            rec.read(key, ABSENT)
+            raise
+        rec.write(key, ABSENT)
+        rec.write_structure(dict.__len__(self))
+
+    def __contains__(self, key: Any) -> bool:
+        found = super().__contains__(key)
+        self._raceway_rec.read(key, dict.get(self, key, ABSENT) if found else ABSENT)
+        return found
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, _MISSING)
+        self._raceway_rec.read(key, ABSENT if value is _MISSING else value)
+        return default if value is _MISSING else value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        present = dict.__contains__(self, key)
+        value = super().setdefault(key, default)
+        rec = self._raceway_rec
+        if present:
+            _atomic(rec, key, None, value, "AtomicRead")
+        else:
+            _atomic(rec, key, ABSENT, value, "AtomicRMW")
+            rec.write_structure(dict.__len__(self))
+        return value
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = super().pop(key, _MISSING)
+        rec = self._raceway_rec
+        if value is _MISSING:
+            rec.read(key, ABSENT)
+            if default:
+                return default[0]
+            raise KeyError(key)
+        _atomic(rec, key, value, ABSENT, "AtomicRMW")
+        rec.write_structure(dict.__len__(self))
+        return value
+
+    def popitem(self) -> Any:
+        try:
+            key, value = super().popitem()
+        except KeyError:
+            self._raceway_rec.read_structure(0, atomic=True)
+            raise
+        rec = self._raceway_rec
+        _atomic(rec, key, value, ABSENT, "AtomicRMW")
+        rec.write_structure(dict.__len__(self))
+        return key, value
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > 1:
+            raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+        if args:
+            other = args[0]
+            if hasattr(other, "keys"):
+                for k in other.keys():
+                    self[k] = other[k]
+            else:
+                for k, v in other:
+                    self[k] = v
+        for k, v in kwargs.items():
+            self[k] = v
+
+    def __ior__(self, other: Any) -> Any:
+        if not isinstance(other, (dict, collections.abc.Mapping)) and not hasattr(other, "keys"):
+            try:
+                iter(other)
+            except TypeError:
+                return NotImplemented
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        rec = self._raceway_rec
+        keys = list(itertools.islice(dict.__iter__(self), WHOLE_ITEMS))
+        super().clear()
+        for k in keys:
+            rec.write(k, ABSENT)
+        rec.write_structure(0)
+
+    # -- the whole -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        n = super().__len__()
+        self._raceway_rec.read_structure(n, atomic=True)
+        return n
+
+    def __iter__(self) -> Iterator[Any]:
+        self._raceway_rec.read_structure(dict.__len__(self), atomic=False)
+        return super().__iter__()
+
+    def __reversed__(self) -> Iterator[Any]:
+        self._raceway_rec.read_structure(dict.__len__(self), atomic=False)
+        return super().__reversed__()
+
+    def keys(self) -> "collections.abc.KeysView":
+        return _KeysView(self)
+
+    def values(self) -> "collections.abc.ValuesView":
+        return _ValuesView(self)
+
+    def items(self) -> "collections.abc.ItemsView":
+        return _ItemsView(self)
+
+    def _raceway_read_all(self) -> None:
+        rec = self._raceway_rec
+        rec.read_structure(dict.__len__(self), atomic=False)
+        for k in list(itertools.islice(dict.__iter__(self), WHOLE_ITEMS)):
+            rec.read(k, dict.get(self, k, ABSENT))
+
+    def __eq__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__eq__(other)
+
+    def __ne__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__ne__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._raceway_read_all()
+        return super().__repr__()
+
+    def copy(self) -> Any:
+        self._raceway_read_all()
+        return self._raceway_original()
+
+    def __copy__(self) -> Any:
+        return self.copy()
+
+    def __or__(self, other: Any) -> Any:
+        if not isinstance(other, dict):
+            return NotImplemented
+        self._raceway_read_all()
+        return self._raceway_original() | other
+
+    def __ror__(self, other: Any) -> Any:
+        if not isinstance(other, dict):
+            return NotImplemented
+        self._raceway_read_all()
+        return other | self._raceway_original()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        self._raceway_read_all()
+        return _reduced(self._raceway_original())
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+    def _raceway_original(self) -> Any:
+        """A copy of the contents as an instance of the original class (not recorded)."""
+        return _original_dict(self, type(self)._raceway_base)
+
+
+def _original_dict(wrapper: Any, base: type) -> Any:
+    if issubclass(base, collections.OrderedDict):
+        items = list(collections.OrderedDict.items(wrapper))
+    else:
+        items = list(dict.items(wrapper))
+    if base is dict:
+        return dict(items)
+    if issubclass(base, collections.defaultdict):
+        new = base.__new__(base)
+        collections.defaultdict.__init__(new, wrapper.default_factory)
+        dict.update(new, items)
+    elif issubclass(base, collections.OrderedDict):
+        new = base.__new__(base)
+        collections.OrderedDict.__init__(new)
+        collections.OrderedDict.update(new, items)
+    else:
+        new = base.__new__(base)
+        dict.update(new, items)
+    _copy_attributes(wrapper, new)
+    return new
+
+
+def _reduced(original: Any) -> Any:
+    """Pickling (and ``copy.deepcopy``) of a wrapper: the copy of its contents as an instance
+    of the original class, handed back as it is when unpickled. The original's own pickling
+    carries it, with any protocol, and unpickling needs nothing of Raceway."""
+    return operator.itemgetter(0), ((original,),)
+
+
+def _copy_attributes(source: Any, target: Any) -> None:
+    """Instance attributes of a container subclass (its ``__dict__``), shallow."""
+    try:
+        attrs = object.__getattribute__(source, "__dict__")
+    except AttributeError:
+        return
+    target.__dict__.update(attrs)
+
+
+def _atomic(rec: Recorder, key: Any, old: Any, new: Any, access: str) -> None:
+    emit(rec, rec.var(key), old if access != "AtomicRead" else None, new, access)
+
+
+class _View:
+    """What a dict view's iteration records: the structure, then the first items."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._mapping)  # type: ignore[attr-defined]
+
+    def _raceway_keys(self) -> Iterator[Any]:
+        mapping = self._mapping  # type: ignore[attr-defined]
+        rec = mapping._raceway_rec
+        rec.read_structure(dict.__len__(mapping), atomic=False)
+        return dict.__iter__(mapping)
+
+
+class _KeysView(_View, collections.abc.KeysView):
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._raceway_keys()
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(self._mapping)
+
+    def __repr__(self) -> str:
+        return f"dict_keys({list(self)!r})"
+
+
+class _ValuesView(_View, collections.abc.ValuesView):
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        mapping = self._mapping
+        rec = mapping._raceway_rec
+        for n, key in enumerate(self._raceway_keys()):
+            value = dict.__getitem__(mapping, key)
+            if n < WHOLE_ITEMS:
+                rec.read(key, value)
+            yield value
+
+    def __reversed__(self) -> Iterator[Any]:
+        mapping = self._mapping
+        for key in reversed(mapping):
+            yield dict.__getitem__(mapping, key)
+
+    def __repr__(self) -> str:
+        return f"dict_values({list(self)!r})"
+
+
+class _ItemsView(_View, collections.abc.ItemsView):
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        mapping = self._mapping
+        rec = mapping._raceway_rec
+        for n, key in enumerate(self._raceway_keys()):
+            value = dict.__getitem__(mapping, key)
+            if n < WHOLE_ITEMS:
+                rec.read(key, value)
+            yield key, value
+
+    def __reversed__(self) -> Iterator[Any]:
+        mapping = self._mapping
+        for key in reversed(mapping):
+            yield key, dict.__getitem__(mapping, key)
+
+    def __contains__(self, item: Any) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        key, value = item
+        try:
+            found = self._mapping[key]
+        except KeyError:
+            return False
+        return found is value or found == value
+
+    def __repr__(self) -> str:
+        return f"dict_items({list(self)!r})"
+
+
+class SharedDict(_DictMixin, dict):
+    """A ``dict`` that records its reads and writes (made by `shared`)."""
+
+    __slots__ = ("_raceway_rec",)
+    _raceway_wrapper = True
+
+    # The two hottest methods without ``super()`` (the base is ``dict`` itself).
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            value = _dict_getitem(self, key)
+        except KeyError:
+            self._raceway_rec.read(key, ABSENT)
+            raise
+        rec = self._raceway_rec
+        emit(rec, rec.names.get(key) or rec.var(key), None, value, "Read")
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        new = not _dict_contains(self, key)
+        _dict_setitem(self, key, value)
+        rec = self._raceway_rec
+        emit(rec, rec.names.get(key) or rec.var(key), None, value, "Write")
+        if new:
+            rec.write_structure(_dict_len(self))
+
+
+_dict_getitem, _dict_setitem, _dict_contains, _dict_len = dict.__getitem__, dict.__setitem__, dict.__contains__, dict.__len__
+
+
+# ----------------------------------------------------------------------------------------------
+# list
+# ----------------------------------------------------------------------------------------------
+class _ListMixin(_LooksLikeTheOriginal):
+    __slots__ = ()
+    _raceway_shared = True
+    _raceway_base: type = list
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._raceway_rec = _off()
+        super().__init__(*args, **kwargs)
+
+    def _raceway_index(self, i: Any) -> Any:
+        try:
+            i = i.__index__()
+        except AttributeError:
+            return None
+        return i + list.__len__(self) if i < 0 else i
+
+    def _raceway_slice(self, s: slice, write: bool) -> None:
+        rec = self._raceway_rec
+        indexes = range(*s.indices(list.__len__(self)))
+        for i in itertools.islice(indexes, WHOLE_ITEMS):
+            if write:
+                rec.write(i, list.__getitem__(self, i) if i < list.__len__(self) else ABSENT)
+            else:
+                rec.read(i, list.__getitem__(self, i))
+
+    def __getitem__(self, i: Any) -> Any:
+        value = super().__getitem__(i)
+        rec = self._raceway_rec
+        if i.__class__ is int:
+            if i < 0:
+                i += list.__len__(self)
+            emit(rec, rec.names.get(i) or rec.var(i), None, value, "Read")
+        elif isinstance(i, slice):
+            rec.read_structure(list.__len__(self), atomic=True)
+            self._raceway_slice(i, write=False)
+        else:
+            n = self._raceway_index(i)
+            if n is not None:
+                rec.read(n, value)
+        return value
+
+    def __setitem__(self, i: Any, value: Any) -> None:
+        if isinstance(i, slice):
+            super().__setitem__(i, value)
+            self._raceway_rec.write_structure(list.__len__(self))
+            self._raceway_slice(i, write=True)
+            return
+        super().__setitem__(i, value)
+        n = self._raceway_index(i)
+        if n is not None:
+            self._raceway_rec.write(n, value)
+
+    def __delitem__(self, i: Any) -> None:
+        super().__delitem__(i)
+        self._raceway_rec.write_structure(list.__len__(self))
+
+    def _raceway_grew(self) -> None:
+        self._raceway_rec.write_structure(list.__len__(self))
+
+    def append(self, value: Any) -> None:
+        super().append(value)
+        self._raceway_grew()
+
+    def extend(self, values: Any) -> None:
+        super().extend(values)
+        self._raceway_grew()
+
+    def insert(self, i: Any, value: Any) -> None:
+        super().insert(i, value)
+        self._raceway_grew()
+
+    def pop(self, *i: Any) -> Any:
+        try:
+            value = super().pop(*i)
+        except IndexError:
+            self._raceway_rec.read_structure(list.__len__(self), atomic=True)
+            raise
+        self._raceway_grew()
+        return value
+
+    def remove(self, value: Any) -> None:
+        try:
+            super().remove(value)
+        except ValueError:
+            self._raceway_rec.read_structure(list.__len__(self), atomic=False)
+            raise
+        self._raceway_grew()
+
+    def clear(self) -> None:
+        super().clear()
+        self._raceway_grew()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._raceway_rewritten()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._raceway_rewritten()
+
+    def _raceway_rewritten(self) -> None:
+        rec = self._raceway_rec
+        rec.write_structure(list.__len__(self))
+        for i in range(min(list.__len__(self), WHOLE_ITEMS)):
+            rec.write(i, list.__getitem__(self, i))
+
+    def __iadd__(self, values: Any) -> Any:
+        super().__iadd__(values)
+        self._raceway_grew()
+        return self
+
+    def __imul__(self, n: Any) -> Any:
+        super().__imul__(n)
+        self._raceway_grew()
+        return self
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        self._raceway_rec.read_structure(n, atomic=True)
+        return n
+
+    def __iter__(self) -> Iterator[Any]:
+        self._raceway_read_all()
+        return list.__iter__(self)
+
+    def __reversed__(self) -> Iterator[Any]:
+        self._raceway_read_all()
+        return list.__reversed__(self)
+
+    def __contains__(self, value: Any) -> bool:
+        self._raceway_rec.read_structure(list.__len__(self), atomic=False)
+        return super().__contains__(value)
+
+    def index(self, *args: Any) -> int:
+        self._raceway_rec.read_structure(list.__len__(self), atomic=False)
+        return super().index(*args)
+
+    def count(self, value: Any) -> int:
+        self._raceway_rec.read_structure(list.__len__(self), atomic=False)
+        return super().count(value)
+
+    def _raceway_read_all(self) -> None:
+        rec = self._raceway_rec
+        n = list.__len__(self)
+        rec.read_structure(n, atomic=False)
+        for i in range(min(n, WHOLE_ITEMS)):
+            try:
+                rec.read(i, list.__getitem__(self, i))
+            except IndexError:  # another thread shrank it meanwhile
+                break
+
+    def __eq__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__eq__(other)
+
+    def __ne__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__ne__(other)
+
+    def __lt__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__lt__(other)
+
+    def __le__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__le__(other)
+
+    def __gt__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__gt__(other)
+
+    def __ge__(self, other: Any) -> Any:
+        self._raceway_read_all()
+        return super().__ge__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._raceway_read_all()
+        return super().__repr__()
+
+    def __add__(self, other: Any) -> Any:
+        if not isinstance(other, list):
+            return NotImplemented
+        self._raceway_read_all()
+        return self._raceway_original() + other
+
+    def __radd__(self, other: Any) -> Any:
+        if not isinstance(other, list):
+            return NotImplemented
+        self._raceway_read_all()
+        return other + self._raceway_original()
+
+    def __mul__(self, n: Any) -> Any:
+        self._raceway_read_all()
+        return self._raceway_original() * n
+
+    __rmul__ = __mul__
+
+    def copy(self) -> Any:
+        self._raceway_read_all()
+        return self._raceway_original()
+
+    def __copy__(self) -> Any:
+        return self.copy()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        self._raceway_read_all()
+        return _reduced(self._raceway_original())
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+    def _raceway_original(self) -> Any:
+        base = type(self)._raceway_base
+        items = list.copy(self)
+        if base is list:
+            return items
+        new = base.__new__(base)
+        list.extend(new, items)
+        _copy_attributes(self, new)
+        return new
+
+
+class SharedList(_ListMixin, list):
+    """A ``list`` that records its reads and writes (made by `shared`)."""
+
+    __slots__ = ("_raceway_rec",)
+    _raceway_wrapper = True
+
+
+# ----------------------------------------------------------------------------------------------
+# set
+# ----------------------------------------------------------------------------------------------
+class _SetMixin(_LooksLikeTheOriginal):
+    __slots__ = ()
+    _raceway_shared = True
+    _raceway_base: type = set
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._raceway_rec = _off()
+        super().__init__(*args, **kwargs)
+
+    def __contains__(self, value: Any) -> bool:
+        found = super().__contains__(value)
+        self._raceway_rec.read(value, found)
+        return found
+
+    def add(self, value: Any) -> None:
+        new = not set.__contains__(self, value)
+        super().add(value)
+        rec = self._raceway_rec
+        _atomic(rec, value, not new, True, "AtomicRMW")
+        if new:
+            rec.write_structure(set.__len__(self))
+
+    def discard(self, value: Any) -> None:
+        present = set.__contains__(self, value)
+        super().discard(value)
+        self._raceway_removed(value, present)
+
+    def remove(self, value: Any) -> None:
+        try:
+            super().remove(value)
+        except KeyError:
+            self._raceway_rec.read(value, False)
+            raise
+        self._raceway_removed(value, True)
+
+    def _raceway_removed(self, value: Any, present: bool) -> None:
+        rec = self._raceway_rec
+        _atomic(rec, value, present, False, "AtomicRMW")
+        if present:
+            rec.write_structure(set.__len__(self))
+
+    def pop(self) -> Any:
+        try:
+            value = super().pop()
+        except KeyError:
+            self._raceway_rec.read_structure(0, atomic=True)
+            raise
+        self._raceway_removed(value, True)
+        return value
+
+    def clear(self) -> None:
+        rec = self._raceway_rec
+        gone = list(itertools.islice(set.__iter__(self), WHOLE_ITEMS))
+        super().clear()
+        for value in gone:
+            _atomic(rec, value, True, False, "AtomicRMW")
+        rec.write_structure(0)
+
+    def update(self, *others: Any) -> None:
+        for other in others:
+            for value in other:
+                self.add(value)
+
+    def __ior__(self, other: Any) -> Any:
+        if not isinstance(other, (set, frozenset)):
+            return NotImplemented
+        self.update(other)
+        return self
+
+    def _raceway_changed(self, before: Any, others: Any) -> None:
+        """After an in-place operation: the elements whose membership changed, and the
+        structure."""
+        rec = self._raceway_rec
+        after = set.copy(self)
+        for value in itertools.islice(itertools.chain(before - after, after - before), WHOLE_ITEMS):
+            _atomic(rec, value, value in before, value in after, "AtomicRMW")
+        rec.write_structure(set.__len__(self))
+
+    def _raceway_inplace(self, name: str, *others: Any) -> Any:
+        before = set.copy(self)
+        result = getattr(super(), name)(*others)
+        self._raceway_changed(before, others)
+        return result
+
+    def intersection_update(self, *others: Any) -> None:
+        self._raceway_inplace("intersection_update", *others)
+
+    def difference_update(self, *others: Any) -> None:
+        self._raceway_inplace("difference_update", *others)
+
+    def symmetric_difference_update(self, other: Any) -> None:
+        self._raceway_inplace("symmetric_difference_update", other)
+
+    def __iand__(self, other: Any) -> Any:
+        if not isinstance(other, (set, frozenset)):
+            return NotImplemented
+        self._raceway_inplace("__iand__", other)
+        return self
+
+    def __isub__(self, other: Any) -> Any:
+        if not isinstance(other, (set, frozenset)):
+            return NotImplemented
+        self._raceway_inplace("__isub__", other)
+        return self
+
+    def __ixor__(self, other: Any) -> Any:
+        if not isinstance(other, (set, frozenset)):
+            return NotImplemented
+        self._raceway_inplace("__ixor__", other)
+        return self
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        self._raceway_rec.read_structure(n, atomic=True)
+        return n
+
+    def __iter__(self) -> Iterator[Any]:
+        self._raceway_read_all()
+        return set.__iter__(self)
+
+    def _raceway_read_all(self) -> None:
+        rec = self._raceway_rec
+        rec.read_structure(set.__len__(self), atomic=False)
+        for value in list(itertools.islice(set.__iter__(self), WHOLE_ITEMS)):
+            rec.read(value, True)
+
+    def _raceway_whole(name: str) -> Any:  # type: ignore[misc]  # noqa: N805 - a factory
+        def method(self: Any, *args: Any) -> Any:
+            self._raceway_read_all()
+            return getattr(super(type(self)._raceway_mixin, self), name)(*args)
+
+        method.__name__ = name
+        return method
+
+    for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+                  "issubset", "issuperset", "isdisjoint"):
+        locals()[_name] = _raceway_whole(_name)
+
+    def _raceway_algebra(name: str) -> Any:  # type: ignore[misc]  # noqa: N805 - a factory
+        def method(self: Any, *args: Any) -> Any:
+            self._raceway_read_all()
+            return getattr(self._raceway_original(), name)(*args)
+
+        method.__name__ = name
+        return method
+
+    for _name in ("__or__", "__and__", "__sub__", "__xor__", "__ror__", "__rand__", "__rsub__",
+                  "__rxor__", "union", "intersection", "difference", "symmetric_difference"):
+        locals()[_name] = _raceway_algebra(_name)
+    del _name, _raceway_whole, _raceway_algebra
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._raceway_read_all()
+        key = (id(self), threading.get_ident())
+        if key in _in_repr:  # the set holds (something that holds) itself
+            return f"{type(self)._raceway_base.__name__}(...)"
+        _in_repr.add(key)
+        try:
+            return repr(self._raceway_original())
+        finally:
+            _in_repr.discard(key)
+
+    def copy(self) -> Any:
+        self._raceway_read_all()
+        return self._raceway_original()
+
+    def __copy__(self) -> Any:
+        return self.copy()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        self._raceway_read_all()
+        return _reduced(self._raceway_original())
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+    def _raceway_original(self) -> Any:
+        base = type(self)._raceway_base
+        items = set.copy(self)
+        if base is set:
+            return items
+        new = base.__new__(base)
+        set.update(new, items)
+        _copy_attributes(self, new)
+        return new
+
+
+_SetMixin._raceway_mixin = _SetMixin  # type: ignore[attr-defined]
+_in_repr: set = set()
+
+
+class SharedSet(_SetMixin, set):
+    """A ``set`` that records its reads and writes (made by `shared`)."""
+
+    __slots__ = ("_raceway_rec",)
+    _raceway_wrapper = True
+
+
+# ----------------------------------------------------------------------------------------------
+# Subclasses of dict, list and set (defaultdict, OrderedDict, Counter, your own)
+# ----------------------------------------------------------------------------------------------
+_MIXINS = ((dict, _DictMixin, SharedDict), (list, _ListMixin, SharedList), (set, _SetMixin, SharedSet))
+_ALWAYS_OURS = frozenset({
+    "__getitem__", "__setitem__", "__delitem__", "__contains__", "__len__", "__iter__",
+    "__reversed__", "__init__", "__class__", "__reduce_ex__", "__reduce__", "__copy__", "copy",
+    "__hash__", "__slots__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__",
+})
+"""Recording overrides a subclass's own methods never replace (they call the subclass's)."""
+_container_classes: Dict[type, type] = {dict: SharedDict, list: SharedList, set: SharedSet}
+_classes_lock = threading.Lock()
+
+
+def _container_class(base: type) -> type:
+    found = _container_classes.get(base)
+    if found is not None:
+        return found
+    with _classes_lock:
+        found = _container_classes.get(base)
+        if found is None:
+            builtin, mixin, _ = next(m for m in _MIXINS if issubclass(base, m[0]))
+            namespace = {"__slots__": ("_raceway_rec",), "_raceway_base": base, "_raceway_wrapper": True,
+                         "__module__": base.__module__, "__qualname__": base.__qualname__}
+            # A method the subclass defines itself (Counter.update, OrderedDict.popitem...) stays
+            # the subclass's: it reaches the items through the overrides that record.
+            for attr in vars(mixin):
+                if attr in _ALWAYS_OURS or attr.startswith("_raceway"):
+                    continue
+                for klass in base.__mro__:
+                    if klass is builtin:
+                        break
+                    if attr in vars(klass):
+                        namespace[attr] = vars(klass)[attr]
+                        break
+            found = type(base.__name__, (mixin, base), namespace)
+            _container_classes[base] = found
+    return found
+
+
+def _fill(wrapper: Any, obj: Any) -> None:
+    if isinstance(obj, dict):
+        if isinstance(obj, collections.defaultdict):
+            wrapper.default_factory = obj.default_factory
+        if isinstance(obj, collections.OrderedDict):
+            collections.OrderedDict.__init__(wrapper)
+            collections.OrderedDict.update(wrapper, list(collections.OrderedDict.items(obj)))
+        else:
+            dict.update(wrapper, dict.items(obj))
+    elif isinstance(obj, list):
+        list.extend(wrapper, list.__iter__(obj))
+    else:
+        set.update(wrapper, set.__iter__(obj))
+    _copy_attributes(obj, wrapper)
+
+
+def _wrap_container(obj: Any, name: str, client: Any, deep: bool) -> Any:
+    cls = _container_class(type(obj))
+    wrapper = cls.__new__(cls)
+    wrapper._raceway_rec = _off()
+    _fill(wrapper, obj)
+    if deep:
+        _wrap_nested(wrapper, name, client)
+    wrapper._raceway_rec = Recorder(name, client)
+    return wrapper
+
+
+def _wrap_nested(wrapper: Any, name: str, client: Any) -> None:
+    rec = Recorder(name, client)
+    if isinstance(wrapper, dict):
+        for key, value in list(dict.items(wrapper)):
+            if _wrappable(value):
+                dict.__setitem__(wrapper, key, _wrap_container(value, rec.var(key), client, True))
+    elif isinstance(wrapper, list):
+        for i, value in enumerate(list.copy(wrapper)):
+            if _wrappable(value):
+                list.__setitem__(wrapper, i, _wrap_container(value, rec.var(i), client, True))
+
+
+def _wrappable(value: Any) -> bool:
+    return isinstance(value, (dict, list, set)) and not getattr(type(value), "_raceway_shared", False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------
+def shared(obj: Any, name: str, *, client: Any = None, deep: bool = False) -> Any:
+    """``obj``, tracked: every read and write of its items (a dict, list or set, or a
+    subclass of one) or of its attributes (any other object) is recorded as a ``StateChange``
+    of ``name[key]`` / ``name.attr`` (see the module's documentation).
+
+    A dict, list or set comes back as a new object holding ``obj``'s contents: use it in
+    place of ``obj``. Any other object is tracked in place and returned. ``client``: where the
+    accesses are recorded (default: the client automatic tracking records to, looked up at each
+    access). ``deep``: wrap the dicts, lists and sets nested in a container too.
+
+    Raises ``TypeError`` for immutable values (nothing to track) and for objects whose class
+    cannot be tracked in place (instances of C types other than dict, list and set, classes
+    with a custom metaclass or ``__init_subclass__``): track those by hand
+    (``track_state_change``) or through `raceway.attributes`."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"shared() needs a non-empty str name, got {name!r}")
+    if is_shared(obj):
+        return obj
+    if isinstance(obj, (dict, list, set)):
+        return _wrap_container(obj, name, client, deep)
+    from ._shared_object import share_object
+
+    return share_object(obj, name, client)
+
+
+def is_shared(obj: Any) -> bool:
+    """Whether ``obj`` is tracked by `shared`."""
+    return bool(getattr(type(obj), "_raceway_shared", False))
