@@ -63,6 +63,9 @@ class Limits:
 
 LIMITS = Limits()
 
+OBSERVE_FUEL_FACTOR = 4
+"""`CoreInstance.observe`'s budget, in multiples of the size-based one (`Limits`)."""
+
 RACES_FUEL = 2_000_000_000
 """Fuel for `CoreInstance.races`: its answer can be megabytes (900 races with two accesses,
 four-frame stacks and values measured 1.3 MB for 50M fuel, ~40 per byte; `max_races` 1,000 with
@@ -133,7 +136,7 @@ def _cache_path(wasm: bytes) -> Path:
     # A checksum, not a cryptographic hash: the cache is the user's own directory (whoever can
     # write there can already run code as the user), and hashlib costs milliseconds to import.
     key = f"{zlib.crc32(wasm):08x}{len(wasm):x}"
-    return cache_dir() / f"core-{key}-wasmtime-{_wasmtime_identity()}-fuel.bin"
+    return cache_dir() / f"core-{key}-wasmtime-{_wasmtime_identity()}-fuel-explicit-traps.bin"
 
 
 def _wasmtime_identity() -> str:
@@ -162,6 +165,11 @@ class Runtime:
     def __init__(self, wasm: Optional[bytes] = None, use_cache: bool = True):
         config = wasmtime.Config()
         config.consume_fuel = True  # the bound on how long one call may run
+        # Traps are explicit checks in the compiled code, not signal handlers: a process that
+        # installs its own handlers later (`faulthandler.enable()`, pytest's faulthandler, a
+        # crash reporter) would otherwise turn a trapping core from a contained error into a
+        # crash of the application (SIGILL/SIGSEGV). Costs bounds checks on memory accesses.
+        config.signals_based_traps = False
         self.engine = Engine(config)
         wasm = wasm if wasm is not None else wasm_bytes()
         self.component, self.from_cache = self._load(wasm, use_cache)
@@ -397,7 +405,10 @@ class CoreInstance:
     def observe(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
         """Feeds a batch to the detector; with ``max_events_per_body`` > 0 also encodes it, and
         answers as `encode_batch` does (``bodies`` empty when 0)."""
-        return self._bodies(self._call("observe", records, max_events_per_body))
+        # Detection does more per character than encoding (clocks, and now and then a sweep
+        # that releases old strands or variables): four times the encoder's budget.
+        fuel = OBSERVE_FUEL_FACTOR * self._fuel((records,))
+        return self._bodies(self._call("observe", records, max_events_per_body, fuel=fuel))
 
     def races(self) -> "FindingsJSON":
         """The detector's findings so far (`raceway._findings.FindingsJSON`). The answer's size

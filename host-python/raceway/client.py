@@ -100,7 +100,8 @@ class RacewayClient:
         self._disabled = False
         self._disable_lock = threading.Lock()
         self._fork_held: list = []
-        self._stack_depth = self.config.race_stack_frames
+        wanted = self.config.detect_races or self.settings.events_file is not None
+        self._stack_depth = self.config.race_stack_frames if wanted else 0
         self._suppressions: Any = None
         self._sink: Any = None
         self._reported = False

@@ -60,10 +60,12 @@ class Config:
     detect_races: bool = True
     """Run the race detector in this process on everything recorded, with or without an
     endpoint. Off, the SDK only records and sends."""
-    race_stack_frames: int = 4
+    race_stack_frames: int = 2
     """Frames of the caller's stack kept with each ``track_state_change`` for race reports
-    (the access's own frame included); 1 keeps the location alone, 0 none. Each frame costs
-    ~0.05-0.1 µs on the application thread (benchmarks/RESULTS.md)."""
+    (the access's own frame included); 1 keeps the location alone, 0 none. The first frame
+    costs ~0.5 µs on the application thread and each further one ~0.25 µs, and every frame
+    is carried to the core (benchmarks/RESULTS.md, "Race detector"). None are taken when
+    nothing would read them (``detect_races=False`` and no ``events_file``)."""
     report_races_at_shutdown: bool = True
     """Log the race report (`RacewayClient.race_report`) at WARNING on the ``raceway`` logger
     at ``shutdown()`` when races were found."""

@@ -82,6 +82,11 @@ impl Clock {
         other.0.iter().any(|&(s, n)| n > 0 && !except.contains(&s) && self.get(s) < n)
     }
 
+    /// Keeps the entries whose strand `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(StrandId) -> bool) {
+        self.0.retain(|&(s, _)| keep(s));
+    }
+
     /// Drops `strand`'s entry (a retired strand: see `strands.rs`).
     pub fn remove(&mut self, strand: StrandId) {
         if let Ok(i) = self.0.binary_search_by_key(&strand, |&(s, _)| s) {

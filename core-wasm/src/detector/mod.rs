@@ -42,9 +42,11 @@ pub const HAPPENS_AFTER: &str = "raceway:happens-after";
 pub struct Options {
     /// Distinct races kept; more are counted in `races_dropped`.
     pub max_races: usize,
-    /// Strands whose clocks are kept; past it the least recently active quarter is released.
+    /// Strands whose clocks are kept; past it the least recently active quarter is released
+    /// and forgotten (their accesses count as ordered before everything). Clocks are never
+    /// longer than this, however many strands ran.
     pub max_strands: usize,
-    /// Variables tracked; past it the least recently accessed half is forgotten.
+    /// Variables tracked; past it the least recently accessed eighth is forgotten.
     pub max_variables: usize,
     /// Unordered reads kept per variable since its last write (and pending reads for the
     /// lost-update rule); past it the oldest is forgotten.
@@ -55,7 +57,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_races: 1000, max_strands: 16_384, max_variables: 100_000, max_readers: 64, max_value_bytes: 256 }
+        Options { max_races: 1000, max_strands: 128, max_variables: 100_000, max_readers: 64, max_value_bytes: 256 }
     }
 }
 
@@ -83,6 +85,8 @@ pub struct Detector {
     /// Lock sets of the current batch's states, by state index.
     lock_sets: HashMap<usize, Rc<[Box<str>]>>,
     found: Vec<Finding>,
+    /// `strands.evictions` when the lock and annotation clocks were last pruned.
+    pruned_at: u64,
 }
 
 impl Default for Detector {
@@ -106,6 +110,7 @@ impl Detector {
             service: Rc::from(""),
             lock_sets: HashMap::new(),
             found: Vec::new(),
+            pruned_at: 0,
             options,
         }
     }
@@ -124,6 +129,12 @@ impl Detector {
         self.events += 1;
         let now = self.events;
         let me = self.strands.enter(e, self.batch, now, &self.service);
+        if self.strands.evictions != self.pruned_at {
+            self.pruned_at = self.strands.evictions;
+            for clock in self.locks.values_mut().chain(self.syncs.values_mut()) {
+                self.strands.prune(clock);
+            }
+        }
         match e.kind {
             Kind::StateChange { variable, old_value, new_value, location, access_type, stack } => {
                 self.accesses += 1;

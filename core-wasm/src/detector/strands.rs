@@ -102,6 +102,9 @@ pub struct Strands {
     spawns: HashMap<u128, Clock>,
     spawn_order: VecDeque<u128>,
     pub max_strands: usize,
+    /// How many times strands were released: the detector prunes its other clocks (locks,
+    /// annotations) when this moves.
+    pub evictions: u64,
 }
 
 impl Strands {
@@ -116,6 +119,7 @@ impl Strands {
             spawns: HashMap::new(),
             spawn_order: VecDeque::new(),
             max_strands: max_strands.max(16),
+            evictions: 0,
         }
     }
 
@@ -275,14 +279,25 @@ impl Strands {
         if depth >= MAX_RETIREMENT_DEPTH {
             return false;
         }
-        self.retired.get(&strand).is_some_and(|list| {
+        let retired = self.retired.get(&strand).is_some_and(|list| {
             list.iter().any(|r| counter <= r.last && self.knows_at(clock, r.joiner, r.at, depth + 1))
-        })
+        });
+        // A strand the detector has released (`evict_if_full`) is forgotten: its accesses count
+        // as ordered before everything, so clocks need not carry it (a race with it is
+        // missed, never invented).
+        retired || !self.live.contains_key(&strand)
     }
 
-    /// Over `max_strands` live strands, the least recently active quarter is released. A
-    /// released strand that records again starts from its inherited clock: what it had learned
-    /// from locks and joins is forgotten, which can only make later accesses look unordered.
+    /// Keeps only live strands' entries in `clock` (after an eviction; see `knows_at`).
+    pub fn prune(&self, clock: &mut Clock) {
+        clock.retain(|s| self.live.contains_key(&s));
+    }
+
+    /// Over `max_strands` live strands, the least recently active quarter is released and
+    /// forgotten: its accesses count as ordered before everything (`knows_at`), and every
+    /// clock drops it. A released strand that records again starts afresh from its inherited
+    /// clock: what it had learned from locks and joins is forgotten, so its later accesses
+    /// may look unordered with accesses of strands still live.
     fn evict_if_full(&mut self) {
         if self.live.len() < self.max_strands {
             return;
@@ -301,5 +316,22 @@ impl Strands {
         if self.ids.len() > 4 * self.max_strands {
             self.ids.retain(|_, id| live.contains_key(id));
         }
+        // Clocks drop the released strands (they are known to everything from now on), so
+        // that no clock is longer than the live strands, however many strands ever ran.
+        let ids: Vec<StrandId> = self.live.keys().copied().collect();
+        for id in ids {
+            let mut strand = self.live.remove(&id).expect("listed above");
+            self.prune(&mut strand.clock);
+            strand.clock.raise(id, strand.seq);
+            for (_, past) in strand.history.iter_mut() {
+                self.prune(past);
+            }
+            self.live.insert(id, strand);
+        }
+        let live = &self.live;
+        for clock in self.spawns.values_mut() {
+            clock.retain(|s| live.contains_key(&s));
+        }
+        self.evictions += 1;
     }
 }

@@ -121,15 +121,16 @@ impl Variables {
         }
     }
 
-    /// Over `max_variables`, the least recently accessed half is forgotten (races on them
-    /// with accesses from before are then missed, never invented).
+    /// Over `max_variables`, the least recently accessed eighth is forgotten (races on them
+    /// with accesses from before are then missed, never invented). An eighth, not more: the
+    /// sweep runs inside one core call, whose work is bounded (the host's fuel).
     fn evict_if_full(&mut self) {
         if self.vars.len() < self.max_variables {
             return;
         }
         let mut ages: Vec<u64> = self.vars.values().map(|v| v.last_pos).collect();
-        let half = ages.len() / 2;
-        let (_, &mut threshold, _) = ages.select_nth_unstable(half);
+        let eighth = ages.len() / 8;
+        let (_, &mut threshold, _) = ages.select_nth_unstable(eighth);
         self.vars.retain(|_, v| v.last_pos > threshold);
     }
 }
