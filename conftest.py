@@ -34,6 +34,14 @@ def assert_valid_batch(batch: object) -> None:
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
 
 
+@pytest.fixture(autouse=True)
+def _own_spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets a spool directory of its own (``RACEWAY_SPOOL_DIR``, inherited by the
+    processes it starts): a test's spooled events never reach another test's collector, and
+    nothing is written to the user's cache directory (docs/delivery.md)."""
+    monkeypatch.setenv("RACEWAY_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
 @pytest.fixture
 def collector() -> Iterator[CollectorServer]:
     with CollectorServer() as server:

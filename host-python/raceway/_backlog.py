@@ -28,32 +28,52 @@ def split_budget(max_events: int) -> Tuple[int, int]:
 
 class Backlog:
     """Request bodies not yet delivered, oldest first. Only the flusher thread changes it;
-    ``events`` may be read from any thread (an int, replaced whole)."""
+    ``events`` may be read from any thread (an int, replaced whole).
+
+    A body is this process's own (``source`` None) or one read back from the spool
+    (``source`` is ``(claim, index)``): ``events`` counts the first kind, the events taken out
+    of the record log, and ``spool_events`` the second, which belong to no count of this
+    process until they are delivered."""
 
     def __init__(self) -> None:
-        self._bodies: Deque[List] = deque()  # [body, events, attempts]
+        self._bodies: Deque[List] = deque()  # [body, events, attempts, source]
         self.events = 0
+        self.spool_events = 0
 
     def __len__(self) -> int:
         return len(self._bodies)
 
-    def push(self, body: str, events: int) -> None:
-        self._bodies.append([body, events, 0])
-        self.events += events
+    def push(self, body: "bytes | str", events: int, source: Optional[Tuple] = None) -> None:
+        self._bodies.append([body, events, 0, source])
+        if source is None:
+            self.events += events
+        else:
+            self.spool_events += events
 
     def head(self) -> Optional[List]:
-        """``[body, events, attempts]`` of the oldest body, or None."""
+        """``[body, events, attempts, source]`` of the oldest body, or None."""
         return self._bodies[0] if self._bodies else None
 
     def pop(self) -> int:
         """Removes the oldest body; returns its event count."""
-        _body, events, _attempts = self._bodies.popleft()
-        self.events -= events
+        _body, events, _attempts, source = self._bodies.popleft()
+        if source is None:
+            self.events -= events
+        else:
+            self.spool_events -= events
         return events
 
+    def take_own(self) -> List[Tuple["bytes | str", int]]:
+        """Removes and returns this process's bodies ``(body, events)``, oldest first; bodies
+        from the spool are let go (they are still in their spool file)."""
+        own = [(b[0], b[1]) for b in self._bodies if b[3] is None]
+        self._bodies.clear()
+        self.events = self.spool_events = 0
+        return own
+
     def clear(self) -> int:
-        """Removes everything; returns how many events that was."""
+        """Removes everything; returns how many of this process's events that was."""
         events = self.events
         self._bodies.clear()
-        self.events = 0
+        self.events = self.spool_events = 0
         return events

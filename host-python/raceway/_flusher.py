@@ -1,28 +1,36 @@
 """The background worker: drains the record log, has the core encode it, delivers the bodies.
 
 It wakes every ``flush_interval`` seconds, when the log reaches ``batch_size`` records, and on
-`flush()`. One thread, so the core's pipeline instance and the HTTP connection are never shared,
-and sending never happens on an application thread.
+`flush()`. One thread owns the core's pipeline instance and the backlog; requests go out on
+a second one (`_transport.Sender`) so that a shutdown never waits past its budget for an
+answer. Sending never happens on an application thread.
 
 Delivery policy (docs/delivery.md):
 
+- A spool left by an earlier client with the same endpoint is delivered first, body by body,
+  each one journaled once delivered (`_spool.py`).
 - Records are taken from the log one chunk at a time, and only when nothing taken earlier is
   still undelivered: at most one chunk of events is ever held outside the log (see
   ``_backlog.py`` for why that bounds memory).
-- Bodies go out oldest first. urllib3 retries each send (`_transport.RetryPolicy`). A body that
-  still cannot be delivered (connection refused, timeouts, 429, 5xx) or that the server
-  answers with 206 (its queue is full) stays at the head of the backlog and is sent again
-  after a backoff that grows while the outage lasts. Meanwhile the log keeps filling; at its
-  limit it drops its oldest records, and those drops are counted. Once the log has dropped
-  records, the backlog holds the oldest events of all: before the next attempt it is dropped
-  too (counted) and the next chunk is taken from the log instead, so what survives a long
-  outage is the most recent events, not the first chunk plus the most recent.
+- Bodies go out oldest first. A 206 (the server's ingest queue is full) is back-pressure, not
+  failure: the body is sent again once the pacer (`_transport.Pacer`, AIMD on the rate) allows,
+  and the pacer keeps later bodies to what the server takes. A body that cannot be delivered
+  (connection refused, timeouts, 429, 5xx, after the transport's own repeats) stays at the
+  head of the backlog and is sent again after a backoff that grows while the outage lasts.
+  Meanwhile the log keeps filling; at its limit it drops its oldest records, and those drops
+  are counted. Once the log has dropped records, the backlog holds the oldest events of all:
+  before the next attempt it is dropped too (counted) and the next chunk is taken from the
+  log instead.
 - A body the server refuses (a 4xx other than 429) cannot succeed later: it is dropped,
   counted as failed, and logged at ERROR with the server's reason.
-- On `stop`, it delivers what is left, retrying until the deadline (one last attempt without
-  one); what still cannot be delivered is counted as failed and logged.
+- On `stop`, it delivers what is left within a budget: until the deadline, and (for the
+  default budget) only while delivery makes progress: it gives up once the server has taken
+  nothing for ``stall`` seconds. Attempts then follow the short shutdown schedule
+  (`RetryPolicy.final`), each request bounded by the time left. What is still undelivered
+  when it gives up is written to the spool (or, without one, counted as failed) and logged
+  once with the reason.
 - If the core fails (a trap), the client is told (``on_fatal``; it logs and turns itself off)
-  and what was held is counted as failed.
+  and what was held is spooled or counted as failed.
 """
 
 from __future__ import annotations
@@ -37,13 +45,21 @@ from . import _records
 from ._backlog import CHUNK, Backlog
 from ._core import CoreError, CoreInstance, CoreTrap
 from ._sink import EventsFile
+from ._spool import Claim, Spool, SpoolError
 from ._stats import Stats
-from ._transport import FLUSHER_THREAD, Outcome, Result, Transport
+from ._transport import FLUSHER_THREAD, Outcome, Pacer, Result, Sender, Transport
 
 log = logging.getLogger("raceway")
 
 REPEAT_LOG_SECONDS = 60.0
 """A recurring problem (refused bodies, a full queue) is logged at most this often."""
+SPOOL_SECONDS_PER_EVENT = 5e-6
+"""Time kept back from a shutdown budget, per event held, to encode and spool what is left
+(measured: ~2-3 µs per event to encode and write; doubled)."""
+SPOOL_SECONDS_BASE = 0.05
+POLL = 0.05
+"""How often the worker looks up from a request in flight (a stop, the end of the budget)."""
+
 
 class _Waiter:
     """One `flush()` call waiting for the worker."""
@@ -74,6 +90,7 @@ class Flusher:
         detect: bool = False,
         sink: Optional[EventsFile] = None,
         process: Optional[Dict[str, Any]] = None,
+        spool: Optional[Spool] = None,
     ):
         self.queue = queue
         self.core = core
@@ -90,13 +107,20 @@ class Flusher:
         self.sink = sink
         """Where each batch is also written (``Config.events_file``), with ``process``."""
         self.process = process or {}
+        self.spool = spool if transport is not None else None
+        """Where undeliverable bodies go at the end, and where an earlier client's wait."""
         self.backlog = Backlog()
         self.backoff = transport.policy.schedule() if transport is not None else None
+        self.final_backoff = transport.policy.final().schedule() if transport is not None else None
+        self.pacer = Pacer()
+        self.sender = Sender(transport) if transport is not None else None
         self.wake = threading.Event()
         """Set by the hot path (the log reached a batch), `flush` and `stop`."""
         self._halt = threading.Event()  # set by `stop`: ends a backoff early
         self._stopping = False
+        self._stop_started = 0.0
         self._deadline: Optional[float] = None
+        self._stall: Optional[float] = None
         self._stop_reason: Optional[str] = "the client shut down"
         self._finished = False  # the thread has ended (or will, having settled everything)
         self._delivered_all = False
@@ -106,6 +130,11 @@ class Flusher:
         self._taken = 0  # events out of the log and not settled (being encoded, or in the backlog)
         self._retry_at = 0.0
         self._outage: Optional[str] = None
+        self._last_progress = time.monotonic()
+        self._in_flight: Optional[str] = None  # why the last request was abandoned
+        self._claim: Optional[Claim] = None
+        self._claim_items: Any = None
+        self._spool_scanned = self.spool is None
         self._logged: set = set()
         self._last_logged: Dict[str, float] = {}
         self._suppressed: Dict[str, int] = {}
@@ -150,22 +179,25 @@ class Flusher:
                         self._waiters[:0] = waiters
                 self._note_drops()
                 if self._stopping:
-                    if ok and not self.queue and not self.backlog:
+                    if ok and not self.queue and not self.backlog and self._claim is None:
                         self._delivered_all = True
                         return
                     if not ok and self._out_of_time():
                         self._give_up(self._stop_reason)
                         return
         except CoreTrap as e:
-            self._give_up(None)
+            self._give_up(None, trapped=True)
             if self.on_fatal is not None:
                 self.on_fatal(e)
         finally:
+            self._release_claim()
             self._close_waiters()
+            if self.sender is not None:
+                self.sender.close()
 
     def _pause(self, last_ok: bool) -> None:
-        """Waits for work: a wake-up or the interval; after a failed delivery, the backoff
-        (cut short by `stop`, and never past the stop deadline)."""
+        """Waits for work: a wake-up or the interval; after a deferred delivery, until the
+        retry (cut short by `stop`, and never past the point where the budget ends)."""
         if last_ok and not self.backlog:
             if not self._stopping:
                 self.wake.wait(self.interval)
@@ -173,14 +205,27 @@ class Flusher:
             return
         delay = self._retry_at - time.monotonic()
         if self._stopping:
-            delay = min(delay, self._deadline - time.monotonic())  # type: ignore[operator]
+            delay = min(delay, self._give_up_at() - time.monotonic())
             if delay > 0:
                 time.sleep(delay)
         elif delay > 0:
             self._halt.wait(delay)
 
+    def _give_up_at(self) -> float:
+        """When a stopping worker stops trying: the deadline, or (with a stall limit) that long
+        after the server last took something, less the time kept to spool what is left."""
+        end = self._deadline if self._deadline is not None else float("inf")
+        if self._stall is not None:
+            end = min(end, max(self._stop_started, self._last_progress) + self._stall)
+        return end - self._reserve()
+
+    def _reserve(self) -> float:
+        held = len(self.queue) + self._taken
+        budget = (self._deadline or 0.0) - self._stop_started
+        return min(max(0.0, budget) / 4, SPOOL_SECONDS_BASE + SPOOL_SECONDS_PER_EVENT * held)
+
     def _out_of_time(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
+        return self._stopping and time.monotonic() >= self._give_up_at()
 
     def _cycle_safely(self) -> bool:
         try:
@@ -198,14 +243,20 @@ class Flusher:
             return not self.backlog
 
     def _cycle(self) -> bool:
-        """Delivers the backlog, then the records that were in the log when the cycle began,
-        one chunk at a time. False as soon as a delivery fails (the rest waits for the retry)."""
+        """Delivers the backlog, then what waits in the spool, then the records that were in
+        the log when the cycle began, one chunk at a time. False as soon as a delivery is
+        deferred (the rest waits for the retry)."""
         if self.backlog:
             self._drop_stale_backlog()
             if self.backlog and not self._deliver():
                 return False
+        while self._load_spool():
+            if not self._deliver():
+                return False
         remaining = len(self.queue)
         while remaining > 0:
+            if self._stopping and self._out_of_time():
+                return False
             records = self._take(min(remaining, self.chunk))
             if not records:
                 break
@@ -218,7 +269,7 @@ class Flusher:
     def _drop_stale_backlog(self) -> None:
         """If the log dropped records since the backlog was taken, the backlog is older than
         anything dropped: the oldest go first, so it goes (counted) and a newer chunk is tried."""
-        if self.log_drops is not None and self.log_drops() > self._drops_at_take:
+        if self.backlog.events and self.log_drops is not None and self.log_drops() > self._drops_at_take:
             n = self.backlog.clear()
             self._settle(n, dropped=n)
 
@@ -234,6 +285,74 @@ class Flusher:
         except IndexError:  # cleared meanwhile (fork, shutdown of a disabled client)
             self._taken -= n - len(records)
         return records
+
+    # ------------------------------------------------------------------------------------------
+    # The spool of earlier clients
+    # ------------------------------------------------------------------------------------------
+    def _load_spool(self) -> bool:
+        """Puts up to a chunk of events from the spool into the (empty) backlog. False when
+        the spool has nothing (more) to send."""
+        if self.spool is None or self.backlog:
+            return False
+        while True:
+            if self._claim is None:
+                if self._spool_scanned:
+                    return False
+                self._claim = self.spool.claim_next()
+                self._report_spool()
+                if self._claim is None:
+                    self._spool_scanned = True
+                    return False
+                self._claim_items = self._claim.items()
+                log.info("raceway: sending %d events left in the spool by an earlier client (%s)",
+                         self._claim.events, self._claim.path)
+            loaded = 0
+            try:
+                for index, n, body in self._claim_items:
+                    self.backlog.push(body, n, (self._claim, index))
+                    loaded += n
+                    if loaded >= self.chunk:
+                        break
+            except OSError as e:
+                self.spool.problem = f"cannot read the spool file {self._claim.path}: {e}"
+                self._report_spool()
+                self._release_claim()
+                self._spool_scanned = True
+                return bool(self.backlog)
+            if loaded:
+                return True
+            if self._claim.finished:
+                self._claim.finish()
+            else:
+                self._claim.release()
+            self._claim = self._claim_items = None
+
+    def _release_claim(self) -> None:
+        """Gives the spool file being delivered back, for the next client (what was delivered
+        is in its journal)."""
+        claim, self._claim, self._claim_items = self._claim, None, None
+        if claim is None:
+            return
+        try:
+            claim.release()
+        except Exception:  # pragma: no cover - a rename; never fail the worker for it
+            pass
+        if not claim.finished:
+            log.warning(
+                "raceway: %d of %d bodies left in the spool by an earlier client were not delivered; they stay "
+                "in %s for the next client with this endpoint", claim.bodies - len(claim.done), claim.bodies,
+                self.spool.path if self.spool is not None else "the spool",
+            )
+
+    def _report_spool(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        while spool.bad:
+            log.error("raceway: skipped an unreadable spool file, kept as %s", spool.bad.pop(0))
+        if spool.problem:
+            self._log_once("spool", "raceway: the spool cannot be used: %s", spool.problem)
+            spool.problem = None
 
     # ------------------------------------------------------------------------------------------
     # Encoding
@@ -296,40 +415,117 @@ class Flusher:
     # Delivery
     # ------------------------------------------------------------------------------------------
     def _deliver(self) -> bool:
-        """Sends the backlog, oldest first. False (with the next attempt scheduled) when a body
-        cannot be delivered now."""
+        """Sends the backlog, oldest first, as fast as the pacer allows. False (with the next
+        attempt scheduled) when a body cannot be delivered now."""
         while self.transport is not None:
             head = self.backlog.head()
             if head is None:
                 return True
-            body, n, attempts = head
-            result = self.transport.send(body)  # type: ignore[union-attr]
+            now = time.monotonic()
+            wait = self.pacer.delay(now)
+            if wait > 0:
+                self._retry_at = now + wait
+                return False
+            body, n, attempts, source = head
+            self.pacer.before_send(n, now)
+            result = self._send(body)
+            if result is None:  # the budget ended with the request unanswered
+                return False
             repeats = result.retries + (1 if attempts else 0)
             head[2] = attempts + 1 + result.retries
             if repeats:
                 self.stats.add(retried=n * repeats)
+            if source is not None:
+                source[0].touch()
             if result.outcome is Outcome.SENT:
-                self._settle(self.backlog.pop(), sent=n)
+                self._done(source, n, "sent")
+                self._progress()
+                self.pacer.accepted(n, time.monotonic())
                 self._recovered()
             elif result.outcome is Outcome.REJECTED:
-                self._settle(self.backlog.pop(), failed=n)
+                self._done(source, n, "failed")
                 self._log_repeating(
                     f"rejected-{result.status}", "raceway: the server refused %d events; they are dropped: %s",
                     n, result.reason,
                 )
+            elif result.outcome is Outcome.BACKPRESSURE:
+                self._backpressure(result, n)
+                return False
             else:
                 self._failed(result)
                 return False
         return True
 
+    def _done(self, source: Optional[tuple], n: int, how: str) -> None:
+        """Settles the head body: this process's events are ``sent`` or ``failed``; a spooled
+        body is journaled and counted as ``spool_sent`` or ``spool_failed``."""
+        self.backlog.pop()
+        if source is None:
+            self._settle(n, **{how: n})
+            return
+        claim, index = source
+        self.stats.add(**{f"spool_{how}": n})
+        try:
+            claim.mark_done(index)
+        except OSError as e:
+            self.spool.problem = f"cannot write the spool journal {claim.journal_path}: {e}"  # type: ignore[union-attr]
+            self._report_spool()
+
+    def _send(self, body: "bytes | str") -> Optional[Result]:
+        """One send on the sender thread. Running: the transport's own repeats, their waits cut
+        short by `stop`. Stopping: one request, bounded by the time left. None when the budget
+        ends first (the request is abandoned: the body stays in the backlog and is spooled)."""
+        assert self.sender is not None and self.transport is not None
+        if self._stopping:
+            left = self._give_up_at() - time.monotonic()
+            if left <= 0.01:
+                self._in_flight = None
+                return None
+            job = self.sender.submit(body, timeout=min(self.transport.timeout, left), retries=0)
+        else:
+            job = self.sender.submit(body, cancel=self._halt)
+        started = time.monotonic()
+        done = job[3]
+        while not done.wait(POLL):
+            if self._out_of_time():
+                self._in_flight = (
+                    f"no answer from the server; a request had waited {time.monotonic() - started:.1f} s "
+                    f"(timeout {self.transport.timeout:g} s)"
+                )
+                return None
+        return job[2]
+
+    def _progress(self) -> None:
+        self._last_progress = time.monotonic()
+
+    def _backpressure(self, result: Result, n: int) -> None:
+        """A 206: the server's queue was full for part of the body. The body is sent again
+        (the server does not say which events it took; those it did arrive twice, and the
+        server stores an event once per id): counted in ``duplicated``. The pacer slows
+        down; no failure, no growing backoff."""
+        now = time.monotonic()
+        taken = result.accepted or 0
+        if taken:
+            self.stats.add(duplicated=min(taken, n))
+            self._progress()
+        self.pacer.backpressure(n, taken, now)
+        self._retry_at = now + self.pacer.delay(now)
+        self._log_repeating(
+            "backpressure", "raceway: the server's ingest queue is full (206); sending at the rate it takes "
+            "(now ~%d events/s)", int(self.pacer.rate or 0), level=logging.INFO,
+        )
+
     def _failed(self, result: Result) -> None:
-        delay = self.backoff.next_delay()  # type: ignore[union-attr]
+        schedule = self.final_backoff if self._stopping else self.backoff
+        delay = schedule.next_delay()  # type: ignore[union-attr]
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
         self._retry_at = time.monotonic() + delay
         if self._outage is None:
             log.warning(
                 "raceway: cannot deliver events (%s); keeping %d of them and retrying "
                 "(up to the queue limit; beyond it the oldest are dropped and counted)",
-                result.reason, self.backlog.events,
+                result.reason, self.backlog.events + self.backlog.spool_events,
             )
         else:
             log.debug("raceway: delivery still failing (%s); next attempt in %.2fs", result.reason, delay)
@@ -340,19 +536,82 @@ class Flusher:
             log.info("raceway: delivering again after an outage (%s)", self._outage)
             self._outage = None
             self.backoff.reset()  # type: ignore[union-attr]
+            self.final_backoff.reset()  # type: ignore[union-attr]
 
-    def _give_up(self, why: Optional[str]) -> None:
-        """Counts everything still held (and still in the log) as failed, and ends."""
+    def _give_up(self, why: Optional[str], trapped: bool = False) -> None:
+        """The budget is spent: everything still held, and still in the log, goes to the spool
+        (encoded first), or is counted as failed; one log line says how many and why."""
+        self._release_claim()
+        reason = self._in_flight or self._outage or ("the server's queue stayed full" if self.pacer.rate else None)
+        own = self.backlog.take_own()
+        spooled = failed = 0
+        problem: Optional[str] = None
+        writer = None
+        if self.spool is not None and (own or self.queue):
+            try:
+                writer = self.spool.writer()
+            except SpoolError as e:
+                problem = str(e)
+
+        def put(bodies: list) -> None:
+            nonlocal spooled, failed, writer, problem
+            for body, n in bodies:
+                if writer is not None:
+                    try:
+                        if writer.add(body, n):
+                            spooled += n
+                            continue
+                        problem = f"the spool is full ({self.spool.max_bytes} bytes; Config.spool_max_bytes)"  # type: ignore[union-attr]
+                    except SpoolError as e:
+                        problem = str(e)
+                        writer.abort()
+                        failed += spooled
+                        spooled = 0
+                        writer = None
+                failed += n
+
+        put(own)
+        while self.queue and not trapped and writer is not None:
+            records = self._take(min(len(self.queue), self.chunk))
+            if not records:
+                break
+            try:
+                self._encode(records)
+            except CoreTrap:
+                trapped = True
+            put(self.backlog.take_own())
         queued = len(self.queue)
         self.queue.clear()
+        if writer is not None:
+            try:
+                path = writer.commit()
+            except SpoolError as e:
+                problem, path = str(e), None
+                failed += spooled
+                spooled = 0
         held, self._taken = self._taken, 0
-        self.backlog.clear()
-        self.stats.add(recorded=queued, failed=queued + held)
-        if why is not None and queued + held:
-            log.error(
-                "raceway: %d events could not be delivered before %s (%s)",
-                queued + held, why, self._outage or "no reason recorded",
+        failed += queued + max(0, held - spooled - failed)
+        counts = {"recorded": queued, "failed": failed, "spooled": spooled}
+        self.stats.add(**counts)
+        if spooled:
+            log.warning(
+                "raceway: %d events could not be delivered before %s (%s); they are in the spool "
+                "(%s) and the next client with this endpoint sends them first",
+                spooled, why or "the client turned itself off", reason or "no reason recorded",
+                self.spool.path,  # type: ignore[union-attr]
             )
+        if failed:
+            detail = f"; the spool could not take them: {problem}" if problem else (
+                "" if self.spool is not None else "; no spool (Config.spool is off)")
+            # After a core failure (``why`` None) the client has logged the one ERROR already:
+            # the count is said at WARNING.
+            log.log(
+                logging.ERROR if why is not None or problem else logging.WARNING,
+                "raceway: %d events could not be delivered before %s (%s)%s",
+                failed, why or "the client turned itself off", reason or "no reason recorded", detail,
+            )
+        elif problem:
+            log.error("raceway: the spool could not be used: %s", problem)
 
     # ------------------------------------------------------------------------------------------
     # Called from other threads
@@ -368,19 +627,32 @@ class Flusher:
         self.wake.set()
         return waiter.event.wait(timeout) and waiter.ok
 
-    def stop(self, timeout: Optional[float], reason: Optional[str] = "the client shut down") -> bool:
-        """Delivers what is left and ends the worker, retrying until ``timeout`` seconds have
-        passed (None: one last attempt). True if everything was delivered in time. What cannot
-        be delivered is counted as failed and logged as lost because of ``reason`` (None: not
-        logged, the caller has said why)."""
+    def stop(
+        self,
+        timeout: Optional[float],
+        reason: Optional[str] = "the client shut down",
+        stall: Optional[float] = None,
+        grace: float = 0.0,
+    ) -> bool:
+        """Delivers what is left and ends the worker: retrying until ``timeout`` seconds have
+        passed (None or 0: give up at the first failure), and with ``stall``, only while the
+        server takes something at least every ``stall`` seconds. True if everything was
+        delivered in time. What cannot be delivered is spooled (or counted as failed) and
+        logged as not delivered because of ``reason`` (None: not logged, the caller has said
+        why). Waits ``grace`` seconds past the deadline for the worker to finish spooling."""
         # A stop is one-way: a later call can bring the deadline closer, never push it back,
-        # and once the caller has said why (reason None) nothing more is logged.
-        deadline = time.monotonic() + (timeout or 0.0)
+        # and the first call's reason stands (None: the caller has said why; nothing is logged).
+        now = time.monotonic()
+        deadline = now + (timeout or 0.0)
         if self._stopping:
             deadline = min(deadline, self._deadline)  # type: ignore[type-var]
-            if self._stop_reason is None:
-                reason = None
+            reason = self._stop_reason  # the first stop says why
+            if self._stall is not None:
+                stall = self._stall if stall is None else min(stall, self._stall)
+        else:
+            self._stop_started = now
         self._stop_reason = reason
+        self._stall = stall
         self._deadline = deadline
         self._stopping = True
         self._halt.set()
@@ -389,7 +661,9 @@ class Flusher:
         if thread is None:
             return not self.queue
         if thread is not threading.current_thread():
-            thread.join(timeout)
+            # The caller's own timeout: an earlier, shorter stop ends the worker sooner, and the
+            # join returns as soon as it has settled everything.
+            thread.join((timeout or 0.0) + grace)
         return not thread.is_alive() and self._delivered_all
 
     def _close_waiters(self) -> None:

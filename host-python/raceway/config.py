@@ -79,6 +79,25 @@ class Config:
     events_file_backups: int = 3
     """Rotated files kept."""
 
+    # Shutdown budget and spool (docs/delivery.md).
+    shutdown_timeout: Optional[float] = None
+    """Seconds ``shutdown()`` without an argument, and the flush at interpreter exit, may take
+    at most. ``None``: ``RACEWAY_SHUTDOWN_TIMEOUT``, else 30 (OpenTelemetry's default)."""
+    shutdown_stall: float = 10.0
+    """Within that budget, ``shutdown()`` without an argument and the exit flush stop waiting
+    once the server has taken nothing for this many seconds (what is left goes to the spool).
+    An explicit ``shutdown(timeout)`` waits for its whole timeout."""
+    spool: Optional[bool] = None
+    """Write what is still undelivered when a shutdown budget ends (or at exit) to the spool,
+    and send what an earlier client left there first. ``None``: ``RACEWAY_SPOOL`` (``0``,
+    ``false``, ``no``, ``off`` turn it off), else on."""
+    spool_dir: Optional[str] = None
+    """The spool directory (one subdirectory per endpoint). ``None``: ``RACEWAY_SPOOL_DIR``, else
+    ``$XDG_CACHE_HOME/raceway/spool`` or ``~/.cache/raceway/spool``."""
+    spool_max_bytes: int = 128 * 1024 * 1024
+    """Bytes the spool directory may hold (~190,000 events at ~700 bytes each); what does not
+    fit is counted as failed and logged."""
+
     def __post_init__(self) -> None:
         """Checks every field, so nothing accepted here can fail later (a name the headers
         cannot carry, a number the server refuses). Raises ``ValueError`` naming the field,
@@ -103,7 +122,9 @@ class Config:
         _whole(self, "race_stack_frames", 0, 64)
         _whole(self, "events_file_backups", 0, 64)
         _whole(self, "events_file_max_bytes", 1, 2**40)
-        for name in ("flush_interval", "timeout", "retry_backoff", "retry_backoff_max"):
+        _whole(self, "spool_max_bytes", 1, 2**40)
+        for name in ("flush_interval", "timeout", "retry_backoff", "retry_backoff_max", "shutdown_timeout",
+                     "shutdown_stall"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):  # 1 means 1.0
                 setattr(self, name, float(value))
@@ -111,10 +132,15 @@ class Config:
         _seconds(self, "timeout", positive=True)
         _seconds(self, "retry_backoff", positive=False)
         _seconds(self, "retry_backoff_max", positive=True)
+        if self.shutdown_timeout is not None:
+            _seconds(self, "shutdown_timeout", positive=True)
+        _seconds(self, "shutdown_stall", positive=True)
+        if self.spool is not None and not isinstance(self.spool, bool):
+            raise ValueError(f"Config.spool must be a bool or None, got {_show(self.spool)}")
         for name in ("debug", "strict_context", "detect_races", "report_races_at_shutdown"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Config.{name} must be a bool, got {_show(getattr(self, name))}")
-        for name in ("suppressions", "events_file"):
+        for name in ("suppressions", "events_file", "spool_dir"):
             value = getattr(self, name)
             if value is not None:
                 check_path(value, f"Config.{name}")
@@ -213,6 +239,9 @@ class Settings:
     config: Config
     events_file: Optional[str] = None
     suppressions: Optional[str] = None
+    shutdown_timeout: float = 30.0
+    spool_dir: Optional[str] = None
+    """The spool directory in use; None when the spool is off."""
 
     @classmethod
     def resolve(cls, config: Config) -> "Settings":
@@ -236,6 +265,15 @@ class Settings:
             config=config,
             events_file=_path(config.events_file, "RACEWAY_EVENTS_FILE"),
             suppressions=_path(config.suppressions, "RACEWAY_SUPPRESSIONS"),
+            shutdown_timeout=(
+                config.shutdown_timeout if config.shutdown_timeout is not None
+                else _env_seconds("RACEWAY_SHUTDOWN_TIMEOUT") or DEFAULT_SHUTDOWN_TIMEOUT
+            ),
+            spool_dir=(
+                (_path(config.spool_dir, "RACEWAY_SPOOL_DIR") or _default_spool_dir())
+                if (config.spool if config.spool is not None else _env_flag("RACEWAY_SPOOL", True))
+                else None
+            ),
         )
 
 
@@ -245,6 +283,41 @@ def _path(value: "Optional[str | os.PathLike[str]]", variable: str) -> Optional[
         return os.fspath(value)
     found = os.environ.get(variable) or None
     return check_path(found, variable) if found is not None else None
+
+
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+
+def _env_seconds(variable: str) -> Optional[float]:
+    """A positive number of seconds from the environment (empty counts as unset)."""
+    found = os.environ.get(variable) or None
+    if found is None:
+        return None
+    try:
+        value = float(found)
+    except ValueError:
+        value = float("nan")
+    if value != value or not 0 < value <= MAX_SECONDS:
+        raise ValueError(f"{variable} must be a positive number of seconds up to {MAX_SECONDS:.0f}, got {_show(found)}")
+    return value
+
+
+def _env_flag(variable: str, default: bool) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case) from the environment; empty is unset."""
+    found = (os.environ.get(variable) or "").strip().lower()
+    if not found:
+        return default
+    if found in ("1", "true", "yes", "on"):
+        return True
+    if found in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{variable} must be one of 1, true, yes, on, 0, false, no, off; got {_show(found)}")
+
+
+def _default_spool_dir() -> str:
+    from ._spool import default_dir
+
+    return default_dir()
 
 
 def _env_name(variable: str) -> Optional[str]:

@@ -17,11 +17,18 @@ Faults, for delivery tests (each is short, so the tests stay fast):
 - `script` queues faults that the next ``POST /events`` requests meet, one each, in order:
   `Status` (a 503, a 429 with ``Retry-After``, a 206, a 401...), `Stall` (hold the request past
   the client's timeout, then accept it), `CloseMidResponse` (accept, start the answer, hang up).
+  `Drop` (read the request, close the connection without an answer), `Reset` (close it with
+  a TCP reset before reading).
 - `refuse` closes the listening socket and every open connection (the client then gets
   "connection refused"); `restore` listens again on the same port.
+- `Hang` (a context manager) is an endpoint that accepts TCP connections and never answers.
 - `arrived` counts the event ids the server accepted (a 2xx other than 206, even if the client
   never saw the answer); ``keep_bodies=False`` keeps only those ids, for tests that send
   hundreds of thousands of events.
+
+`QueueingCollector` behaves like the Raceway server's ingest path (its ``/events`` handler and
+engine, read from the server's public source): a bounded queue drained at a set rate, ``206``
+with the same answer when the queue is full, and a store keyed by event id.
 
 `core_limits` shrinks the core's sandbox limits so the real component traps.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 from collections import Counter, deque
@@ -78,7 +86,17 @@ class CloseMidResponse:
     """Accept the events, send the status line and part of the answer, close the connection."""
 
 
-Fault = Union[Status, Stall, CloseMidResponse]
+@dataclass(frozen=True)
+class Drop:
+    """Read the request, then close the connection without answering (nothing accepted)."""
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Close the connection with a TCP reset, the request unread (nothing accepted)."""
+
+
+Fault = Union[Status, Stall, CloseMidResponse, Drop, Reset]
 
 
 class CollectorServer:
@@ -98,6 +116,8 @@ class CollectorServer:
         self._cond = threading.Condition()
         self._conns: Set[socket.socket] = set()
         self._refusing = False
+        self.resets = 0
+        """Connections closed by a `Reset` fault (their requests were never read)."""
         self._host = host
         self._httpd = self._make_httpd(host, port)
         self._port = self._httpd.server_address[1]
@@ -128,6 +148,22 @@ class CollectorServer:
                     server._conns.discard(self.connection)
 
             def _handle(self) -> None:
+                is_events = self.command == "POST" and self.path == "/events"
+                if is_events and server.faults and isinstance(server.faults[0], Reset):
+                    fault = server._next_fault()
+                    if isinstance(fault, Reset):
+                        self.close_connection = True
+                        try:
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        except OSError:
+                            pass
+                        with server._cond:
+                            server.resets += 1
+                            server._cond.notify_all()
+                        return
+                    if fault is not None:
+                        with server._cond:
+                            server.faults.appendleft(fault)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 try:
@@ -175,7 +211,9 @@ class CollectorServer:
                     pass
 
             def _fault(self, fault: Fault, rec: Received, parsed: Any) -> None:
-                accepted = not isinstance(fault, Status) or (200 <= fault.status < 300 and fault.status != 206)
+                accepted = isinstance(fault, (Stall, CloseMidResponse)) or (
+                    isinstance(fault, Status) and 200 <= fault.status < 300 and fault.status != 206
+                )
                 if isinstance(fault, Stall):
                     if fault.release is not None:
                         fault.release.wait(fault.seconds or None)
@@ -187,7 +225,9 @@ class CollectorServer:
                         server._accept(parsed)
                     server._cond.notify_all()
                 try:
-                    if isinstance(fault, CloseMidResponse):
+                    if isinstance(fault, Drop):
+                        self._hang_up()
+                    elif isinstance(fault, CloseMidResponse):
                         self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"succ")
                         self._hang_up()
                     elif isinstance(fault, Status):
@@ -318,6 +358,149 @@ class CollectorServer:
 
 def _count(parsed: Any) -> int:
     return len(parsed.get("events", [])) if isinstance(parsed, dict) else 0
+
+
+class Hang:
+    """An endpoint on 127.0.0.1 that accepts TCP connections and never answers (it reads
+    nothing and closes nothing until the block ends): the client's requests time out.
+
+        with Hang() as url:
+            client = RacewayClient(Config(endpoint=url, timeout=2.0))
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(64)
+        self._sock.settimeout(0.05)
+        self.host, self.port = self._sock.getsockname()[:2]
+        self.connections: List[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="raceway-hang", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections.append(conn)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+        for conn in self.connections:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+# -- a collector that behaves like the Raceway server -------------------------------------------
+class QueueingCollector(CollectorServer):
+    """The Raceway server's ingest path, reproduced: ``POST /events`` offers the body's events
+    to a bounded queue one by one, in order (each offer atomic, so the drainer can take events
+    between two offers of one body, as on the server); it answers ``200`` with
+    ``"Ingested N events"`` when every event entered, else ``206`` with
+    ``"Ingested N events, M errors"`` (``success: true``): the server's exact answers. A drainer
+    thread takes ``step`` events every ``step / drain_rate`` seconds into `stored`, a dict keyed
+    by event id (the server's memory store: an event sent twice is stored once).
+
+    The server's defaults (``core/src/engine.rs``): a queue of 10,000 events, drained 100 at a
+    time every 100 ms, so ~1,000 events per second. Tests use a higher ``drain_rate`` to stay
+    short; the behaviour at the edges of the queue is the same.
+
+    ``arrived`` counts every time an id entered the queue (a duplicate counts twice);
+    ``answers`` counts the statuses sent; ``drained`` records ``(monotonic time, total stored)``
+    after each drain step, to measure the drain rate."""
+
+    def __init__(self, capacity: int = 10_000, drain_rate: float = 1_000.0, step: int = 100,
+                 host: str = "127.0.0.1", port: int = 0):
+        super().__init__(responder=self._ingest, host=host, port=port, keep_bodies=False)
+        self.capacity = capacity
+        self.drain_rate = drain_rate
+        self.step = step
+        self.queue: Deque[Dict[str, Any]] = deque()
+        self.stored: Dict[str, Dict[str, Any]] = {}
+        self.answers: Counter = Counter()
+        self.drained: List[Tuple[float, int]] = []
+        self._queue_lock = threading.Lock()
+        self._stop_drain = threading.Event()
+        self._drainer = threading.Thread(target=self._drain, name="raceway-collector-drain", daemon=True)
+
+    def start(self) -> "QueueingCollector":
+        super().start()
+        self._drainer.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop_drain.set()
+        super().stop()
+
+    def _ingest(self, rec: Received) -> Response:
+        if rec.method == "GET" and rec.path == "/health":
+            return 200, {"success": True, "data": "ok", "error": None}
+        if not (rec.method == "POST" and rec.path == "/events"):
+            return 404, {"success": False, "data": None, "error": "not found"}
+        batch = rec.json
+        if not isinstance(batch, dict) or not isinstance(batch.get("events"), list):
+            return 422, {"success": False, "data": None, "error": "Failed to deserialize the JSON body"}
+        ok = errors = 0
+        for event in batch["events"]:
+            with self._queue_lock:  # one try_send
+                full = len(self.queue) >= self.capacity
+                if not full:
+                    self.queue.append(event)
+            if full:
+                errors += 1
+                continue
+            ok += 1
+            with self._cond:
+                if isinstance(event, dict) and "id" in event:
+                    self.arrived[event["id"]] += 1
+        with self._cond:
+            status = 200 if errors == 0 else 206
+            self.answers[status] += 1
+            self._cond.notify_all()
+        text = f"Ingested {ok} events" if errors == 0 else f"Ingested {ok} events, {errors} errors"
+        return status, {"success": True, "data": text, "error": None}
+
+    def _accept(self, parsed: Any) -> None:
+        """Counting happens in `_ingest`, event by event (and for 206 answers too)."""
+
+    def _drain(self) -> None:
+        period = self.step / self.drain_rate
+        next_at = time.monotonic()
+        while not self._stop_drain.is_set():
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop_drain.wait(delay)
+            else:
+                next_at = time.monotonic()  # fell behind (a loaded machine): no burst to catch up
+            with self._queue_lock:
+                taken = [self.queue.popleft() for _ in range(min(self.step, len(self.queue)))]
+            if taken:
+                with self._cond:
+                    for event in taken:
+                        if isinstance(event, dict) and "id" in event:
+                            self.stored[event["id"]] = event
+                    self.drained.append((time.monotonic(), len(self.stored)))
+                    self._cond.notify_all()
+
+    def wait_for_stored(self, ids: "Set[str]", timeout: float = 10.0) -> bool:
+        """Waits until every id in ``ids`` is in the store."""
+        return self.wait_for(lambda s: all(i in s.stored for i in ids), timeout)
 
 
 # -- the core's sandbox ------------------------------------------------------------------------
