@@ -22,7 +22,8 @@ class Config:
     service_name: str = "unknown-service"
     instance_id: Optional[str] = None
     """Defaults to ``RACEWAY_INSTANCE_ID``, else ``<hostname>-<pid>``."""
-    environment: str = "development"
+    environment: str = field(default_factory=lambda: _environment_default())
+    """``ENV`` when set (the reference SDK's default), else ``"development"``."""
     batch_size: int = 50
     """Events per request to the server."""
     flush_interval: float = 1.0
@@ -318,6 +319,13 @@ def _default_spool_dir() -> str:
     from ._spool import default_dir
 
     return default_dir()
+
+
+def _environment_default() -> str:
+    """The reference SDK's default environment: ``ENV``, else ``"development"``. An ``ENV`` that
+    no event could carry raises ``ValueError`` naming it."""
+    found = os.environ.get("ENV")
+    return check_text(found, "ENV", MAX_NAME) if found else "development"
 
 
 def _env_name(variable: str) -> Optional[str]:

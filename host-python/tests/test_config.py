@@ -72,3 +72,15 @@ def test_two_clients_in_one_process_each_stamp_their_own_identity():
     finally:
         a.shutdown(1)
         b.shutdown(1)
+
+
+def test_env_names_the_default_environment(monkeypatch):
+    """The reference SDK's `Config.environment` defaults to ``ENV``."""
+    monkeypatch.setenv("ENV", "staging")
+    assert Config().environment == "staging"
+    assert Config(environment="prod").environment == "prod"
+    monkeypatch.setenv("ENV", "bad\x01")
+    with pytest.raises(ValueError, match="ENV"):
+        Config()
+    monkeypatch.delenv("ENV")
+    assert Config().environment == "development"
