@@ -120,7 +120,7 @@ def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
     if _busy and _ident() in _busy:
         return
     ctx = _current.get()
-    if ctx is None or ctx.owner != _ident() or ctx.task is not _task():
+    if ctx is None or ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
         ctx = _auto.ensure()
         if ctx is None:
             return
@@ -183,7 +183,7 @@ def strand() -> Any:
     """The calling strand's context to record on (with strands without setup, made when it has
     none), or None."""
     ctx = _current.get()
-    if ctx is None or ctx.owner != _ident() or ctx.task is not _task():
+    if ctx is None or ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
         ctx = _auto.ensure()
     return ctx
 

@@ -183,7 +183,7 @@ class RacewayClient:
         ctx = _current.get()
         if ctx is None:
             return self._outside("track_state_change")
-        if ctx.owner != _ident() or ctx.task is not _task():
+        if ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
             ctx = _claim(ctx)
         access = _ACCESS.get(access_type) if access_type.__class__ is str else None
         if access is None:
@@ -195,9 +195,18 @@ class RacewayClient:
         if new_value.__class__ not in _PLAIN:
             new_value = _snapshot(new_value)
         f = getframe(1)
-        where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
+        where = _sites.get((id(f.f_code), f.f_lasti))
         depth = self._stack_depth
-        stack = _stack(f, depth) if depth else ()
+        if where is not None and depth:
+            # `f` is user code: it is the stack's first frame; walk on from its caller.
+            if depth == 2:
+                b = f.f_back
+                stack = (where[4], (_sites.get((id(b.f_code), b.f_lasti)) or _site(b))[4]) if b is not None else (where[4],)
+            else:
+                stack = (where[4],) + _stack(f.f_back, depth - 1) if depth > 1 else (where[4],)
+        else:
+            where = where or _site(f)
+            stack = _stack(f, depth) if depth else ()
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
@@ -212,7 +221,7 @@ class RacewayClient:
         ctx = _current.get()
         if ctx is None:
             return self._outside("track_function_call")
-        if ctx.owner != _ident() or ctx.task is not _task():
+        if ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
             ctx = _claim(ctx)
         if function_name.__class__ is not str or len(function_name) > _MAX:
             function_name = _values.text(function_name)
