@@ -105,6 +105,22 @@ class _LooksLikeTheOriginal:
         cls = type(self)
         return cls._raceway_base if "_raceway_wrapper" in cls.__dict__ else cls  # type: ignore[attr-defined]
 
+    # Copies and pickles are of the original class, made from a read of everything (each
+    # mixin's `_raceway_original` builds the plain object).
+    def copy(self) -> Any:
+        self._raceway_read_all()  # type: ignore[attr-defined]
+        return self._raceway_original()  # type: ignore[attr-defined]
+
+    def __copy__(self) -> Any:
+        return self.copy()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        self._raceway_read_all()  # type: ignore[attr-defined]
+        return _reduced(self._raceway_original())  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
 
 class _DictMixin(_LooksLikeTheOriginal):
     """Recording overrides for a dict (or a dict subclass: each call goes to the next class)."""
@@ -264,13 +280,6 @@ class _DictMixin(_LooksLikeTheOriginal):
         self._raceway_read_all()
         return super().__repr__()
 
-    def copy(self) -> Any:
-        self._raceway_read_all()
-        return self._raceway_original()
-
-    def __copy__(self) -> Any:
-        return self.copy()
-
     def __or__(self, other: Any) -> Any:
         if not isinstance(other, dict):
             return NotImplemented
@@ -282,13 +291,6 @@ class _DictMixin(_LooksLikeTheOriginal):
             return NotImplemented
         self._raceway_read_all()
         return other | self._raceway_original()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        self._raceway_read_all()
-        return _reduced(self._raceway_original())
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
 
     def _raceway_original(self) -> Any:
         """A copy of the contents as an instance of the original class (not recorded)."""
@@ -648,20 +650,6 @@ class _ListMixin(_LooksLikeTheOriginal):
 
     __rmul__ = __mul__
 
-    def copy(self) -> Any:
-        self._raceway_read_all()
-        return self._raceway_original()
-
-    def __copy__(self) -> Any:
-        return self.copy()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        self._raceway_read_all()
-        return _reduced(self._raceway_original())
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
-
     def _raceway_original(self) -> Any:
         base = type(self)._raceway_base
         items = list.copy(self)
@@ -846,20 +834,6 @@ class _SetMixin(_LooksLikeTheOriginal):
             return repr(self._raceway_original())
         finally:
             _in_repr.discard(key)
-
-    def copy(self) -> Any:
-        self._raceway_read_all()
-        return self._raceway_original()
-
-    def __copy__(self) -> Any:
-        return self.copy()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        self._raceway_read_all()
-        return _reduced(self._raceway_original())
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
 
     def _raceway_original(self) -> Any:
         base = type(self)._raceway_base
