@@ -85,7 +85,38 @@ class _Token:
     __slots__ = ("__weakref__",)
 
 
-class TrackedQueue(queue.Queue):
+class _QueueHooks:
+    """The annotations both tracked queues record, in the hooks ``queue.Queue`` and
+    ``asyncio.Queue`` call once an operation is certain to succeed (``_put``/``_get``, under
+    the queue's own lock for ``queue.Queue``): the put's annotation is in the record log
+    before any getter can see the item, the get's after the item has left the queue."""
+
+    _raceway_client: Any
+    _raceway_done: "_Token"
+
+    def __init__(self, client: Any, maxsize: int = 0):
+        self._raceway_client = client
+        self._raceway_done = _Token()
+        super().__init__(maxsize)  # type: ignore[call-arg]
+
+    def _put(self, item: Any) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self)
+        super()._put(item)  # type: ignore[misc]
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        if _context() is not None:
+            _after(self._raceway_client, self)
+        return item
+
+    def task_done(self) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, self._raceway_done)
+        super().task_done()  # type: ignore[misc]
+
+
+class TrackedQueue(_QueueHooks, queue.Queue):
     """A ``queue.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedQueue(client, maxsize=0)``; everything else is ``queue.Queue``'s. A put records
@@ -97,37 +128,13 @@ class TrackedQueue(queue.Queue):
     ``class TrackedPriorityQueue(TrackedQueue, queue.PriorityQueue): pass``.
     """
 
-    def __init__(self, client: Any, maxsize: int = 0):
-        self._raceway_client = client
-        self._raceway_done = _Token()
-        super().__init__(maxsize)
-
-    # Called by put()/put_nowait() and get()/get_nowait() under the queue's mutex, once the
-    # operation is certain to succeed: the put's annotation is in the record log before any
-    # getter can see the item, the get's after the item has left the queue.
-    def _put(self, item: Any) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self)
-        super()._put(item)
-
-    def _get(self) -> Any:
-        item = super()._get()
-        if _context() is not None:
-            _after(self._raceway_client, self)
-        return item
-
-    def task_done(self) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self._raceway_done)
-        super().task_done()
-
     def join(self) -> None:
         super().join()
         if _context() is not None:
             _after(self._raceway_client, self._raceway_done)
 
 
-class TrackedAsyncQueue(asyncio.Queue):
+class TrackedAsyncQueue(_QueueHooks, asyncio.Queue):
     """An ``asyncio.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedAsyncQueue(client, maxsize=0)``; ``await put()``, ``put_nowait()``, ``await get()``,
@@ -135,28 +142,6 @@ class TrackedAsyncQueue(asyncio.Queue):
     annotations of `TrackedQueue`. Tasks are strands only on an instrumented loop
     (`raceway.instrument_loop`) or one whose tasks claimed their own contexts.
     """
-
-    def __init__(self, client: Any, maxsize: int = 0):
-        self._raceway_client = client
-        self._raceway_done = _Token()
-        super().__init__(maxsize)
-
-    # asyncio's put()/put_nowait() and get()/get_nowait() all go through these.
-    def _put(self, item: Any) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self)
-        super()._put(item)
-
-    def _get(self) -> Any:
-        item = super()._get()
-        if _context() is not None:
-            _after(self._raceway_client, self)
-        return item
-
-    def task_done(self) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self._raceway_done)
-        super().task_done()
 
     async def join(self) -> None:
         await super().join()
