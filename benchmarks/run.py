@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import fmt  # noqa: E402
 
 MODULES = ["hot_path", "pipeline", "propagation", "middleware", "startup", "memory",
-           "detector", "detector_memory", "detector_pipeline", "spawn_join", "race_stacks", "shared"]
+           "detector", "detector_memory", "detector_pipeline", "spawn_join", "race_stacks", "shared", "sustained"]
 
 
 def machine() -> str:
@@ -209,6 +209,66 @@ def shared_rows(r: Dict[str, List[float]]) -> List[Row]:
     return out
 
 
+def sustained_rows(r: Dict[str, List[float]]) -> List[Row]:
+    """Issue 12 (bench_sustained): track_* the way a service runs, end to end, the reference SDK."""
+    out: List[Row] = []
+    if "sus_none_state_change_us" not in r and "e2e_off_eps" not in r:
+        return out
+
+    def med(key: str) -> float:
+        return median(r[key])
+
+    def cost_note(prefix: str) -> str:
+        return (f"per 10^6 calls: GC collections gen0/1/2 {med(prefix + '_gc0'):,.0f} / {med(prefix + '_gc1'):,.0f} / "
+                f"{med(prefix + '_gc2'):,.0f}; other threads' CPU (process CPU - app thread CPU: the sender, "
+                f"an upper bound on its GIL share) {med(prefix + '_other_cpu_s_per_m'):.2f} s, "
+                f"{100 * med(prefix + '_other_share'):.0f}% of the round's wall time")
+
+    def row(what: str, key: str, unit: str, target: str = "", ok=None, floor: Optional[str] = None, note: str = "") -> None:
+        if key not in r:
+            return
+        m = med(key)
+        cells = {"what": what, "ours": f"{fmt(m)} {unit}", "spread": spread(r[key]), "target": target,
+                 "met": "" if ok is None else ("yes" if ok(m) else "NO"), "otel": "", "floor": "", "vs floor": "",
+                 "vs otel": "", "note": note}
+        if floor and floor in r:
+            f = med(floor)
+            cells["floor"] = f"{fmt(f)} {unit}"
+            cells["vs floor"] = f"{m / f:.1f}x"
+            if ok is not None:
+                cells["met"] = "yes" if ok(m) and m <= 15 * f else "NO"
+        out.append(cells)
+
+    for mode, label in (("collector", "sender running, collector on 127.0.0.1 in another process"),
+                        ("none", "sender running, endpoint=None (detector consumes)")):
+        for call in ("state_change", "function_call"):
+            p = f"sus_{mode}_{call}"
+            row(f"track_{call}, sustained: 80k calls, one context, default Config, {label}", f"{p}_us", "µs",
+                "<= 1 µs and <= 15x floor", lambda m: m <= 1, f"sus_{mode}_floor_{call}_us",
+                note=cost_note(p) if f"{p}_gc0" in r else "")
+    for call in ("state_change", "function_call"):
+        row(f"track_{call}, IDLE sender (the old make bench row: endpoint=None, queue cleared every 2,000 calls)",
+            f"sus_idle_{call}", "µs", floor=f"sus_none_floor_{call}_us")
+    for tag, label, goal in (("off", "detect_races=False", 250_000), ("on", "detect_races=True (default)", 200_000)):
+        p = f"e2e_{tag}"
+        if f"{p}_eps" not in r:
+            continue
+        note = (f"received {med(p + '_received'):,.0f} of 80,000 per round in {med(p + '_requests'):,.0f} requests; "
+                f"recording took {med(p + '_record_s'):.2f} s of {med(p + '_total_s'):.2f} s; SDK process CPU "
+                f"{med(p + '_sdk_cpu_s'):.2f} s; collector CPU {med(p + '_collector_cpu_s'):.2f} s "
+                f"({100 * med(p + '_collector_cpu_s') / med(p + '_total_s'):.0f}% busy: not the bottleneck)")
+        row(f"end-to-end, record to delivered, SDK pinned to 1 core, collector in another process, {label}",
+            f"{p}_eps", "ev/s", f">= {goal:,} ev/s", lambda m, g=goal: m >= g, note=note)
+    if "sus_ref_us" in r:
+        row("reference Raceway Python SDK, track_state_change sustained (own process, same collector, 3x2,000 calls)",
+            "sus_ref_us", "µs", floor="sus_collector_floor_state_change_us",
+            note=cost_note("sus_ref") + f"; collector received {med('sus_ref_received'):,.0f} of {med('sus_ref_recorded'):,.0f}")
+    if "sus_otel_us" in r:
+        row("OpenTelemetry SDK, span + 1 event sustained (BatchSpanProcessor, discarding exporter, 3x20,000)",
+            "sus_otel_us", "µs", floor="sus_collector_floor_state_change_us", note=cost_note("sus_otel"))
+    return out
+
+
 COLUMNS = ["what", "ours", "spread", "otel", "floor", "vs otel", "vs floor", "target", "met"]
 
 
@@ -255,6 +315,10 @@ def main() -> None:
     if auto_rows:
         print("\nAutomatic tracking (raceway.shared, the pytest plugin)\n")
         print(table(auto_rows, args.markdown))
+    sus_rows = sustained_rows(results)
+    if sus_rows:
+        print("\nSustained (issue 12): each in a fresh process, SDK pinned to CPU 0, collector process on CPU 1\n")
+        print(table(sus_rows, args.markdown, DETECTOR_COLUMNS))
     det_rows = detector_rows(results)
     if det_rows:
         print("\nRace detector\n")
