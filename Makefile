@@ -12,7 +12,7 @@ CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-
 STAMP     := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: build test test-rust test-python demo bench clean browser node test-node
+.PHONY: build test test-rust test-python demo bench clean browser node test-node wheel
 
 build: $(WASM_PKG) $(STAMP)
 
@@ -28,10 +28,21 @@ $(WASM_PKG): $(WASM_OUT)
 $(STAMP): host-python/pyproject.toml requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@# The distribution was renamed raceway -> raceway-wasm: drop the old editable install, if any.
+	@$(PY) -m pip uninstall --quiet --disable-pip-version-check -y raceway >/dev/null 2>&1 || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e host-python -r requirements-dev.txt
 	@touch $@
 
 test: build node test-rust test-python test-node
+
+# The distribution (PyPI name raceway-wasm, import name raceway): a py3-none-any wheel and an
+# sdist in dist/, built by `build` (from PyPI) from host-python/. The component is their only
+# compiled artefact, so neither needs Rust to install; tests/test_wheel.py installs the wheel
+# into a fresh virtual environment without cargo/rustc on PATH and runs a traced program.
+wheel: build
+	rm -rf dist/raceway_wasm-* host-python/build
+	$(PY) -m build --outdir dist host-python
+	@ls dist/raceway_wasm-*-py3-none-any.whl dist/raceway_wasm-*.tar.gz
 
 # The Node host (host-node/, docs/hosts.md): the same component through jco, where `node` and
 # `npm` are on PATH; elsewhere `node` and `test-node` say so and do nothing. `node` installs the
@@ -89,4 +100,4 @@ bench: build $(BENCH_STAMP)
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(WASM_PKG)
+	rm -rf $(VENV) $(WASM_PKG) dist host-python/build

@@ -1,5 +1,5 @@
 """The command line: ``python -m raceway analyze FILE...``, ``python -m raceway demo``,
-``python -m raceway --version`` (docs/cli.md).
+``python -m raceway doctor``, ``python -m raceway --version`` (docs/cli.md).
 
 Exit codes:
 
@@ -8,6 +8,7 @@ Exit codes:
   show what it should (a lost update, then a clean run).
 - 2: a usage error, an input file or suppressions file that cannot be read, an output file that
   cannot be written, or input files with content but not one raceway record.
+- 1 also: ``doctor`` found a problem (it prints the fix).
 - 3: the detector itself failed (a bug: please report it with the input).
 
 Every error is one line on stderr, never a traceback. What ``analyze`` skipped in its input
@@ -79,6 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument("--html", metavar="OUT", help="also write the HTML report of the racy run to OUT")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this installation: versions, the component, the cache, the configuration, the endpoint",
+        description=(
+            "Print the package and wasmtime versions, the component's SHA-256, size and imports, "
+            "the compiled-component cache, the configuration Config() resolves to here (with "
+            "RACEWAY_* applied, the API key masked) and whether the endpoint answers GET /health. "
+            "Exit 1, with the fix printed, when something is wrong."
+        ),
+    )
+    doctor.add_argument("--endpoint", metavar="URL",
+                        help="check this endpoint instead of the resolved one ('none': skip the /health check)")
+    doctor.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
+                        help="how long GET /health may take (default 2)")
     return parser
 
 
@@ -94,6 +110,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .demo.bank import run
 
             return run(html=args.html, out=sys.stdout)
+        if args.command == "doctor":
+            from . import _doctor
+
+            endpoint = args.endpoint
+            if endpoint is None:
+                endpoint = ""  # the resolved one
+            elif endpoint.lower() == "none":
+                endpoint = None
+            return _doctor.run(sys.stdout, endpoint=endpoint, timeout=args.timeout)
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
