@@ -369,7 +369,7 @@ class CoreInstance:
 
     # -- propagation ---------------------------------------------------------------------------
     def parse_incoming(self, headers: Dict[str, List[str]]) -> Dict[str, Any]:
-        """``headers``: each trace header's values, as `middleware._incoming.gather` makes them."""
+        """``headers``: each trace header's values, as `_incoming.gather` makes them."""
         return _decode(self._call("parse-incoming", _headers_json(headers)))[0]
 
     def encode_outgoing(self, request: "Dict[str, Any] | str") -> Dict[str, str]:

@@ -35,6 +35,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
+from ._incoming import context_from_headers, gather
 from .context import ExecutionContext, _current, current_task, leave, strand_context
 
 log = logging.getLogger("raceway")
@@ -536,9 +537,6 @@ def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple
                                                        with continue_trace(raceway, headers):
                                                            ...
     """
-    # Imported here: the middleware package imports this module.
-    from .middleware._incoming import context_from_headers, gather
-
     try:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         ctx = context_from_headers(client, gather(pairs))

@@ -80,7 +80,7 @@ def parse_incoming_headers(headers: Mapping[str, str], *, service_name: str, ins
     or object with ``items()``; names in any case). Without a valid ``traceparent``: a new
     trace id and span id, no parent span, no tracestate, ``distributed`` False. The clock
     always ends with this service's component (counter 0 when the caller did not know it)."""
-    from .middleware._incoming import gather
+    from ._incoming import gather
 
     trace_id, span_id, parent_span_id, tracestate = new_trace_id(), new_span_id(), None, None
     clock: List[Tuple[str, int]] = []

@@ -12,7 +12,7 @@ See docs/frameworks.md.
 """
 
 from ._compat import raceway_context
-from ._incoming import context_from_headers
+from .._incoming import context_from_headers
 from ._scope import Options
 from .aiohttp import aiohttp_middleware
 from .asgi import FastAPIMiddleware, RacewayASGIMiddleware

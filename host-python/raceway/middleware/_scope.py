@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, Iter
 
 from .. import _values
 from ..context import ExecutionContext, _current, _ident, current_task
-from ._incoming import context_from_headers, response_traceparent
+from .._incoming import context_from_headers, response_traceparent
 
 T = TypeVar("T")
 _UNSET: Any = object()

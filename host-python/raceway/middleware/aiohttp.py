@@ -25,7 +25,7 @@ import weakref
 from typing import Any, Awaitable, Callable
 
 from ..concurrency import instrument_loop
-from ._incoming import gather
+from .._incoming import gather
 from ._scope import Options, RequestScope, _warn
 
 

@@ -16,7 +16,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, MutableMapping
 
 from ..concurrency import instrument_loop
-from ._incoming import gather
+from .._incoming import gather
 from ._scope import Options, RequestScope
 
 Scope = MutableMapping[str, Any]

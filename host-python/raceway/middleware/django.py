@@ -39,7 +39,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ._incoming import gather_wsgi
+from .._incoming import gather_wsgi
 from ._scope import Options, RequestScope, TracedAsyncBody, TracedBody, _warn
 
 _SCOPE_ATTR = "_raceway_scope"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ._incoming import gather_wsgi
+from .._incoming import gather_wsgi
 from ._scope import Options, RequestScope, TracedBody, _warn
 
 

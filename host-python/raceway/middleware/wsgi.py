@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Tuple
 
-from ._incoming import gather_wsgi
+from .._incoming import gather_wsgi
 from ._scope import Options, RequestScope, TracedBody
 
 StartResponse = Callable[..., Any]

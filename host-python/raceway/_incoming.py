@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..context import ExecutionContext
+from .context import ExecutionContext
 
 log = logging.getLogger("raceway")
 
