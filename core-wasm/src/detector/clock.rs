@@ -98,17 +98,6 @@ impl Clock {
         self.join_except(other, &[])
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn entries(&self) -> &[(StrandId, u64)] {
-        &self.0
-    }
 }
 
 #[cfg(test)]

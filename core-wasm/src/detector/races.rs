@@ -60,14 +60,6 @@ impl Races {
         Races { index: HashMap::new(), list: Vec::new(), dropped: 0, max_races }
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     pub fn file(&mut self, variable: &str, finding: Finding) {
         let (kind, severity, accesses) = match finding {
             Finding::DataRace { earlier, later } => {

@@ -123,12 +123,9 @@ impl Strands {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// How many are held now (the detector's `stats`).
+    pub(crate) fn len(&self) -> usize {
         self.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
     }
 
     pub fn get(&self, id: StrandId) -> &Strand {

@@ -52,12 +52,9 @@ impl Variables {
         Variables { vars: HashMap::new(), max_variables: max_variables.max(16), max_readers: max_readers.max(1) }
     }
 
-    pub fn len(&self) -> usize {
+    /// How many are held now (the detector's `stats`).
+    pub(crate) fn len(&self) -> usize {
         self.vars.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
     }
 
     /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
