@@ -74,10 +74,13 @@ def site(frame: Optional[FrameType]) -> Site:
 def stack(frame: Optional[FrameType], depth: int) -> Tuple[str, ...]:
     """Up to ``depth`` user frames from ``frame`` outwards, each ``file:line in function``,
     innermost first; the SDK's own frames are skipped. Each frame is a cached site, so this
-    costs a frame step and a dictionary lookup per frame."""
-    out = []
+    costs a frame step and a dictionary lookup per frame. It stops at the last frame it keeps:
+    stepping past it would make Python build one more frame object (~0.25 µs) for nothing."""
+    out: list = []
+    if depth <= 0:
+        return ()
     get = sites.get
-    while frame is not None and len(out) < depth:
+    while frame is not None:
         found = get((id(frame.f_code), frame.f_lasti))
         if found is None:
             if is_sdk(frame.f_code.co_filename):
@@ -85,5 +88,7 @@ def stack(frame: Optional[FrameType], depth: int) -> Tuple[str, ...]:
                 continue
             found = site(frame)
         out.append(found[4])
+        if len(out) == depth:
+            break
         frame = frame.f_back
     return tuple(out)

@@ -25,7 +25,6 @@ import threading
 from typing import Any, Dict, Tuple
 
 import sys
-import time
 
 from . import _auto
 from ._location import UNKNOWN as _UNKNOWN, is_sdk, site as _site, sites as _sites, stack as _stack
@@ -52,7 +51,6 @@ _task = current_task
 _SCALARS = frozenset({int, float, bool, type(None), str})
 _PLAIN = frozenset({int, float, bool, type(None)})
 _getframe = sys._getframe
-_time_ns = time.time_ns
 _busy: set = set()
 """Threads converting a value: they record nothing meanwhile."""
 
@@ -156,12 +154,8 @@ def _record(client: Any, ctx: Any, var: str, old: Any, new: Any, access: str) ->
     if client.__class__ is not _Client:
         client.track_state_change(var, old, new, access)
         return
-    if client._closed or client._disabled:  # muted: tracking is a no-op
-        return
     # _record <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
-    f = _getframe(3)
-    while f is not None and is_sdk(f.f_code.co_filename):
-        f = f.f_back
+    f = _application_frame(_getframe(3))
     where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
     depth = client._stack_depth
     stack = _stack(f, depth) if depth and f is not None else ()
@@ -169,14 +163,13 @@ def _record(client: Any, ctx: Any, var: str, old: Any, new: Any, access: str) ->
         old = _snapshot(old)
     if new.__class__ not in _PLAIN:
         new = _snapshot(new)
-    seq = ctx.seq + 1
-    prev = ctx.last
-    ctx.seq = ctx.last = seq
-    q = client._queue
-    if len(q) >= client._wake_at:
-        client._pressure(len(q))
-    q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1],
-              "StateChange", (var, old, new, access, stack)))
+    client._append(ctx, where, "StateChange", (var, old, new, access, stack))
+
+
+def _application_frame(f: Any) -> Any:
+    while f is not None and is_sdk(f.f_code.co_filename):
+        f = f.f_back
+    return f
 
 
 def strand() -> Any:
@@ -194,19 +187,9 @@ def record_event(client: Any, ctx: Any, kind: str, fields: tuple) -> bool:
     ``client`` is not a `RacewayClient` (the caller then calls its method) or is muted."""
     if client.__class__ is not _Client:
         return False
-    if client._closed or client._disabled:
-        return True
-    f = _getframe(2)
-    while f is not None and is_sdk(f.f_code.co_filename):
-        f = f.f_back
+    f = _application_frame(_getframe(2))
     where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
-    seq = ctx.seq + 1
-    prev = ctx.last
-    ctx.seq = ctx.last = seq
-    q = client._queue
-    if len(q) >= client._wake_at:
-        client._pressure(len(q))
-    q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1], kind, fields))
+    client._append(ctx, where, kind, fields)
     return True
 
 

@@ -197,16 +197,13 @@ class RacewayClient:
         f = getframe(1)
         where = _sites.get((id(f.f_code), f.f_lasti))
         depth = self._stack_depth
-        if where is not None and depth:
-            # `f` is user code: it is the stack's first frame; walk on from its caller.
-            if depth == 2:
-                b = f.f_back
-                stack = (where[4], (_sites.get((id(b.f_code), b.f_lasti)) or _site(b))[4]) if b is not None else (where[4],)
-            else:
-                stack = (where[4],) + _stack(f.f_back, depth - 1) if depth > 1 else (where[4],)
-        else:
-            where = where or _site(f)
+        if where is None:  # not a cached user site: the first call from here, or an SDK caller
+            where = _site(f)
             stack = _stack(f, depth) if depth else ()
+        elif depth == 1:  # the default: the access's own frame, already found
+            stack = (where[4],)
+        else:
+            stack = (where[4],) + _stack(f.f_back, depth - 1) if depth else ()
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
@@ -244,7 +241,14 @@ class RacewayClient:
 
     def _record(self, ctx: ExecutionContext, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
         """The shared tail of the less frequent tracking methods."""
-        where = _site(getframe(1))  # the caller is the SDK's own: never a cached site
+        self._append(ctx, _site(getframe(1)), kind, fields, duration_ns)  # never a cached site: an SDK caller
+
+    def _append(self, ctx: ExecutionContext, where: tuple, kind: str, fields: tuple,
+                duration_ns: Optional[int] = None) -> None:
+        """Appends one record of ``ctx`` located at ``where`` (a `_location.Site`): the one
+        place a record is made, but for `track_state_change` and `track_function_call`, which
+        write the same lines inline (a method call is a tenth of their cost). Muted with the
+        rest (`_mute`)."""
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
@@ -583,7 +587,7 @@ class RacewayClient:
         for name in (
             "track_state_change", "track_function_call", "track_http_request", "track_http_response",
             "track_lock_acquire", "track_lock_release", "track_error", "track_custom", "_record",
-            "happens_before", "happens_after",
+            "_append", "happens_before", "happens_after",
         ):
             setattr(self, name, noop)
 
