@@ -54,6 +54,7 @@ from . import _auto
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
 from ._location import is_sdk
 from ._recording import record_event, strand
+from .sync import _AsyncEventEdges, _AsyncQueueEdges, _ThreadEventEdges, _ThreadQueueEdges
 from ._values import text as _text
 from .client import RacewayClient as _Client
 from .context import strand_context
@@ -168,12 +169,6 @@ def _before(token: Any) -> None:
 
 def _after(token: Any) -> None:
     _annotate(token, HAPPENS_AFTER, "happens_after")
-
-
-class _Token:
-    """A queue's ``task_done`` -> ``join`` token (by identity)."""
-
-    __slots__ = ("__weakref__",)
 
 
 def _lock_id(obj: Any, kind: str) -> str:
@@ -394,56 +389,12 @@ class _SemaphoreMixin:
         super().release(n)  # type: ignore[misc]
 
 
-class _EventMixin:
-    def set(self) -> None:
-        _before(self)
-        super().set()  # type: ignore[misc]
-
-    def is_set(self) -> bool:
-        flag = super().is_set()  # type: ignore[misc]
-        if flag:
-            _after(self)
-        return flag
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        signaled = super().wait(timeout)  # type: ignore[misc]
-        if signaled:
-            _after(self)
-        return signaled
-
-
 class _BarrierMixin:
     def wait(self, timeout: Optional[float] = None) -> int:
         _before(self)
         index = super().wait(timeout)  # type: ignore[misc]
         _after(self)
         return index
-
-
-def _done_token(q: Any) -> _Token:
-    token = q.__dict__.get("_raceway_done")
-    if token is None:
-        token = q.__dict__.setdefault("_raceway_done", _Token())
-    return token
-
-
-class _QueueMixin:
-    def _put(self, item: Any) -> None:
-        _before(self)
-        super()._put(item)  # type: ignore[misc]
-
-    def _get(self) -> Any:
-        item = super()._get()  # type: ignore[misc]
-        _after(self)
-        return item
-
-    def task_done(self) -> None:
-        _before(_done_token(self))
-        super().task_done()  # type: ignore[misc]
-
-    def join(self) -> None:
-        super().join()  # type: ignore[misc]
-        _after(_done_token(self))
 
 
 class _AsyncLockMixin:
@@ -498,41 +449,30 @@ class _AsyncSemaphoreMixin:
         super().release()  # type: ignore[misc]
 
 
-class _AsyncEventMixin:
-    def set(self) -> None:
-        _before(self)
-        super().set()  # type: ignore[misc]
+class _AutoEdges:
+    """Annotations through the client `instrument_primitives` was given."""
 
-    def is_set(self) -> bool:
-        flag = super().is_set()  # type: ignore[misc]
-        if flag:
-            _after(self)
-        return flag
+    def _raceway_before(self, token: Any) -> None:
+        _before(token)
 
-    async def wait(self) -> bool:
-        signaled = await super().wait()  # type: ignore[misc]
-        if signaled:
-            _after(self)
-        return signaled
+    def _raceway_after(self, token: Any) -> None:
+        _after(token)
 
 
-class _AsyncQueueMixin:
-    def _put(self, item: Any) -> None:
-        _before(self)
-        super()._put(item)  # type: ignore[misc]
+class _EventMixin(_AutoEdges, _ThreadEventEdges):
+    pass
 
-    def _get(self) -> Any:
-        item = super()._get()  # type: ignore[misc]
-        _after(self)
-        return item
 
-    def task_done(self) -> None:
-        _before(_done_token(self))
-        super().task_done()  # type: ignore[misc]
+class _AsyncEventMixin(_AutoEdges, _AsyncEventEdges):
+    pass
 
-    async def join(self) -> None:
-        await super().join()  # type: ignore[misc]
-        _after(_done_token(self))
+
+class _QueueMixin(_AutoEdges, _ThreadQueueEdges):
+    pass
+
+
+class _AsyncQueueMixin(_AutoEdges, _AsyncQueueEdges):
+    pass
 
 
 # (module, name, mixin): the names replaced, in this order.
@@ -650,7 +590,7 @@ def uninstrument_primitives() -> None:
             setattr(sys.modules[module_name], name, _ORIGINALS[(module_name, name)])
         _patched.clear()
         for obj in list(_in_place):
-            original = type(obj).__mro__[2]  # (instrumented, mixin, original, ...)
+            original = type(obj).__bases__[-1]  # made as (mixin, original): `_traced_class`
             if isinstance(obj, _ConditionMixin):
                 _condition_unbind(obj)
             elif isinstance(obj, _AsyncConditionMixin) and "acquire" in obj.__dict__:

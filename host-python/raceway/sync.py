@@ -85,56 +85,126 @@ class _Token:
     __slots__ = ("__weakref__",)
 
 
-class _QueueHooks:
-    """The annotations both tracked queues record, in the hooks ``queue.Queue`` and
-    ``asyncio.Queue`` call once an operation is certain to succeed (``_put``/``_get``, under
-    the queue's own lock for ``queue.Queue``): the put's annotation is in the record log
-    before any getter can see the item, the get's after the item has left the queue."""
+def _done_token(q: Any) -> _Token:
+    """The queue's ``task_done`` -> ``join`` token, made on first use."""
+    token = q.__dict__.get("_raceway_done")
+    if token is None:
+        token = q.__dict__.setdefault("_raceway_done", _Token())
+    return token
 
-    _raceway_client: Any
-    _raceway_done: "_Token"
 
-    def __init__(self, client: Any, maxsize: int = 0):
-        self._raceway_client = client
-        self._raceway_done = _Token()
-        super().__init__(maxsize)  # type: ignore[call-arg]
+# ----------------------------------------------------------------------------------------------
+# The edges, once for every queue and event. A class that mixes them in says how an annotation
+# is recorded (`_raceway_before`/`_raceway_after`): the tracked classes below through their own
+# client, `raceway.primitives` through the client its switch was given.
+# ----------------------------------------------------------------------------------------------
+class _QueueEdges:
+    """A put happens before the get that takes its item, and ``task_done`` before the ``join``
+    it releases. The hooks are those ``queue.Queue`` and ``asyncio.Queue`` call once an
+    operation is certain to succeed (``_put``/``_get``, under the queue's own lock for
+    ``queue.Queue``): the put's annotation is in the record log before any getter can see the
+    item, the get's after the item has left the queue. They call the next class's hooks, so
+    ordering variants compose: ``class TrackedPriorityQueue(TrackedQueue, queue.PriorityQueue)``."""
+
+    def _raceway_before(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def _raceway_after(self, token: Any) -> None:
+        raise NotImplementedError
 
     def _put(self, item: Any) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self)
+        self._raceway_before(self)
         super()._put(item)  # type: ignore[misc]
 
     def _get(self) -> Any:
         item = super()._get()  # type: ignore[misc]
-        if _context() is not None:
-            _after(self._raceway_client, self)
+        self._raceway_after(self)
         return item
 
     def task_done(self) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self._raceway_done)
+        self._raceway_before(_done_token(self))
         super().task_done()  # type: ignore[misc]
 
 
-class TrackedQueue(_QueueHooks, queue.Queue):
+class _ThreadQueueEdges(_QueueEdges):
+    def join(self) -> None:
+        super().join()  # type: ignore[misc]
+        self._raceway_after(_done_token(self))
+
+
+class _AsyncQueueEdges(_QueueEdges):
+    async def join(self) -> None:
+        await super().join()  # type: ignore[misc]
+        self._raceway_after(_done_token(self))
+
+
+class _EventEdges:
+    """``set()`` happens before a ``wait()`` that returns True and an ``is_set()`` that answers
+    True (a wait that timed out, or an unset flag, orders nothing)."""
+
+    def _raceway_before(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def _raceway_after(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def set(self) -> None:
+        self._raceway_before(self)
+        super().set()  # type: ignore[misc]
+
+    def is_set(self) -> bool:
+        flag = super().is_set()  # type: ignore[misc]
+        if flag:
+            self._raceway_after(self)
+        return flag
+
+
+class _ThreadEventEdges(_EventEdges):
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        signaled = super().wait(timeout)  # type: ignore[misc]
+        if signaled:
+            self._raceway_after(self)
+        return signaled
+
+
+class _AsyncEventEdges(_EventEdges):
+    async def wait(self) -> bool:
+        signaled = await super().wait()  # type: ignore[misc]
+        if signaled:
+            self._raceway_after(self)
+        return signaled
+
+
+class _OwnClient:
+    """Annotations through the client the object was made with, when a context is current
+    (nothing is recorded, and nothing is asked of the client, outside any context)."""
+
+    _raceway_client: Any = None
+
+    def __init__(self, client: Any, *args: Any, **kwargs: Any):
+        self._raceway_client = client
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+
+    def _raceway_before(self, token: Any) -> None:
+        if _context() is not None:
+            _before(self._raceway_client, token)
+
+    def _raceway_after(self, token: Any) -> None:
+        if _context() is not None:
+            _after(self._raceway_client, token)
+
+
+class TrackedQueue(_OwnClient, _ThreadQueueEdges, queue.Queue):
     """A ``queue.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedQueue(client, maxsize=0)``; everything else is ``queue.Queue``'s. A put records
     ``client.happens_before(queue)`` before the item is in the queue, a get records
     ``client.happens_after(queue)`` after it took the item; ``task_done()`` happens before the
     ``join()`` it releases. See the module's documentation for the rule and its limits.
-
-    The hooks call the next class's ``_put``/``_get``, so ordering variants compose:
-    ``class TrackedPriorityQueue(TrackedQueue, queue.PriorityQueue): pass``.
     """
 
-    def join(self) -> None:
-        super().join()
-        if _context() is not None:
-            _after(self._raceway_client, self._raceway_done)
 
-
-class TrackedAsyncQueue(_QueueHooks, asyncio.Queue):
+class TrackedAsyncQueue(_OwnClient, _AsyncQueueEdges, asyncio.Queue):
     """An ``asyncio.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedAsyncQueue(client, maxsize=0)``; ``await put()``, ``put_nowait()``, ``await get()``,
@@ -143,13 +213,8 @@ class TrackedAsyncQueue(_QueueHooks, asyncio.Queue):
     (`raceway.instrument_loop`) or one whose tasks claimed their own contexts.
     """
 
-    async def join(self) -> None:
-        await super().join()
-        if _context() is not None:
-            _after(self._raceway_client, self._raceway_done)
 
-
-class TrackedEvent(threading.Event):
+class TrackedEvent(_OwnClient, _ThreadEventEdges, threading.Event):
     """A ``threading.Event`` whose set -> wait hand-off is a happens-before edge.
 
     ``TrackedEvent(client)``. ``set()`` records ``client.happens_before(event)`` before the
@@ -157,52 +222,10 @@ class TrackedEvent(threading.Event):
     ``client.happens_after(event)`` (a wait that timed out, or an unset flag, records nothing).
     """
 
-    def __init__(self, client: Any):
-        self._raceway_client = client
-        super().__init__()
 
-    def set(self) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self)
-        super().set()
-
-    def is_set(self) -> bool:
-        flag = super().is_set()
-        if flag and _context() is not None:
-            _after(self._raceway_client, self)
-        return flag
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        signaled = super().wait(timeout)
-        if signaled and _context() is not None:
-            _after(self._raceway_client, self)
-        return signaled
-
-
-class TrackedAsyncEvent(asyncio.Event):
+class TrackedAsyncEvent(_OwnClient, _AsyncEventEdges, asyncio.Event):
     """An ``asyncio.Event`` whose set -> wait hand-off is a happens-before edge.
 
     ``TrackedAsyncEvent(client)``; ``set()``, ``is_set()`` and ``await wait()`` as in
     `TrackedEvent`.
     """
-
-    def __init__(self, client: Any):
-        self._raceway_client = client
-        super().__init__()
-
-    def set(self) -> None:
-        if _context() is not None:
-            _before(self._raceway_client, self)
-        super().set()
-
-    def is_set(self) -> bool:
-        flag = super().is_set()
-        if flag and _context() is not None:
-            _after(self._raceway_client, self)
-        return flag
-
-    async def wait(self) -> bool:
-        signaled = await super().wait()
-        if signaled and _context() is not None:
-            _after(self._raceway_client, self)
-        return signaled
