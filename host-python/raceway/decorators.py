@@ -265,9 +265,8 @@ def track_async(
 ) -> Any:
     """The reference SDK's decorator for ``async`` functions: `track_function`, which handles
     ``async`` functions (and plain ones: the reference raises ``TypeError`` for those)."""
-    if _is_bare(client):
-        return _tracker(None, CLIENT_ATTR, None, False, False, False)(client)
-    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return, False)
+    return track_function(client, name, capture_args=capture_args, capture_result=capture_result,
+                          capture_return=capture_return)
 
 
 def track_method(
