@@ -122,6 +122,18 @@ class _LooksLikeTheOriginal:
         return self.__reduce_ex__(2)
 
 
+
+def _reading_first(cls: type, *names: str) -> None:
+    """Gives ``cls`` the methods ``names`` that read the whole container (`_raceway_read_all`)
+    and then do what the next class in the MRO does (the container's own method)."""
+    for name in names:
+        def method(self: Any, *args: Any, _name: str = name) -> Any:
+            self._raceway_read_all()
+            return getattr(super(cls, self), _name)(*args)
+
+        method.__name__ = method.__qualname__ = name
+        setattr(cls, name, method)
+
 class _DictMixin(_LooksLikeTheOriginal):
     """Recording overrides for a dict (or a dict subclass: each call goes to the next class)."""
 
@@ -266,19 +278,9 @@ class _DictMixin(_LooksLikeTheOriginal):
         for k in list(itertools.islice(dict.__iter__(self), WHOLE_ITEMS)):
             rec.read(k, dict.get(self, k, ABSENT))
 
-    def __eq__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__eq__(other)
-
-    def __ne__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__ne__(other)
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self) -> str:
-        self._raceway_read_all()
-        return super().__repr__()
 
     def __or__(self, other: Any) -> Any:
         if not isinstance(other, dict):
@@ -295,6 +297,9 @@ class _DictMixin(_LooksLikeTheOriginal):
     def _raceway_original(self) -> Any:
         """A copy of the contents as an instance of the original class (not recorded)."""
         return _original_dict(self, type(self)._raceway_base)
+
+
+_reading_first(_DictMixin, "__eq__", "__ne__", "__repr__")
 
 
 def _original_dict(wrapper: Any, base: type) -> Any:
@@ -602,35 +607,9 @@ class _ListMixin(_LooksLikeTheOriginal):
             except IndexError:  # another thread shrank it meanwhile
                 break
 
-    def __eq__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__eq__(other)
-
-    def __ne__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__ne__(other)
-
-    def __lt__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__lt__(other)
-
-    def __le__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__le__(other)
-
-    def __gt__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__gt__(other)
-
-    def __ge__(self, other: Any) -> Any:
-        self._raceway_read_all()
-        return super().__ge__(other)
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self) -> str:
-        self._raceway_read_all()
-        return super().__repr__()
 
     def __add__(self, other: Any) -> Any:
         if not isinstance(other, list):
@@ -659,6 +638,9 @@ class _ListMixin(_LooksLikeTheOriginal):
         list.extend(new, items)
         _copy_attributes(self, new)
         return new
+
+
+_reading_first(_ListMixin, "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__repr__")
 
 
 class SharedList(_ListMixin, list):
