@@ -32,6 +32,7 @@ import functools
 import logging
 import sys
 import threading
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
@@ -226,17 +227,18 @@ def instrument_loop(client: Any, loop: Optional[asyncio.AbstractEventLoop] = Non
             loop.set_task_factory(_TaskFactory(client, factory))
         if default_executor:
             _install_default_executor(client, loop)
-            _instrument_anyio_threads(client)
+            _instrument_anyio_threads(client, loop)
         return True
     except Exception as e:
         _warn_once("instrument-loop", "raceway: cannot instrument the event loop: %s", e)
         return False
 
 
-_anyio_client: List[Any] = [None]
+_anyio_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+"""The client each instrumented loop records with (the task factory keeps its own the same way)."""
 
 
-def _instrument_anyio_threads(client: Any) -> None:
+def _instrument_anyio_threads(client: Any, loop: asyncio.AbstractEventLoop) -> None:
     """``anyio.to_thread.run_sync`` (Starlette's and FastAPI's ``run_in_threadpool``: ``def``
     endpoints, dependencies and body iterators) runs work in anyio's own worker threads, in a
     copy of the caller's context: without this each call would be an unjoined child and two
@@ -246,7 +248,7 @@ def _instrument_anyio_threads(client: Any) -> None:
     module = sys.modules.get("anyio.to_thread")
     if module is None:
         return
-    _anyio_client[0] = client
+    _anyio_clients[loop] = client
     original = module.run_sync
     if getattr(original, "_raceway_wrapped", False):
         return
@@ -254,7 +256,8 @@ def _instrument_anyio_threads(client: Any) -> None:
     @functools.wraps(original)
     async def run_sync(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         parent = strand_context()
-        own = _anyio_client[0]
+        loop = _running_loop()
+        own = _anyio_clients.get(loop) if loop is not None else None
         child = _fork(own, parent) if parent is not None else None
         if child is None:
             return await original(func, *args, **kwargs)

@@ -7,6 +7,7 @@ uvicorn server on 127.0.0.1, the built component."""
 from __future__ import annotations
 
 import threading
+import time
 
 import requests
 
@@ -78,3 +79,45 @@ def test_the_same_endpoint_in_two_concurrent_requests_races(make_client):
     found = summary(client.races())
     assert ("lost-update", "CRITICAL", "balance") in found
     assert ("data-race", "CRITICAL", "balance") in found
+
+
+def test_each_loop_forks_with_its_own_client(make_client, collector):
+    """Two FastAPI apps with a client each, served on two loops in one process: the worker-thread
+    spawns and joins of one app's requests are that app's client's events, even when the other
+    app instrumented its loop in between (the wrapper is one for the process)."""
+    from fastapi import Depends, FastAPI
+
+    from raceway.middleware import FastAPIMiddleware
+
+    b_served = threading.Event()
+
+    def wait_for_b() -> int:  # a def dependency: one worker thread; app B is served meanwhile
+        assert b_served.wait(10)
+        return 1
+
+    def make_app(client, dependency):
+        app = FastAPI()
+        app.add_middleware(FastAPIMiddleware, client=client)
+
+        @app.get("/work")
+        def work(_: int = Depends(dependency)):  # a def endpoint: another worker thread
+            client.track_state_change("x", None, 1, "Write")
+            return {}
+
+        return app
+
+    a = make_client(endpoint=None, report_races_at_shutdown=False, service_name="svc-a")
+    b = make_client(endpoint=collector.url, report_races_at_shutdown=False, service_name="svc-b")
+    with asgi_server(make_app(a, wait_for_b)) as url_a, asgi_server(make_app(b, lambda: 1)) as url_b:
+        answer = []
+        first = threading.Thread(target=lambda: answer.append(requests.get(f"{url_a}/work", timeout=10).status_code))
+        first.start()
+        time.sleep(0.2)  # A's request is in its dependency (not a timing assertion: B may come first)
+        assert requests.get(f"{url_b}/work", timeout=10).status_code == 200
+        b_served.set()
+        first.join()
+        assert answer == [200]
+    assert a.flush(timeout=10) and b.flush(timeout=10)
+    assert a.stats()["recorded"] > 0
+    foreign = [e for e in collector.events if any(c.startswith("svc-a#") for c, _ in e["causality_vector"])]
+    assert foreign == [], "client B recorded events of app A's contexts"
