@@ -33,11 +33,10 @@ import logging
 import sys
 import threading
 import weakref
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._incoming import context_from_headers, gather
-from .context import ExecutionContext, _current, current_task, leave, strand_context
+from .context import ExecutionContext, _current, current_task, enter, leave, strand_context
 
 log = logging.getLogger("raceway")
 
@@ -526,13 +525,13 @@ def bind(fn: Callable[..., T], ctx: Optional[ExecutionContext] = None) -> Callab
 # ----------------------------------------------------------------------------------------------
 # Across processes
 # ----------------------------------------------------------------------------------------------
-@contextmanager
-def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple[str, str]]]) -> Iterator[ExecutionContext]:
+def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple[str, str]]]) -> "_ContinuedTrace":
     """Continues, in this process, the trace that ``headers`` carry: the
     ``client.propagation_headers()`` of the process that handed the work over (passed with it
     through a ``ProcessPoolExecutor``, a queue, a file...). The headers are read by the core as
     a request's are; invalid or missing ones start a new trace. The context is current inside
-    the block and stops being current after it.
+    the block and stops being current after it (inside a generator, only while it runs, as
+    with `RacewayClient.trace`).
 
         # parent                                   # worker process (its own RacewayClient)
         pool.submit(job, raceway.propagation_headers(), data)
@@ -540,14 +539,30 @@ def continue_trace(client: Any, headers: Union[Mapping[str, str], Iterable[Tuple
                                                        with continue_trace(raceway, headers):
                                                            ...
     """
-    try:
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
-        ctx = context_from_headers(client, gather(pairs))
-    except Exception as e:
-        _warn_once("continue-trace", "raceway: cannot continue a trace: %s", e)
-        ctx = ExecutionContext.new_trace(getattr(client, "identity", None))
-    token = _current.set(ctx)
-    try:
-        yield ctx
-    finally:
-        leave(ctx, token)
+    return _ContinuedTrace(client, headers)
+
+
+class _ContinuedTrace:
+    """`continue_trace`'s context manager (a class, so it can see the frame that opens it)."""
+
+    __slots__ = ("client", "headers", "ctx", "token")
+
+    def __init__(self, client: Any, headers: Any):
+        self.client, self.headers = client, headers
+        self.ctx: Optional[ExecutionContext] = None
+        self.token: Any = None
+
+    def __enter__(self) -> ExecutionContext:
+        try:
+            pairs = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
+            ctx = context_from_headers(self.client, gather(pairs))
+        except Exception as e:
+            _warn_once("continue-trace", "raceway: cannot continue a trace: %s", e)
+            ctx = ExecutionContext.new_trace(getattr(self.client, "identity", None))
+        self.ctx = ctx
+        self.token = enter(ctx, sys._getframe(1))
+        return ctx
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.ctx is not None:
+            leave(self.ctx, self.token)

@@ -150,3 +150,21 @@ def test_reset_context_with_a_foreign_token_changes_nothing(make_client):
     reset_context(token)
     assert get_context() is b
     set_context(None)
+
+
+def test_a_trace_continued_inside_a_generator_does_not_leak(make_client):
+    """`continue_trace` is the same kind of context manager as `trace()`: anchored alike."""
+    from raceway import continue_trace
+
+    client = make_client(endpoint=None, report_races_at_shutdown=False)
+
+    def worker():
+        with continue_trace(client, {}) as ctx:
+            yield ctx
+
+    with client.trace() as outer:
+        it = worker()
+        inner = next(it)
+        assert get_context() is outer and inner is not outer
+        next(it, None)
+        assert get_context() is outer
