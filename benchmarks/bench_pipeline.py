@@ -9,7 +9,6 @@ the encoding run on different threads."""
 
 from __future__ import annotations
 
-import time
 from typing import Dict, List
 
 N = 200_000
@@ -27,41 +26,16 @@ def run() -> Dict[str, List[float]]:
     core.configure(client._process_config())
     chunk = CHUNK
     per_call = _records.part_size(per_body)
+    from bench_detector_pipeline import _round  # one measuring loop for every pipeline row
+
     total, record_part, encode_part, core_part = [], [], [], []
-    q = client._queue
     with client.trace():
         for _ in range(ROUNDS):
-            q.clear()
-            rec = enc = cor = 0.0
-            sent = 0
-            t0 = time.perf_counter()
-            # Record a chunk, then encode it, as the flusher does while the application records:
-            # the log never holds more than a chunk, like a drained queue.
-            for s in range(0, N, chunk):
-                a = time.perf_counter()
-                for i in range(s, min(s + chunk, N)):
-                    client.track_state_change("account.balance", i, i + 1, "Write")
-                records = list(q)
-                q.clear()
-                b = time.perf_counter()
-                rec += b - a
-                parts = _records.encode_parts(records, per_call)
-                while True:
-                    c = time.perf_counter()
-                    payload = next(parts, None)
-                    d = time.perf_counter()
-                    enc += d - c
-                    if payload is None:
-                        break
-                    out = core.encode_batch(payload[0], per_body)
-                    cor += time.perf_counter() - d
-                    sent += out["events"]
-            t2 = time.perf_counter()
-            assert sent == N, sent
-            total.append(N / (t2 - t0))
-            record_part.append(rec / N * 1e6)
-            encode_part.append(enc / N * 1e6)
-            core_part.append(cor / N * 1e6)
+            events_per_s, rec, enc, cor, _cpu = _round(client, core, "encode_batch", per_body, per_call, chunk)
+            total.append(events_per_s)
+            record_part.append(rec)
+            encode_part.append(enc)
+            core_part.append(cor)
     client.shutdown(timeout=5)
     return {"pipeline_events_per_s": total, "pipeline_record_us": record_part,
             "pipeline_encode_us": encode_part, "pipeline_core_us": core_part}
