@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-N = 200_000
 ROUNDS = 5
 
 
