@@ -201,7 +201,28 @@ def _reset(token: Token) -> None:
         pass
 
 
-class TracedBody:
+class _Body:
+    """What both traced bodies keep, and how they end: the response is recorded once."""
+
+    def __init__(self, body: Any, scope: "RequestScope", status: Callable[[], int], buffered: bool = False):
+        self._body = body
+        self._iter: Any = None
+        self._scope = scope
+        self._status = status
+        self._sent = False
+        self._buffered = buffered
+
+    def _end(self, exc: Optional[BaseException]) -> None:
+        _end_body(self._scope, exc, self._status, self._sent and not self._buffered)
+
+    def __del__(self) -> None:  # a server that neither exhausted nor closed the body
+        try:
+            self._end(None)
+        except Exception:
+            pass
+
+
+class TracedBody(_Body):
     """A response body the server iterates after the application returned (a WSGI iterable,
     a streamed Flask or Django response): each step (``iter``, every ``next``, ``close``) runs
     under the request's context (`RequestScope.step`), and the response is recorded once, when
@@ -213,15 +234,6 @@ class TracedBody:
     first chunk is recorded as 500, which is what servers answer then. ``buffered``: the
     server reads the whole body before it sends anything (Django serving an async iterator
     under WSGI), so a failure anywhere in it is answered 500."""
-
-    def __init__(self, body: Iterable[Any], scope: "RequestScope", status: Callable[[], int],
-                 buffered: bool = False):
-        self._body = body
-        self._iter: Optional[Iterator[Any]] = None
-        self._scope = scope
-        self._status = status
-        self._sent = False
-        self._buffered = buffered
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -252,29 +264,12 @@ class TracedBody:
         finally:
             self._end(None)
 
-    def _end(self, exc: Optional[BaseException]) -> None:
-        _end_body(self._scope, exc, self._status, self._sent and not self._buffered)
 
-    def __del__(self) -> None:  # a server that neither exhausted nor closed the body
-        try:
-            self._end(None)
-        except Exception:
-            pass
-
-
-class TracedAsyncBody:
+class TracedAsyncBody(_Body):
     """`TracedBody` for an asynchronous iterable (Django's async streaming responses): each
     ``__anext__`` and ``aclose`` is awaited under the request's context (`RequestScope.astep`).
     It has a synchronous ``close()`` too, which only records the response (Django calls it
     when the response is closed), and no ``__iter__``, so frameworks see an async iterable."""
-
-    def __init__(self, body: Any, scope: "RequestScope", status: Callable[[], int], buffered: bool = False):
-        self._body = body
-        self._iter: Optional[AsyncIterator[Any]] = None
-        self._scope = scope
-        self._status = status
-        self._sent = False
-        self._buffered = buffered
 
     def __aiter__(self) -> "TracedAsyncBody":
         return self
@@ -307,15 +302,6 @@ class TracedAsyncBody:
 
     def close(self) -> None:
         self._end(None)
-
-    def _end(self, exc: Optional[BaseException]) -> None:
-        _end_body(self._scope, exc, self._status, self._sent and not self._buffered)
-
-    def __del__(self) -> None:
-        try:
-            self._end(None)
-        except Exception:
-            pass
 
 
 def _end_body(scope: "RequestScope", exc: Optional[BaseException], status: Callable[[], int], sent: bool) -> None:
