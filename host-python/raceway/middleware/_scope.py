@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, Iterator, List, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, TypeVar
 
 from .. import _values
 from ..context import ExecutionContext, _current, _ident, current_task
