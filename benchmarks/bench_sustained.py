@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))

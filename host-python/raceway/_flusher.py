@@ -584,9 +584,9 @@ class Flusher:
         self.queue.clear()
         if writer is not None:
             try:
-                path = writer.commit()
+                writer.commit()
             except SpoolError as e:
-                problem, path = str(e), None
+                problem = str(e)
                 failed += spooled
                 spooled = 0
         held, self._taken = self._taken, 0

@@ -10,7 +10,6 @@ so they are written once per batch in tables and events refer to them by index.
 from __future__ import annotations
 
 import json
-import re
 from operator import itemgetter
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 

@@ -8,7 +8,6 @@ works and one WARNING says why.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from typing import Any, Dict, List
@@ -21,7 +20,7 @@ from _servers import asgi_server, body, kind, wsgi_server
 from conftest import assert_valid_batch
 import raceway
 from raceway import (
-    RacewayClient, create_context, get_context, set_context, track_async, track_function, track_method,
+    create_context, get_context, set_context, track_async, track_function, track_method,
     track_lock_acquire, track_lock_release, tracked_lock,
 )
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple

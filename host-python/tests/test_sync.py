@@ -17,7 +17,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import raceway
-from raceway import Config, RacewayClient, create_context, reset_context, set_context
+from raceway import create_context, reset_context, set_context
 from raceway.sync import TrackedAsyncEvent, TrackedAsyncQueue, TrackedEvent, TrackedQueue
 
 
