@@ -332,3 +332,38 @@ def test_hundreds_of_distinct_races_are_answered_without_tripping_the_sandbox(ma
     with client.trace():
         client.track_state_change("after", None, 1, "Write")
     assert client.flush(timeout=10) and client.stats()["failed"] == 0
+
+
+def test_released_strands_are_forgotten_without_inventing_races(make_client):
+    """With far more strands than the detector keeps (`max_strands`), a counter under one lock
+    taken by 200 strands in turn is still race-free (released strands count as ordered before
+    everything, and clocks drop them), and a race between two live strands is still found."""
+    from raceway import _records
+    from raceway._detector import Detector
+
+    client = make_client(endpoint=None, detect_races=False, flush_interval=3600.0, batch_size=10**6)
+    lock = threading.Lock()
+    total = {"n": 0}
+
+    def locked_increment():
+        with tracked_lock(client, lock, "counter-lock"):
+            value = total["n"]
+            client.track_state_change("counter", None, value, "Read")
+            total["n"] = value + 1
+            client.track_state_change("counter", value, value + 1, "Write")
+
+    barrier = threading.Barrier(2)
+    with client.trace():
+        for _ in range(200):  # one after another, none joined: they end and are never seen again
+            t = threading.Thread(target=contextvars.copy_context().run, args=(locked_increment,))
+            t.start()
+            t.join()
+        run_strands(client, *[(unsynchronised, (client, "last", barrier))] * 2)
+    records = list(client._queue)
+    detector = Detector({"max_strands": 16})
+    for text, _part in _records.encode_parts(records, 160):
+        detector.observe(text)
+    assert summary(detector.races()) == [("data-race", "CRITICAL", "last"), ("data-race", "WARNING", "last"),
+                                          ("lost-update", "CRITICAL", "last")]
+    stats = detector.findings()["stats"]
+    assert stats["strands"] <= 16 and stats["accesses"] >= 400  # the 200 strands did record

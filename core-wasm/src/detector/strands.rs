@@ -18,7 +18,7 @@
 
 use super::clock::{Clock, StrandId};
 use crate::read::Event;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 /// How deep `knows` follows retirements (a strand joined by a strand that was joined, ...).
@@ -315,19 +315,16 @@ impl Strands {
         }
         // Clocks drop the released strands (they are known to everything from now on), so
         // that no clock is longer than the live strands, however many strands ever ran.
-        let ids: Vec<StrandId> = self.live.keys().copied().collect();
-        for id in ids {
-            let mut strand = self.live.remove(&id).expect("listed above");
-            self.prune(&mut strand.clock);
-            strand.clock.raise(id, strand.seq);
+        let live: HashSet<StrandId> = self.live.keys().copied().collect();
+        for strand in self.live.values_mut() {
+            // A strand's own entry stays: it is live.
+            strand.clock.retain(|s| live.contains(&s));
             for (_, past) in strand.history.iter_mut() {
-                self.prune(past);
+                past.retain(|s| live.contains(&s));
             }
-            self.live.insert(id, strand);
         }
-        let live = &self.live;
         for clock in self.spawns.values_mut() {
-            clock.retain(|s| live.contains_key(&s));
+            clock.retain(|s| live.contains(&s));
         }
         self.evictions += 1;
     }
