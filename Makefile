@@ -12,7 +12,7 @@ CORE_SRC  := $(shell find core-wasm/src wit -type f) Cargo.toml Cargo.lock core-
 STAMP     := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: build test test-rust test-python demo bench clean browser node test-node wheel
+.PHONY: build test test-rust test-python demo bench clean browser node test-node wheel lint
 
 build: $(WASM_PKG) $(STAMP)
 
@@ -75,6 +75,13 @@ test-rust:
 
 test-python: build
 	$(PY) -m pytest
+
+# The package's static checks (issue 14): `mypy --strict` and `ruff` (lint rules and format),
+# configured in host-python/pyproject.toml, where the chosen rule set is written down.
+lint: build
+	cd host-python && ../$(PY) -m mypy
+	$(PY) -m ruff check host-python/raceway
+	$(PY) -m ruff format --check host-python/raceway
 
 # Headless Chromium for the HTML report's browser test: installed from Debian when run as root
 # and missing; otherwise nothing (the test skips itself when no browser is found).
