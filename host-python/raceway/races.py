@@ -1,7 +1,7 @@
 """What the race detector found, as Python objects: `Race` and `Access`.
 
 `RacewayClient.races()` and ``python -m raceway analyze`` return these. They are plain frozen
-data built from the core's JSON answer (`raceway._findings`); the report writers
+data built from the core's JSON answer (`raceway._core_types.FindingsJSON`); the report writers
 (`raceway.report`) turn them into text, SARIF and HTML. The model (happens-before, the lost
 update rule, what is not detected) is in docs/races.md.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
-from ._findings import AccessJSON, RaceJSON
+from ._core_types import AccessJSON, RaceJSON
 
 DATA_RACE = "data-race"
 """Two accesses to one variable from different strands, at least one a write, not ordered by
