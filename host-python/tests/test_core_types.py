@@ -52,7 +52,7 @@ def mismatches(value: Any, tp: Any, where: str = "$") -> List[str]:
     if origin is tuple:  # a JSON array whose positions have their own types
         if not isinstance(value, list) or len(value) != len(args):
             return [f"{where}: {value!r} is not a {len(args)}-element array"]
-        return [m for i, (v, a) in enumerate(zip(value, args)) for m in mismatches(v, a, f"{where}[{i}]")]
+        return [m for i, (v, a) in enumerate(zip(value, args, strict=True)) for m in mismatches(v, a, f"{where}[{i}]")]
     if origin is dict:
         if not isinstance(value, dict):
             return [f"{where}: {type(value).__name__}, not an object"]
