@@ -25,12 +25,18 @@ report needs them all.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from ._core_types import DetectorOptionsJSON, DetectorStatsJSON
+    from .races import Race
+    from .report.suppressions import Suppressions
 
 RECORDS_FORMAT = "records/1"
 BATCH_EVENTS = 500
@@ -65,8 +71,13 @@ class FileSummary:
     """Record lines used."""
     events: int = 0
     """Events taken from them (before duplicates were removed)."""
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     """Reason id (`REASONS`) -> count."""
+
+
+Event = Tuple[int, int, int, int, int, int, int, int, str]
+"""One event of a `Recording`: ``(unix_nanos, order, strand, seq, process, file, context,
+state, rest)`` (see `Recording`)."""
 
 
 @dataclass
@@ -83,7 +94,7 @@ class Recording:
     processes: List[Dict[str, Any]] = field(default_factory=list)
     contexts: List[Dict[str, Any]] = field(default_factory=list)
     states: List[Dict[str, Any]] = field(default_factory=list)
-    events: List[tuple] = field(default_factory=list)
+    events: List[Event] = field(default_factory=list)
 
     @property
     def skipped(self) -> Dict[str, Dict[str, int]]:
@@ -143,8 +154,9 @@ def _valid_state(s: Any) -> bool:
             and all(isinstance(lock, str) for lock in locks))
 
 
-def _open(path: str):
-    """A binary line reader of ``path``, gzip-decompressed when it starts with gzip's magic."""
+def _open(path: str) -> Tuple[io.BufferedIOBase, io.BufferedIOBase]:
+    """A binary line reader of ``path``, gzip-decompressed when it starts with gzip's magic,
+    and the file under it (both to close)."""
     try:
         f = open(path, "rb")
         magic = f.read(2)
@@ -193,7 +205,7 @@ def read_records(paths: Sequence[str]) -> Recording:
     return rec
 
 
-def _read_file(rec: Recording, summary: FileSummary, file_i: int, reader: Any,
+def _read_file(rec: Recording, summary: FileSummary, file_i: int, reader: io.BufferedIOBase,
                procs: _Interner, ctxs: _Interner, states: _Interner,
                strands: Dict[Tuple[str, str], int]) -> None:
     events = rec.events
@@ -271,7 +283,7 @@ def merge_order(rec: Recording) -> None:
     events = rec.events
     # Each strand in seq order (ties: input order); times raised to be non-decreasing in it.
     events.sort(key=_strand_order)
-    kept: List[tuple] = []
+    kept: List[Event] = []
     last_strand, last_seq, floor = -1, None, 0
     for e in events:
         if e[2] != last_strand:
@@ -289,11 +301,11 @@ def merge_order(rec: Recording) -> None:
     rec.events = kept
 
 
-def _strand_order(e: tuple) -> tuple:
+def _strand_order(e: Event) -> Tuple[int, int, int]:
     return (e[2], e[3], e[1])
 
 
-def _merged_order(e: tuple) -> tuple:
+def _merged_order(e: Event) -> Tuple[int, int]:
     return (e[0], e[1])
 
 
@@ -350,18 +362,18 @@ class Analysis:
     """The result of `analyze`."""
 
     recording: Recording
-    races: List[Any]
-    """`raceway.races.Race` objects (suppressions applied)."""
-    detector_stats: Dict[str, Any]
+    races: List[Race]
+    """Suppressions applied."""
+    detector_stats: DetectorStatsJSON
     batches: Optional[List[Dict[str, Any]]] = None
     """The merged batches as records-file line objects, when asked for (`analyze`'s
     ``keep_batches``)."""
     suppressed: int = 0
-    suppressions: Any = None
-    """The `raceway.report.Suppressions` applied, if any (for its unmatched rules)."""
+    suppressions: Optional[Suppressions] = None
+    """The suppressions applied, if any (for their unmatched rules)."""
     dropped: int = 0
     """Events the detector dropped (records it could not read); see `Detection`."""
-    drop_reasons: Counter = field(default_factory=Counter)
+    drop_reasons: Counter[str] = field(default_factory=Counter)
 
     def stats(self) -> Dict[str, Any]:
         return {**self.recording.stats(), "events_analysed": len(self.recording.events) - self.dropped,
@@ -374,18 +386,18 @@ class Analysis:
 class Detection:
     """What `detect` found, and what the detector itself refused."""
 
-    races: List[Any]
-    stats: Dict[str, Any]
+    races: List[Race]
+    stats: DetectorStatsJSON
     dropped: int = 0
     """Events the detector dropped or refused (a record it could not read)."""
-    reasons: Counter = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
     """The detector's messages for them -> count (at most `MAX_REASONS` distinct)."""
 
 
 MAX_REASONS = 20
 
 
-def detect(batches: Iterable[Batch], options: Optional[Dict[str, Any]] = None,
+def detect(batches: Iterable[Batch], options: Optional[DetectorOptionsJSON] = None,
            keep: Optional[List[Dict[str, Any]]] = None) -> Detection:
     """Feeds the batches to one `raceway._detector.Detector`. With ``keep``, each batch's line
     object is appended to it. A batch the detector refuses is counted, not fatal.
@@ -397,12 +409,14 @@ def detect(batches: Iterable[Batch], options: Optional[Dict[str, Any]] = None,
     from .races import races_from_json
 
     detector = Detector(options)
-    result = Detection([], {})
+    dropped_events = 0
+    reasons: Counter[str] = Counter()
 
     def note(message: str, n: int) -> None:
-        result.dropped += n
-        if message in result.reasons or len(result.reasons) < MAX_REASONS:
-            result.reasons[message] += n
+        nonlocal dropped_events
+        dropped_events += n
+        if message in reasons or len(reasons) < MAX_REASONS:
+            reasons[message] += n
 
     for batch in batches:
         if keep is not None:
@@ -414,20 +428,18 @@ def detect(batches: Iterable[Batch], options: Optional[Dict[str, Any]] = None,
         except CoreError as e:  # the whole batch refused (the rows are checked first: rare)
             note(str(e), len(batch))
             continue
-        dropped = summary.get("dropped") or 0
+        dropped = summary["dropped"]
         if dropped:
-            errors = summary.get("errors") or ["(no reason given)"]
+            errors = summary["errors"] or ["(no reason given)"]
             for message in errors[:-1]:
-                note(str(message), 1)
-            note(str(errors[-1]), dropped - len(errors) + 1)
+                note(message, 1)
+            note(errors[-1], dropped - len(errors) + 1)
     findings = detector.findings()
-    result.races = races_from_json(findings["races"])
-    result.stats = dict(findings.get("stats", {}))
-    return result
+    return Detection(races_from_json(findings["races"]), findings["stats"], dropped_events, reasons)
 
 
-def load_suppressions(path: str) -> Any:
-    """`raceway.report.Suppressions` from a file.
+def load_suppressions(path: str) -> Suppressions:
+    """The suppressions rules of a file.
 
     :raises InputError: it cannot be read or a line is malformed."""
     from .report.suppressions import Suppressions
@@ -440,8 +452,8 @@ def load_suppressions(path: str) -> Any:
         raise InputError(f"invalid suppressions file: {e}") from None
 
 
-def analyze_recording(rec: Recording, suppressions: Any = None, keep_batches: bool = False,
-                      options: Optional[Dict[str, Any]] = None, per_batch: int = BATCH_EVENTS) -> Analysis:
+def analyze_recording(rec: Recording, suppressions: Optional[Suppressions] = None, keep_batches: bool = False,
+                      options: Optional[DetectorOptionsJSON] = None, per_batch: int = BATCH_EVENTS) -> Analysis:
     """Merges (`merge_order`) and analyses what `read_records` read.
 
     :param suppressions: a `raceway.report.Suppressions` (see `load_suppressions`), or None.
@@ -458,7 +470,7 @@ def analyze_recording(rec: Recording, suppressions: Any = None, keep_batches: bo
 
 
 def analyze(paths: Sequence[str], suppressions: Optional[str] = None, keep_batches: bool = False,
-            options: Optional[Dict[str, Any]] = None) -> Analysis:
+            options: Optional[DetectorOptionsJSON] = None) -> Analysis:
     """Reads, merges and analyses records files (`read_records`, then `analyze_recording`).
 
     :param suppressions: the path of a suppressions file, or None.

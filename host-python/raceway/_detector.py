@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from ._core import CoreInstance, Runtime
-from ._findings import FindingsJSON
+from ._core_types import BatchSummaryJSON, DetectorOptionsJSON, FindingsJSON
 from .races import Race, races_from_json
 
 _UNCONFIGURED: Dict[str, Any] = {
     "service_name": "", "environment": "", "instance_id": "", "process_id": 0, "tags": {},
 }
+"""A process description with every field empty (`raceway._core_types.ProcessConfigJSON`)."""
 
 
 class Detector:
@@ -28,15 +29,16 @@ class Detector:
         refused (an unknown field or a wrong type).
     """
 
-    def __init__(self, options: Optional[Dict[str, Any]] = None, runtime: Optional[Runtime] = None):
+    def __init__(self, options: Optional[DetectorOptionsJSON] = None, runtime: Optional[Runtime] = None):
         self._core = CoreInstance(runtime or Runtime.shared())
         self._core.reset_detector(dict(options or {}))
         self._process: Optional[Dict[str, Any]] = None
 
-    def observe(self, batch_json: str, process: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def observe(self, batch_json: str, process: Optional[Dict[str, Any]] = None) -> BatchSummaryJSON:
         """Feeds one batch; ``process`` (``service_name``, ``environment``, ``instance_id``,
-        ``process_id``, ``tags``) labels its events in reports. Returns the core's summary
-        (``events`` taken, ``dropped`` and their ``errors``).
+        ``process_id``, ``tags``: `raceway._core_types.ProcessConfigJSON`, as a records file
+        holds it, unchecked: the core checks it) labels its events in reports. Returns the
+        core's summary (``events`` taken, ``dropped`` and their ``errors``; ``counts`` empty).
 
         :raises raceway._core.CoreError: ``batch_json`` is not a batch, or ``process`` is not
             a process description.
@@ -48,12 +50,13 @@ class Detector:
             self._process = dict(process) if process is not None else _UNCONFIGURED
             self._core.configure(self._process)
         summary = self._core.observe(batch_json, 0)
-        summary.pop("bodies", None)
-        return summary
+        return {"counts": summary["counts"], "events": summary["events"], "dropped": summary["dropped"],
+                "errors": summary["errors"]}
 
     def findings(self) -> FindingsJSON:
         """The races so far and the detector's counters, as the core answers them."""
         return self._core.races()
 
     def races(self) -> List[Race]:
+        """The races so far, as `raceway.races.Race` objects (the order of `findings`)."""
         return races_from_json(self.findings()["races"])
