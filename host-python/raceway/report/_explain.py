@@ -74,14 +74,15 @@ def fix(race: Race) -> str:
                 "critical section), or re-read the value and compare-and-set it under the lock "
                 "before writing.")
     acc = race.accesses
-    first, second = (acc[0], acc[-1]) if len(acc) >= 2 else (None, None)
-    if first is not None and any(lock in second.locks for lock in first.locks):
-        return ("Track every acquire and release of the shared lock (raceway.tracked_lock) so "
-                "the hand-off is seen, or hand the value over through a queue/event.")
-    if first is not None and is_write(first) and is_write(second):
-        return ("Protect both writes with the same lock, or hand the value over through a "
-                "queue/event (or client.happens_before/happens_after) so one write happens "
-                "before the other.")
+    if len(acc) >= 2:
+        first, second = acc[0], acc[-1]
+        if any(lock in second.locks for lock in first.locks):
+            return ("Track every acquire and release of the shared lock (raceway.tracked_lock) so "
+                    "the hand-off is seen, or hand the value over through a queue/event.")
+        if is_write(first) and is_write(second):
+            return ("Protect both writes with the same lock, or hand the value over through a "
+                    "queue/event (or client.happens_before/happens_after) so one write happens "
+                    "before the other.")
     return ("Protect both accesses with the same lock, or hand the value over through a "
             "queue/event (or client.happens_before/happens_after) so the read happens after "
             "the write.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..races import LOST_UPDATE, Access, Race
 
@@ -109,9 +109,9 @@ def strand_of(access: Access) -> str:
     return access.component or access.thread_id
 
 
-def strand_letters(race: Race) -> dict:
+def strand_letters(race: Race) -> Dict[str, str]:
     """``{strand: "A" | "B" | ...}`` in the order the accesses name them."""
-    letters: dict = {}
+    letters: Dict[str, str] = {}
     for access in race.accesses:
         key = strand_of(access)
         if key not in letters:

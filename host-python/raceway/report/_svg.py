@@ -33,6 +33,9 @@ Box = Tuple[float, float, float, float]
 """(left, top, right, bottom) of something drawn, to keep labels from overlapping it."""
 Positions = Dict[int, Tuple[float, float]]
 """``id(mark)`` -> the mark's (x, y)."""
+Missing = Tuple[float, float, float, float, float, float, List[str]]
+"""The missing ordering's dashed line and label: ``(x1, y1, x2, y2, label_x, label_y, label
+lines)``."""
 
 
 def _e(text: object) -> str:
@@ -59,7 +62,7 @@ def _labels(race: Race, mark: Mark) -> Tuple[str, str]:
 
 def _columns(race: Race, timeline: Timeline, step: float) -> List[float]:
     xs: List[float] = []
-    x = LABEL_W + 16
+    x: float = LABEL_W + 16
     for mark in timeline.marks:
         width = step
         if mark.racing:
@@ -185,10 +188,9 @@ def _hits_segment(box: Box, x1: float, y1: float, x2: float, y2: float) -> bool:
                and box[1] <= y1 + (y2 - y1) * i / steps <= box[3] for i in range(steps + 1))
 
 
-def _missing(race: Race, timeline: Timeline, pos: Positions) -> Optional[tuple]:
-    """The dashed line between the last two racing marks and its label:
-    ``(x1, y1, x2, y2, label_x, label_y, label)``, or None. The label goes beside the line,
-    where it covers no happens-before edge if it can."""
+def _missing(race: Race, timeline: Timeline, pos: Positions) -> Optional[Missing]:
+    """The dashed line between the last two racing marks and its label (`Missing`), or None.
+    The label goes beside the line, where it covers no happens-before edge if it can."""
     racing = [m for m in timeline.racing if id(m) in pos]
     if len(racing) < 2:
         return None

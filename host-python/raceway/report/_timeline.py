@@ -268,20 +268,20 @@ def build(race: Race, index: Optional[EventIndex] = None) -> Timeline:
             for seq, event in events.items():
                 marks[(i, seq)] = Mark(i, event)
                 from_records = True
-        for parent, events in _parents(index, {lane.component for lane in lanes}):
+        for parent, parent_events in _parents(index, {lane.component for lane in lanes}):
             i = len(lanes)
             lanes.append(Lane(parent, _thread_of(index, parent), "", "parent", context=True))
-            for event in events:
+            for event in parent_events:
                 marks[(i, event.seq)] = Mark(i, event)
     racing: List[Mark] = []
     for n, access in enumerate(race.accesses, start=1):
         i = lane_of[strand_of(access)]
-        key = (i, access.seq)
-        mark = marks.get(key)
+        place = (i, access.seq)
+        mark = marks.get(place)
         if mark is None or mark.racing or not _is_access(mark.event, race):
             # Not recorded (or the records are of another run): drawn from the access itself.
             mark = Mark(i, _access_event(access, race))
-            marks[key if key not in marks else (i, -n)] = mark
+            marks[place if place not in marks else (i, -n)] = mark
         mark.racing = n
         racing.append(mark)
     edges = _edges(lanes, marks, index) if index is not None else []
