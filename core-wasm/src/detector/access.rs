@@ -3,6 +3,7 @@
 //! values). Sites and lock sets are shared, so an access costs a few words plus its values.
 
 use super::clock::StrandId;
+use super::ids::IdMap;
 use super::strands::StrandMeta;
 use crate::event::AccessType;
 use serde_json::value::RawValue;
@@ -12,6 +13,8 @@ use std::rc::Rc;
 /// A place in the code: the access's `file:line` and the stack above it.
 #[derive(Debug)]
 pub struct Site {
+    file: Box<str>,
+    line: u32,
     /// Interned by location alone: distinct races are keyed by the places of their accesses
     /// (as ThreadSanitizer keys them by program counters), whatever stacks led there.
     pub id: u32,
@@ -75,7 +78,7 @@ pub fn kept_value(raw: &RawValue, max_chars: usize) -> Box<RawValue> {
 /// Interned sites, by fingerprint of their text.
 #[derive(Debug, Default)]
 pub struct Sites {
-    by_hash: HashMap<u64, Vec<Rc<Site>>>,
+    by_hash: IdMap<u64, Vec<Rc<Site>>>,
     locations: HashMap<Box<str>, u32>,
 }
 
@@ -86,16 +89,23 @@ impl Sites {
             h = fingerprint(frame.as_bytes()) ^ h.rotate_left(7);
         }
         let bucket = self.by_hash.entry(h).or_default();
-        let location = format!("{file}:{line}");
-        if let Some(site) = bucket
-            .iter()
-            .find(|s| *s.location == *location && s.stack.len() == stack.len() && s.stack.iter().zip(stack).all(|(a, b)| **a == **b))
-        {
+        // Compared piece by piece: the location string is made only for a new site.
+        if let Some(site) = bucket.iter().find(|s| {
+            s.line == line
+                && *s.file == *file
+                && s.stack.len() == stack.len()
+                && s.stack.iter().zip(stack).all(|(a, b)| **a == **b)
+        }) {
             return site.clone();
         }
+        let location = format!("{file}:{line}");
         let next = self.locations.len() as u32;
         let id = *self.locations.entry(location.as_str().into()).or_insert(next);
-        let site = Rc::new(Site { id, location: location.into(), stack: stack.iter().map(|f| f.as_ref().into()).collect() });
+        let site = Rc::new(Site {
+            file: file.into(),
+            line,
+            id,
+            location: location.into(), stack: stack.iter().map(|f| f.as_ref().into()).collect() });
         bucket.push(site.clone());
         site
     }

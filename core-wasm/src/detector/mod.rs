@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod clock;
+pub mod ids;
 pub mod races;
 pub mod strands;
 pub mod variables;
@@ -83,7 +84,7 @@ pub struct Detector {
     batch: u64,
     service: Rc<str>,
     /// Lock sets of the current batch's states, by state index.
-    lock_sets: HashMap<usize, Rc<[Box<str>]>>,
+    lock_sets: Vec<Option<Rc<[Box<str>]>>>,
     found: Vec<Finding>,
     /// `strands.evictions` when the lock and annotation clocks were last pruned.
     pruned_at: u64,
@@ -108,7 +109,7 @@ impl Detector {
             accesses: 0,
             batch: 0,
             service: Rc::from(""),
-            lock_sets: HashMap::new(),
+            lock_sets: Vec::new(),
             found: Vec::new(),
             pruned_at: 0,
             options,
@@ -138,10 +139,11 @@ impl Detector {
         match e.kind {
             Kind::StateChange { variable, old_value, new_value, location, access_type, stack } => {
                 self.accesses += 1;
-                let locks = self
-                    .lock_sets
-                    .entry(e.state_index)
-                    .or_insert_with(|| e.state.locks.iter().map(|l| l.as_ref().into()).collect())
+                if self.lock_sets.len() <= e.state_index {
+                    self.lock_sets.resize(e.state_index + 1, None);
+                }
+                let locks = self.lock_sets[e.state_index]
+                    .get_or_insert_with(|| e.state.locks.iter().map(|l| l.as_ref().into()).collect())
                     .clone();
                 let strand = self.strands.get(me);
                 let access = Rc::new(Access {

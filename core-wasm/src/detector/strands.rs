@@ -17,6 +17,7 @@
 //! the two accesses, and it only answers "ordered" along a real chain of edges.
 
 use super::clock::{Clock, StrandId};
+use super::ids::IdMap;
 use crate::read::Event;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -95,11 +96,11 @@ struct Retirement {
 pub struct Strands {
     ids: HashMap<Box<str>, StrandId>,
     next_id: StrandId,
-    live: HashMap<StrandId, Strand>,
-    by_task: HashMap<u128, StrandId>,
-    retired: HashMap<StrandId, Vec<Retirement>>,
+    live: IdMap<StrandId, Strand>,
+    by_task: IdMap<u128, StrandId>,
+    retired: IdMap<StrandId, Vec<Retirement>>,
     retired_order: VecDeque<StrandId>,
-    spawns: HashMap<u128, Clock>,
+    spawns: IdMap<u128, Clock>,
     spawn_order: VecDeque<u128>,
     pub max_strands: usize,
     /// How many times strands were released: the detector prunes its other clocks (locks,
@@ -112,11 +113,11 @@ impl Strands {
         Strands {
             ids: HashMap::new(),
             next_id: 0,
-            live: HashMap::new(),
-            by_task: HashMap::new(),
-            retired: HashMap::new(),
+            live: IdMap::default(),
+            by_task: IdMap::default(),
+            retired: IdMap::default(),
             retired_order: VecDeque::new(),
-            spawns: HashMap::new(),
+            spawns: IdMap::default(),
             spawn_order: VecDeque::new(),
             max_strands: max_strands.max(16),
             evictions: 0,

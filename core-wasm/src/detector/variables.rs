@@ -60,11 +60,32 @@ impl Variables {
     /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
     /// it, and pushes what it found onto `found`.
     pub fn access(&mut self, name: &str, access: Rc<Access>, clock: &Clock, strands: &Strands, found: &mut Vec<Finding>) {
-        if !self.vars.contains_key(name) {
-            self.evict_if_full();
-            self.vars.insert(name.into(), Variable::default());
+        // One lookup for a known variable (the usual case); a new one is inserted.
+        let max_readers = self.max_readers;
+        if let Some(var) = self.vars.get_mut(name) {
+            return var.access(access, clock, strands, max_readers, found);
         }
-        let var = self.vars.get_mut(name).expect("inserted above");
+        self.evict_if_full();
+        self.vars.entry(name.into()).or_default().access(access, clock, strands, max_readers, found);
+    }
+
+    /// Over `max_variables`, the least recently accessed eighth is forgotten (races on them
+    /// with accesses from before are then missed, never invented). An eighth, not more: the
+    /// sweep runs inside one core call, whose work is bounded (the host's fuel).
+    fn evict_if_full(&mut self) {
+        if self.vars.len() < self.max_variables {
+            return;
+        }
+        let mut ages: Vec<u64> = self.vars.values().map(|v| v.last_pos).collect();
+        let eighth = ages.len() / 8;
+        let (_, &mut threshold, _) = ages.select_nth_unstable(eighth);
+        self.vars.retain(|_, v| v.last_pos > threshold);
+    }
+}
+
+impl Variable {
+    fn access(&mut self, access: Rc<Access>, clock: &Clock, strands: &Strands, max_readers: usize, found: &mut Vec<Finding>) {
+        let var = self;
         var.last_pos = access.pos;
         let me = access.strand;
         let unordered = |other: &Access| {
@@ -104,13 +125,13 @@ impl Variables {
             // A read ordered before this one adds nothing a later write could race with
             // that this read does not already (FastTrack's read-exclusive step).
             var.reads.retain(|r| r.strand != me && !strands.knows(clock, r.strand, r.seq));
-            if var.reads.len() >= self.max_readers {
+            if var.reads.len() >= max_readers {
                 var.reads.remove(0);
             }
             var.reads.push(access.clone());
             if !access.is_atomic() {
                 var.pending.retain(|r| r.strand != me);
-                if var.pending.len() >= self.max_readers {
+                if var.pending.len() >= max_readers {
                     var.pending.remove(0);
                 }
                 var.pending.push(access);
@@ -118,18 +139,6 @@ impl Variables {
         }
     }
 
-    /// Over `max_variables`, the least recently accessed eighth is forgotten (races on them
-    /// with accesses from before are then missed, never invented). An eighth, not more: the
-    /// sweep runs inside one core call, whose work is bounded (the host's fuel).
-    fn evict_if_full(&mut self) {
-        if self.vars.len() < self.max_variables {
-            return;
-        }
-        let mut ages: Vec<u64> = self.vars.values().map(|v| v.last_pos).collect();
-        let eighth = ages.len() / 8;
-        let (_, &mut threshold, _) = ages.select_nth_unstable(eighth);
-        self.vars.retain(|_, v| v.last_pos > threshold);
-    }
 }
 
 pub fn null_hash() -> u64 {
