@@ -13,21 +13,27 @@ written with no Raceway calls at all is analysed.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
+from ._client_protocol import ClientLike
+from ._recorder import EventRecorder, recorder_of
 from .context import ExecutionContext, _current, strand_context
 
-client: Any = None
+client: Optional[ClientLike] = None
 """The client automatic tracking records to, or None."""
+
+recorder: Optional[EventRecorder] = None
+"""``recorder_of(client)``, kept with it: the per-access paths read it instead of asking."""
 
 strands: bool = False
 """Strands without setup: on or off (`raceway.strands.enable_strands`)."""
 
 
-def set_client(new: Any) -> Any:
+def set_client(new: Optional[ClientLike]) -> Optional[ClientLike]:
     """Makes ``new`` the client automatic tracking records to; returns the one before."""
-    global client
+    global client, recorder
     old, client = client, new
+    recorder = recorder_of(new)
     return old
 
 

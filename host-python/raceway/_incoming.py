@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ._client_protocol import ClientLike
+from ._recorder import recorder_of, warn_once
 from .context import ExecutionContext
 
 log = logging.getLogger("raceway")
@@ -52,23 +54,25 @@ def gather_wsgi(environ: Dict[str, Any]) -> Dict[str, List[str]]:
     return found
 
 
-def context_from_headers(client: Any, headers: Dict[str, List[str]]) -> ExecutionContext:
+def context_from_headers(client: Optional[ClientLike], headers: Dict[str, List[str]]) -> ExecutionContext:
     """The execution context of a request that carried ``headers`` (from `gather`).
 
     With a valid ``traceparent``: its trace id, the span id the caller minted for us as our
     span, its flags (sampled and random kept), the validated ``tracestate``, and from a valid
     ``raceway-clock`` the caller's span (our upstream) and clock. Otherwise a new trace, and
-    whatever ``tracestate`` came is dropped."""
-    codec = getattr(client, "_codec", None)
+    whatever ``tracestate`` came is dropped. The headers are read by the core instance of
+    ``client``'s recorder; a client without one (a test double, None) starts new traces."""
+    recorder = recorder_of(client)
+    codec = recorder.codec if recorder is not None else None
     identity = getattr(client, "identity", None)
     if codec is None or not headers:
         return ExecutionContext.new_trace(identity)
     try:
         parsed = codec.parse_incoming(headers)
     except Exception as e:  # a core failure must not fail the request
-        _warn_once(client, "parse-incoming", "raceway: cannot read incoming trace headers: %s", e)
+        warn_once(client, "parse-incoming", "raceway: cannot read incoming trace headers: %s", e)
         return ExecutionContext.new_trace(identity)
-    if parsed.get("errors") and getattr(client.config, "debug", False):
+    if parsed.get("errors") and getattr(getattr(client, "config", None), "debug", False):
         log.debug("raceway: incoming trace headers: %s", "; ".join(map(str, parsed["errors"])))
     parent: Optional[Dict[str, Any]] = parsed.get("parent")
     if not parent:
@@ -95,10 +99,3 @@ def response_traceparent(ctx: ExecutionContext) -> str:
     trace, our span, the sampled and random flags as received."""
     return f"00-{ctx.trace_id.replace('-', '')}-{ctx.span_id}-{ctx.flags & 0x03:02x}"
 
-
-def _warn_once(client: Any, key: str, msg: str, *args: Any) -> None:
-    warn = getattr(client, "_warn_once", None)
-    if warn is not None:
-        warn(key, msg, *args)
-    else:  # pragma: no cover - every RacewayClient has it
-        log.error(msg, *args)

@@ -17,57 +17,55 @@ The hooks hold only weak references: a client that is gone is skipped.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import sys
 import weakref
-from typing import Any, Callable
+from typing import Callable
 
 from . import context
+
+Hook = Callable[[], None]
+"""A client's bound method with no arguments, held here weakly (`weakref.WeakMethod`)."""
 
 _renewed_in = [0]  # the pid whose current context was already renewed after fork
 
 
-def register(client: Any) -> None:
-    """Flush ``client`` at exit, and keep it working across ``os.fork()``."""
-    ref = weakref.ref(client)
-    atexit.register(_at_exit, ref)
+def register(exit_flush: Hook, before_fork: Hook, after_fork_in_parent: Hook, after_fork_in_child: Hook) -> None:
+    """Calls ``exit_flush`` at exit, and the three others around every ``os.fork()`` (as
+    ``os.register_at_fork`` names them). Each must be a bound method: it is held weakly, and
+    skipped once its object is gone. A hook that raises is ignored (each contains its own
+    failures)."""
+    atexit.register(_call, weakref.WeakMethod(exit_flush))
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(
-            before=_hook(ref, "_before_fork"),
-            after_in_parent=_hook(ref, "_after_fork_in_parent"),
-            after_in_child=_hook(ref, "_after_fork_in_child"),
+            before=functools.partial(_call, weakref.WeakMethod(before_fork)),
+            after_in_parent=functools.partial(_call, weakref.WeakMethod(after_fork_in_parent)),
+            after_in_child=functools.partial(_call, weakref.WeakMethod(after_fork_in_child)),
         )
 
 
-def _hook(ref: "weakref.ref[Any]", method: str) -> Callable[[], None]:
-    def call() -> None:
-        client = ref()
-        if client is not None:
-            try:
-                getattr(client, method)()
-            except Exception:  # pragma: no cover - the methods contain their own failures
-                pass
-
-    return call
+def _call(ref: "weakref.WeakMethod[Hook]") -> None:
+    method = ref()
+    if method is not None:
+        try:
+            method()
+        except Exception:  # pragma: no cover - the methods contain their own failures
+            pass
 
 
-def _at_exit(ref: "weakref.ref[Any]") -> None:
-    client = ref()
-    if client is not None:
-        client._exit_flush()
-
-
-def flush_at_multiprocessing_exit(client: Any) -> None:
-    """In a forked child: if this is a multiprocessing worker, flush when it finishes."""
+def flush_at_multiprocessing_exit(owner: object, exit_flush: Hook) -> None:
+    """In a forked child: if this is a multiprocessing worker, call ``exit_flush`` (a bound
+    method of ``owner``, held weakly) when it finishes."""
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
-        util.register_after_fork(client, _finalize_in_worker)
+        util.register_after_fork(owner, functools.partial(_finalize_in_worker, weakref.WeakMethod(exit_flush)))
 
 
-def _finalize_in_worker(client: Any) -> None:
+def _finalize_in_worker(ref: "weakref.WeakMethod[Hook]", _owner: object) -> None:
     util = sys.modules["multiprocessing.util"]
     # A high priority runs before multiprocessing's own finalizers (queues, managers).
-    util.Finalize(None, _at_exit, args=(weakref.ref(client),), exitpriority=100)
+    util.Finalize(None, _call, args=(ref,), exitpriority=100)
 
 
 def renew_current_context() -> None:

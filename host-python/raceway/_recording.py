@@ -21,16 +21,22 @@ Nothing here raises into the application: a failure to record is swallowed.
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Dict, Tuple
-
 import sys
+import threading
+from types import FrameType
+from typing import Any, Dict, Optional, Set, Tuple
 
 from . import _auto
-from ._location import UNKNOWN as _UNKNOWN, is_sdk, site as _site, sites as _sites, stack as _stack
-from ._values import cut, snapshot as _snapshot
-from .client import RacewayClient as _Client
-from .context import _current, current_task
+from ._client_protocol import ClientLike, StateTracker
+from ._location import UNKNOWN as _UNKNOWN
+from ._location import is_sdk
+from ._location import site as _site
+from ._location import sites as _sites
+from ._location import stack as _stack
+from ._recorder import EventRecorder, Fields, recorder_of
+from ._values import cut
+from ._values import snapshot as _snapshot
+from .context import ExecutionContext, _current, current_task
 
 ABSENT = "<absent>"
 """The value of a key, item or attribute that is not there (read by ``in``, ``get``, ``hasattr``;
@@ -51,7 +57,7 @@ _task = current_task
 _SCALARS = frozenset({int, float, bool, type(None), str})
 _PLAIN = frozenset({int, float, bool, type(None)})
 _getframe = sys._getframe
-_busy: set = set()
+_busy: Set[int] = set()
 """Threads converting a value: they record nothing meanwhile."""
 
 
@@ -65,11 +71,12 @@ def _key_text(key: Any) -> str:
 class Recorder:
     """The variables of one tracked object and the reads their next writes are based on."""
 
-    __slots__ = ("name", "client", "attrs", "names", "bases", "__weakref__")
+    __slots__ = ("name", "client", "log", "attrs", "names", "bases", "__weakref__")
 
-    def __init__(self, name: str, client: Any = None, attrs: bool = False):
+    def __init__(self, name: str, client: Optional[StateTracker] = None, attrs: bool = False):
         self.name = cut(name, 1000)
         self.client = client
+        self.log: Optional[EventRecorder] = recorder_of(client)  # the client's, asked once
         self.attrs = attrs
         self.names: Dict[Any, str] = {}
         self.bases: Dict[Tuple[Any, str], Any] = {}
@@ -111,10 +118,12 @@ def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
     """Records one access of ``rec``'s object on the calling strand (nothing outside any
     strand, or with no client). The location is the first frame outside the SDK."""
     client = rec.client
+    log = rec.log
     if client is None:
         client = _auto.client
         if client is None:
             return
+        log = _auto.recorder
     if _busy and _ident() in _busy:
         return
     ctx = _current.get()
@@ -131,48 +140,49 @@ def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
         old = bases.pop((ctx, var), None)  # None: a blind write, not judged
     try:
         if new.__class__ in _SCALARS and old.__class__ in _SCALARS:
-            _record(client, ctx, var, old, new, access)
+            _record(log, client, ctx, var, old, new, access)
             return
         ident = _ident()
         _busy.add(ident)  # converting a value may run its code: that is not the application's
         try:
-            _record(client, ctx, var, _plain(old), _plain(new), access)
+            _record(log, client, ctx, var, _plain(old), _plain(new), access)
         finally:
             _busy.discard(ident)
     except Exception:  # never raise into the application
         pass
 
 
-def _record(client: Any, ctx: Any, var: str, old: Any, new: Any, access: str) -> None:
+def _record(log: Optional[EventRecorder], client: StateTracker, ctx: ExecutionContext, var: str, old: Any,
+            new: Any, access: str) -> None:
     """``client.track_state_change(var, old, new, access)`` made by the application's frame.
 
-    For a `RacewayClient` the record is appended here, as ``track_state_change`` appends it,
-    with the location and stack taken from the first frame outside the SDK (found directly:
-    ``track_state_change`` would look for it from its own caller, an SDK frame whose site it
-    cannot cache, and pay for the walk on every access). Any other client object (a test
-    double) gets the call."""
-    if client.__class__ is not _Client:
+    With the client's recorder (``log``: a `RacewayClient`'s) the record is appended here, as
+    ``track_state_change`` appends it, with the location and stack taken from the first frame
+    outside the SDK (found directly: ``track_state_change`` would look for it from its own
+    caller, an SDK frame whose site it cannot cache, and pay for the walk on every access).
+    Without one (a test double) the client gets the call."""
+    if log is None:
         client.track_state_change(var, old, new, access)
         return
     # _record <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
     f = _application_frame(_getframe(3))
     where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
-    depth = client._stack_depth
+    depth = log.stack_depth
     stack = _stack(f, depth) if depth and f is not None else ()
     if old.__class__ not in _PLAIN:
         old = _snapshot(old)
     if new.__class__ not in _PLAIN:
         new = _snapshot(new)
-    client._append(ctx, where, "StateChange", (var, old, new, access, stack))
+    log.append(ctx, where, "StateChange", (var, old, new, access, stack))
 
 
-def _application_frame(f: Any) -> Any:
+def _application_frame(f: Optional[FrameType]) -> Optional[FrameType]:
     while f is not None and is_sdk(f.f_code.co_filename):
         f = f.f_back
     return f
 
 
-def strand() -> Any:
+def strand() -> Optional[ExecutionContext]:
     """The calling strand's context to record on (with strands without setup, made when it has
     none), or None."""
     ctx = _current.get()
@@ -181,15 +191,17 @@ def strand() -> Any:
     return ctx
 
 
-def record_event(client: Any, ctx: Any, kind: str, fields: tuple) -> bool:
+def record_event(client: ClientLike, ctx: ExecutionContext, kind: str, fields: Fields) -> bool:
     """Appends an event of ``kind`` (``LockAcquire``, ``LockRelease``, ``Custom``) as the
     client's own tracking methods do, located at the application's frame. False when
-    ``client`` is not a `RacewayClient` (the caller then calls its method) or is muted."""
-    if client.__class__ is not _Client:
+    ``client`` has no recorder (not a `RacewayClient`: the caller then calls its method);
+    True otherwise, also when the recorder is muted (nothing is recorded then)."""
+    log = _auto.recorder if client is _auto.client else recorder_of(client)
+    if log is None:
         return False
     f = _application_frame(_getframe(2))
     where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
-    client._append(ctx, where, kind, fields)
+    log.append(ctx, where, kind, fields)
     return True
 
 

@@ -14,8 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from typing import Any, Dict, Hashable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
 from . import _lifecycle, _values
 from ._backlog import split_budget
@@ -23,6 +22,7 @@ from ._core import CoreError, CoreInstance, Runtime
 from ._flusher import Flusher
 from ._headers import OutgoingTemplate
 from ._location import getframe, site as _site, sites as _sites, stack as _stack
+from ._recorder import EventRecorder
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
@@ -80,6 +80,13 @@ class RacewayClient:
     of its own failures: if the core cannot load, it logs once and every method becomes a no-op.
     """
 
+    # Set per instance in __init__ from the client's `EventRecorder` (and replaced by no-ops
+    # when muted): instance attributes, so the hot path finds them with one lookup.
+    _pressure: Callable[[int], None]
+    _record: Callable[..., None]
+    _append: Callable[..., None]
+    _warn_once: Callable[..., None]
+
     def __init__(self, config: Optional[Config] = None):
         self.config = config or Config()
         settings = Settings.resolve(self.config)
@@ -87,21 +94,29 @@ class RacewayClient:
         set_identity(settings.service_name, settings.instance_id)
         # The memory limit covers the record log and what the flusher holds (see _backlog.py).
         queue_limit, self._chunk = split_budget(self.config.max_queue_size)
-        self._queue: deque = deque(maxlen=queue_limit)
-        self._queue_limit = queue_limit
-        self._wake_at = self.config.batch_size
+        wanted = self.config.detect_races or self.settings.events_file is not None
+        recorder = self._recorder = EventRecorder(
+            queue_limit, self.config.batch_size, self.config.race_stack_frames if wanted else 0,
+        )
+        # The hot path reads these as attributes of the client (a lookup less than through the
+        # recorder); each is the recorder's own object or constant for the client's whole life.
+        self._queue = recorder.queue
+        self._queue_limit = recorder.limit
+        self._wake_at = recorder.wake_at
+        self._stack_depth = recorder.stack_depth
+        self._pressure = recorder.pressure
+        self._warned = recorder.warned
+        # The names the helpers used before `recorder_of`: kept until every helper has moved.
+        self._record = recorder.record
+        self._append = recorder.append
+        self._warn_once = recorder.warn_once
         self._stats = Stats()
-        self._drops = 0  # records the full log dropped (counted on the hot path, without a lock)
-        self._warned: set = set()
         self._http_session = None
-        self._codec: Optional[CoreInstance] = None
         self._flusher: Optional[Flusher] = None
         self._closed = False
         self._disabled = False
         self._disable_lock = threading.Lock()
         self._fork_held: list = []
-        wanted = self.config.detect_races or self.settings.events_file is not None
-        self._stack_depth = self.config.race_stack_frames if wanted else 0
         self._suppressions: Any = None
         self._sink: Any = None
         self._reported = False
@@ -117,7 +132,7 @@ class RacewayClient:
                 settings.endpoint, settings.service_name, settings.instance_id,
                 self.config.batch_size, self.config.flush_interval,
             )
-        _lifecycle.register(self)
+        _lifecycle.register(self._exit_flush, self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
     def _start(self) -> None:
         """Instantiates the core (codec and pipeline), the connection pool and the flusher."""
@@ -149,9 +164,20 @@ class RacewayClient:
             spool = Spool(self.settings.spool_dir, self.settings.endpoint, config.spool_max_bytes)
         self._flusher = Flusher(
             self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
-            chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._dropped_so_far,
+            chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._recorder.dropped_so_far,
             detect=config.detect_races, sink=sink, process=self._process_config(), spool=spool,
         ).start()
+        self._recorder.wake = self._flusher.wake
+
+    @property
+    def _codec(self) -> Optional[CoreInstance]:
+        """The core instance for header codecs (None when the core could not start or failed):
+        the recorder's, which the helpers reading incoming headers use."""
+        return self._recorder.codec
+
+    @_codec.setter
+    def _codec(self, codec: Optional[CoreInstance]) -> None:
+        self._recorder.codec = codec
 
     @property
     def identity(self) -> str:
@@ -238,36 +264,6 @@ class RacewayClient:
             self._pressure(len(q))
         q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1],
                   "FunctionCall", (function_name, where[2], args)))
-
-    def _record(self, ctx: ExecutionContext, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
-        """The shared tail of the less frequent tracking methods."""
-        self._append(ctx, _site(getframe(1)), kind, fields, duration_ns)  # never a cached site: an SDK caller
-
-    def _append(self, ctx: ExecutionContext, where: tuple, kind: str, fields: tuple,
-                duration_ns: Optional[int] = None) -> None:
-        """Appends one record of ``ctx`` located at ``where`` (a `_location.Site`): the one
-        place a record is made, but for `track_state_change` and `track_function_call`, which
-        write the same lines inline (a method call is a tenth of their cost). Muted with the
-        rest (`_mute`)."""
-        seq = ctx.seq + 1
-        prev = ctx.last
-        ctx.seq = ctx.last = seq
-        q = self._queue
-        if len(q) >= self._wake_at:
-            self._pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind, fields))
-
-    def _pressure(self, size: int) -> None:
-        """The log reached a batch: wake the flusher. If the log is full, the append that
-        follows drops its oldest record: counted here, without a lock (see _stats.py)."""
-        try:
-            if size >= self._queue_limit:
-                self._drops += 1
-            flusher = self._flusher
-            if flusher is not None and not flusher.wake.is_set():
-                flusher.wake.set()
-        except Exception:  # pragma: no cover - never raise into the application
-            pass
 
     def _outside(self, method: str) -> None:
         if self.config.strict_context:
@@ -560,7 +556,7 @@ class RacewayClient:
         ``pending`` (encoded, not yet delivered). ``recorded`` equals sent + dropped + failed +
         spooled + queued + pending whenever the flusher is between batches."""
         counts = self._stats.snapshot()
-        drops = self._drops
+        drops = self._recorder.drops
         counts["dropped"] += drops
         counts["queued"] = len(self._queue)
         flusher = self._flusher
@@ -568,15 +564,7 @@ class RacewayClient:
         counts["recorded"] += drops + counts["queued"]
         return counts
 
-    def _dropped_so_far(self) -> int:
-        return self._drops
-
     # ------------------------------------------------------------------------------------------
-    def _warn_once(self, key: str, msg: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.error(msg, *args)
-
     def _mute(self) -> None:
         """Every tracking method (and `_record`, which the middleware uses) becomes a no-op on
         this instance. Contexts still work, so the application's code runs unchanged."""
@@ -590,6 +578,7 @@ class RacewayClient:
             "_append", "happens_before", "happens_after",
         ):
             setattr(self, name, noop)
+        self._recorder.mute()
 
     def _disable(self, reason: Optional[str] = None) -> None:
         """Fail-open: logs ``reason`` once at ERROR, turns tracking into a no-op and lets the
@@ -659,15 +648,13 @@ class RacewayClient:
         try:
             self.settings = Settings.resolve(self.config)  # the default instance id names the pid
             set_identity(self.settings.service_name, self.settings.instance_id)
-            self._queue = deque(maxlen=self._queue_limit)
+            self._recorder.restart()  # its log emptied (the same deque), no drops, no codec
             self._stats = Stats()
-            self._drops = 0
             self._http_session = None
-            self._codec = None
             self._flusher = None
             self._start()
             _lifecycle.renew_current_context()
-            _lifecycle.flush_at_multiprocessing_exit(self)
+            _lifecycle.flush_at_multiprocessing_exit(self, self._exit_flush)
         except Exception as e:
             self._disable(f"the client could not be restarted in the forked child ({type(e).__name__}: {e})")
 

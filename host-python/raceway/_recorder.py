@@ -1,0 +1,163 @@
+"""What a client lends the SDK's own helpers: its record log and the one way to add to it.
+
+Every `RacewayClient` composes one `EventRecorder`. The helpers that record on a client's
+behalf (tracked objects, instrumented primitives, the middleware, outgoing HTTP calls, the
+decorators, background jobs) reach it through `recorder_of`, the one accessor, and never
+through the client's private members. An object that is not a `RacewayClient` (a test double)
+has no recorder: `recorder_of` answers None and the helper calls the object's public
+``track_*`` methods instead (`raceway._client_protocol.ClientLike` names them).
+
+A record is one tuple appended to a deque (`raceway._records` gives its shape); the flusher
+thread drains the deque. Appending takes no lock and makes no component call. When the client
+stops recording (it was shut down, disabled after a core failure, or muted in a forked child
+that could not restart), `mute` turns `append` and `record` into no-ops on the instance, so
+the paths that append pay no check per record, and `active` says so to helpers that do more
+than append (a lock helper that also updates the context's held locks).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, Optional, Set, Tuple
+
+from ._location import Site, getframe
+from ._location import site as _site
+from .context import ExecutionContext
+
+if TYPE_CHECKING:
+    from ._core import CoreInstance
+
+log = logging.getLogger("raceway")
+
+_time_ns = time.time_ns
+
+Fields = Tuple[Any, ...]
+"""An event's kind-specific fields (docs/record-format.md)."""
+
+Record = Tuple[Any, ...]
+"""``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``."""
+
+
+def _noop(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+class EventRecorder:
+    """One client's record log, its bound, and the settings every record path reads.
+
+    :param limit: the most records the log holds; past it the oldest are dropped (and counted
+        in `drops`).
+    :param wake_at: the log's size (records) at which an append wakes the flusher.
+    :param stack_depth: stack frames kept per ``StateChange`` for race reports (0: none).
+    """
+
+    queue: Deque[Record]
+    """The record log (a ``deque`` with ``maxlen=limit``): the same object for the client's
+    whole life, emptied (not replaced) in a forked child."""
+    limit: int
+    wake_at: int
+    stack_depth: int
+    drops: int
+    """Records the full log dropped, counted on the application's threads without a lock."""
+    wake: Optional[threading.Event]
+    """The flusher's wake-up, once it runs."""
+    warned: Set[str]
+    """Keys `warn_once` has already logged."""
+    codec: Optional["CoreInstance"]
+    """The client's core instance for header codecs (reading incoming trace headers), or None
+    when the core could not start or failed."""
+    active: bool
+    """False once `mute` was called: nothing more is recorded."""
+
+    def __init__(self, limit: int, wake_at: int, stack_depth: int) -> None:
+        self.queue = deque(maxlen=limit)
+        self.limit = limit
+        self.wake_at = wake_at
+        self.stack_depth = stack_depth
+        self.drops = 0
+        self.wake = None
+        self.warned = set()
+        self.codec = None
+        self.active = True
+
+    def append(self, ctx: ExecutionContext, where: Site, kind: str, fields: Fields,
+               duration_ns: Optional[int] = None) -> None:
+        """Appends one record of ``ctx`` located at ``where`` (a `raceway._location.Site`):
+        ``kind`` is the event kind (``StateChange``, ``LockAcquire``, ``Custom``, ...),
+        ``fields`` its kind-specific fields (docs/record-format.md), ``duration_ns`` the
+        event's duration in nanoseconds or None. The one place a record is made, but for the
+        client's ``track_state_change`` and ``track_function_call``, which write the same
+        lines inline (a method call is a tenth of their cost)."""
+        seq = ctx.seq + 1
+        prev = ctx.last
+        ctx.seq = ctx.last = seq
+        q = self.queue
+        if len(q) >= self.wake_at:
+            self.pressure(len(q))
+        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind, fields))
+
+    def record(self, ctx: ExecutionContext, kind: str, fields: Fields, duration_ns: Optional[int] = None) -> None:
+        """`append`, located at the first application frame from the caller outwards (the
+        caller's own frame when it is the application's)."""
+        self.append(ctx, _site(getframe(1)), kind, fields, duration_ns)
+
+    def pressure(self, size: int) -> None:
+        """The log holds ``size`` records, a batch or more: wake the flusher. If the log is
+        full, the append that follows drops its oldest record: counted here, without a lock
+        (see raceway/_stats.py)."""
+        try:
+            if size >= self.limit:
+                self.drops += 1
+            wake = self.wake
+            if wake is not None and not wake.is_set():
+                wake.set()
+        except Exception:  # pragma: no cover - never raise into the application
+            pass
+
+    def dropped_so_far(self) -> int:
+        """`drops`, for the flusher (which reads it to log drops as they happen)."""
+        return self.drops
+
+    def warn_once(self, key: str, msg: str, *args: Any) -> None:
+        """Logs ``msg % args`` at ERROR the first time ``key`` is seen on this recorder."""
+        if key not in self.warned:
+            self.warned.add(key)
+            log.error(msg, *args)
+
+    def mute(self) -> None:
+        """`append` and `record` become no-ops on this instance, and `active` False. For good:
+        a client that stops recording does not start again."""
+        self.active = False
+        for name in ("append", "record"):
+            setattr(self, name, _noop)
+
+    def restart(self) -> None:
+        """In a forked child, before the client starts its own flusher: an empty log, no
+        drops, no flusher to wake, no codec yet (the parent delivers what it recorded)."""
+        self.queue.clear()
+        self.drops = 0
+        self.wake = None
+        self.codec = None
+
+
+def recorder_of(client: object) -> Optional[EventRecorder]:
+    """The `EventRecorder` of ``client`` if it is a `RacewayClient`, else None (a test double,
+    or any other object with the public tracking methods: call those instead).
+
+    The one accessor of a client's internals for the SDK's helpers. It costs a function call:
+    a path that runs per access caches the answer per client (`raceway._auto.recorder`)."""
+    found = getattr(client, "_recorder", None)
+    return found if found.__class__ is EventRecorder else None
+
+
+def warn_once(client: object, key: str, msg: str, *args: Any) -> None:
+    """Logs ``msg % args`` at ERROR once per ``key`` through ``client``'s recorder; for an
+    object that has none, logs it every time (a test double's warnings are the test's)."""
+    recorder = recorder_of(client)
+    if recorder is not None:
+        recorder.warn_once(key, msg, *args)
+    else:
+        log.error(msg, *args)
