@@ -12,7 +12,18 @@ deque drops its oldest record for each new one. The two together never exceed th
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from ._spool import Claim
+
+Source = Tuple["Claim", int]
+"""Where a body read back from the spool came from: its claim and its index in the file."""
+
+Entry = List[Any]
+"""``[body, events, attempts, source]``: the body (``bytes | str``), its event count, the
+delivery attempts so far, its `Source` or None. A list, not a tuple, because the flusher counts
+attempts in place (``entry[2]``); a list's positions cannot each have a type, hence ``Any``."""
 
 CHUNK = 4096
 """Records handed to the core per call: big enough to amortize the call, small enough to keep
@@ -36,26 +47,27 @@ class Backlog:
     process until they are delivered."""
 
     def __init__(self) -> None:
-        self._bodies: Deque[List] = deque()  # [body, events, attempts, source]
+        self._bodies: Deque[Entry] = deque()
         self.events = 0
         self.spool_events = 0
 
     def __len__(self) -> int:
         return len(self._bodies)
 
-    def push(self, body: "bytes | str", events: int, source: Optional[Tuple] = None) -> None:
+    def push(self, body: "bytes | str", events: int, source: Optional[Source] = None) -> None:
         self._bodies.append([body, events, 0, source])
         if source is None:
             self.events += events
         else:
             self.spool_events += events
 
-    def head(self) -> Optional[List]:
-        """``[body, events, attempts, source]`` of the oldest body, or None."""
+    def head(self) -> Optional[Entry]:
+        """The oldest body's entry (``[body, events, attempts, source]``, `Entry`), or None."""
         return self._bodies[0] if self._bodies else None
 
     def pop(self) -> int:
         """Removes the oldest body; returns its event count."""
+        events: int
         _body, events, _attempts, source = self._bodies.popleft()
         if source is None:
             self.events -= events

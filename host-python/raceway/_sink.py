@@ -26,6 +26,7 @@ later batch tries again (a freed disk resumes the file by itself).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -62,7 +63,7 @@ class EventsFile:
         self.max_bytes = max_bytes
         self.backups = backups
         self._lock = threading.Lock()
-        self._file: Optional[Any] = None  # an unbuffered binary file (io.FileIO), opened lazily
+        self._file: Optional[io.FileIO] = None  # unbuffered, opened lazily
         self._pid = -1
         self._rotation: Optional[RotatingFileHandler] = None
         self._fresh_line = False  # the file may end in a torn line: start with a newline
@@ -109,23 +110,25 @@ class EventsFile:
 
     # ------------------------------------------------------------------------------------------
     def _write_locked(self, data: bytes) -> None:
-        if self._file is None or self._pid != os.getpid():
-            self._open()
-        size = os.fstat(self._file.fileno()).st_size
+        f = self._file
+        if f is None or self._pid != os.getpid():
+            f = self._open()
+        size = os.fstat(f.fileno()).st_size
         if size > 0 and size + len(data) > self.max_bytes:
-            self._rollover()
-            size = os.fstat(self._file.fileno()).st_size
+            f = self._rollover()
+            size = os.fstat(f.fileno()).st_size
         if self._fresh_line and size > 0:
             data = b"\n" + data
         view = memoryview(data)
         while view:  # one write() for a regular file; the loop only for a short write
-            n = self._file.write(view)
+            n = f.write(view)
             if not n:
                 raise OSError("the file accepted no bytes")
             view = view[n:]
         self._fresh_line = False
 
-    def _open(self) -> None:
+    def _open(self) -> io.FileIO:
+        """Opens the file (after a fork, the child's own), and its rotation; returns it."""
         if self._file is not None and self._pid != os.getpid():
             # A forked child: the descriptor is a copy of the parent's (nothing is buffered).
             self._drop_file()
@@ -135,21 +138,26 @@ class EventsFile:
                 self._rotation.close()
             # Used for its renaming only (doRollover); it never opens the file (delay=True).
             self._rotation = RotatingFileHandler(path, maxBytes=self.max_bytes, backupCount=self.backups, delay=True)
-        self._file = open(path, "ab", buffering=0)
+        f = self._file = open(path, "ab", buffering=0)
         self._pid = os.getpid()
         self._fresh_line = self._fresh_line or not _ends_with_newline(path)
+        return f
 
-    def _rollover(self) -> None:
-        path = self._rotation.baseFilename  # type: ignore[union-attr]
+    def _rollover(self) -> io.FileIO:
+        """Moves the full file to the first backup (or empties it without backups) and opens
+        a new one; returns it. Runs after `_open`, which made the rotation."""
+        rotation = self._rotation
+        path = rotation.baseFilename if rotation is not None else _resolve(self._template)
         self._drop_file()
-        if self.backups > 0:
-            self._rotation.doRollover()  # type: ignore[union-attr]
+        if self.backups > 0 and rotation is not None:
+            rotation.doRollover()
         else:
             with open(path, "wb"):
                 pass
         self._fresh_line = False
-        self._file = open(path, "ab", buffering=0)
+        f = self._file = open(path, "ab", buffering=0)
         self._pid = os.getpid()
+        return f
 
     def _drop_file(self) -> None:
         f, self._file = self._file, None

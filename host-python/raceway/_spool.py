@@ -29,6 +29,7 @@ written, and the caller counts it as failed. Every disk error is caught and repo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -292,7 +293,7 @@ class Claim:
         self.done: Set[int] = set()
         self.bodies = 0
         self.events = 0
-        self._journal = None
+        self._journal: Optional[io.BufferedWriter] = None
         self._last_touch = 0.0
 
     def check(self) -> None:
@@ -343,10 +344,11 @@ class Claim:
     def mark_done(self, index: int) -> None:
         """Journals a delivered (or refused) body."""
         self.done.add(index)
-        if self._journal is None:
-            self._journal = open(self.journal_path, "ab")
-        self._journal.write(b"%d\n" % index)
-        self._journal.flush()
+        journal = self._journal
+        if journal is None:
+            journal = self._journal = open(self.journal_path, "ab")
+        journal.write(b"%d\n" % index)
+        journal.flush()
         self.touch()
 
     def touch(self) -> None:

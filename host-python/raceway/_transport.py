@@ -32,7 +32,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 if TYPE_CHECKING:
     import urllib3
@@ -79,12 +79,14 @@ class RetryPolicy:
     backoff_max: float = 30.0
     """No wait is longer (a ``Retry-After`` from the server included)."""
 
-    def _retry(self, **kwargs: object) -> "Retry":
+    def _retry(self, **kwargs: Any) -> "Retry":
+        """A `Retry` with this policy's backoff; ``kwargs``: more of `Retry`'s keyword
+        arguments, forwarded as they are (their types are `Retry`'s)."""
         return _capped_retry()(
             backoff_factor=self.backoff,
             backoff_max=self.backoff_max,
             backoff_jitter=self.backoff * 2,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def per_request(self) -> "Retry":
@@ -137,10 +139,10 @@ reached within 0.2 s, at the cost of at most ~5 requests a second while a shutdo
 MIN_FINAL_DELAY = 0.02
 
 
-_capped_retry_class: Optional[type] = None
+_capped_retry_class: Optional[type[Retry]] = None
 
 
-def _capped_retry() -> type:
+def _capped_retry() -> type[Retry]:
     """`Retry` that waits at most ``backoff_max`` for a server's ``Retry-After`` (urllib3's own
     cap is 6 hours, and ``retry_after_max`` only exists from urllib3 2.5 on). Defined on first
     use so that importing this module does not import urllib3."""
@@ -314,6 +316,12 @@ def _ingested(resp: "urllib3.BaseHTTPResponse") -> Optional[int]:
         return None
 
 
+Job = List[Any]
+"""``[body, kwargs, result, done]``: the body, `Transport.send`'s keyword arguments, its
+`Result` (None until done) and a `threading.Event` set when it is. A list because the sending
+thread fills in the result in place; a list's positions cannot each have a type, hence ``Any``."""
+
+
 class Sender:
     """Runs `Transport.send` on a thread of its own, so the flusher can stop waiting for an
     answer when its shutdown budget ends, without the request itself ending (a blocking read
@@ -323,11 +331,13 @@ class Sender:
     def __init__(self, transport: Transport):
         self.transport = transport
         self._cond = threading.Condition()
-        self._job: Optional[list] = None  # [body, kwargs, result, done event]
+        self._job: Optional[Job] = None
         self._closed = False
         self._thread: Optional[threading.Thread] = None
 
-    def submit(self, body: "Union[bytes, str]", **kwargs: object) -> list:
+    def submit(self, body: "Union[bytes, str]", **kwargs: object) -> Job:
+        """Hands ``body`` and `Transport.send`'s keyword arguments to the sending thread;
+        returns the job, whose event (``job[3]``) is set when its result (``job[2]``) is in."""
         job = [body, kwargs, None, threading.Event()]
         with self._cond:
             if self._thread is None:

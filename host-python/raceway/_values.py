@@ -25,7 +25,9 @@ from __future__ import annotations
 import itertools
 import math
 import traceback
-from typing import Any, List
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, TypeVar, overload
+
+_T = TypeVar("_T")
 
 MAX_STRING = 4096
 MAX_ITEMS = 100
@@ -50,6 +52,10 @@ def clean_str(s: str, limit: int = MAX_STRING) -> str:
     return valid_text(cut(s, limit))
 
 
+@overload
+def valid_text(s: str) -> str: ...
+@overload
+def valid_text(s: _T) -> _T: ...
 def valid_text(s: Any) -> Any:
     """``s`` with each lone surrogate written as its escape (``"\\udc80"``, six characters),
     so that it is valid UTF-8; the very object ``s`` when it already is (and when it is not a
@@ -63,7 +69,7 @@ def valid_text(s: Any) -> Any:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def describe_exception(error: BaseException, max_frames: int) -> tuple:
+def describe_exception(error: BaseException, max_frames: int) -> Tuple[str, str, List[str]]:
     """The fields of an ``Error`` event: the exception's type name, its message, and at most
     ``max_frames`` stack frames as ``file:line in function``, innermost last. Never raises."""
     try:
@@ -96,8 +102,10 @@ def _big_int(value: int) -> Any:
         return f"<int of {value.bit_length()} bits>"
 
 
-def snapshot(value: Any, depth: int = 0, seen: frozenset = frozenset()) -> Any:
-    """A JSON-safe copy of ``value`` (see the module docstring for the rules)."""
+def snapshot(value: Any, depth: int = 0, seen: FrozenSet[int] = frozenset()) -> Any:
+    """A JSON-safe copy of ``value`` (see the module docstring for the rules): a
+    `raceway._core_types.JSONValue`, typed ``Any`` so that callers may keep it where they kept
+    the value (``old_value = snapshot(old_value)``). ``seen``: ids of the containers above."""
     cls = type(value)
     if cls is bool or value is None:  # the common scalars, without starting a budget
         return value
@@ -115,13 +123,13 @@ def snapshot(value: Any, depth: int = 0, seen: frozenset = frozenset()) -> Any:
 _FLAT_ITEMS = 16
 _FLAT_TEXT = 256
 
-_known_keys: set = set()
+_known_keys: Set[str] = set()
 """Keys already checked to be short ASCII strings. Most ``args`` dicts repeat a few literal
 keys, and a set lookup (a string caches its hash) is cheaper than checking each key again."""
 _MAX_KNOWN_KEYS = 10_000
 
 
-def flat_dict(value: dict) -> Any:
+def flat_dict(value: Dict[Any, Any]) -> Optional[Dict[str, Any]]:
     """The common ``args`` shape, ``{"from": "alice", "amount": 100}``: a few short ASCII
     keys with plain scalar values. Such a dict is already JSON-safe and within every limit, so
     one pass that checks and a copy replace the general conversion (it runs on the
@@ -174,7 +182,7 @@ class _Converter:
         big = _big_int(value)
         return self.text(big) if isinstance(big, str) else big
 
-    def convert(self, value: Any, depth: int, seen: frozenset) -> Any:
+    def convert(self, value: Any, depth: int, seen: FrozenSet[int]) -> Any:
         """``value`` converted; the caller has already counted it against the budget."""
         try:
             if value is None or type(value) is bool:
@@ -203,7 +211,7 @@ class _Converter:
         except Exception as e:  # defensive: conversion must never raise
             return f"<unconvertible {type(value).__name__}: {type(e).__name__}>"
 
-    def _item(self, v: Any, depth: int, seen: frozenset) -> Any:
+    def _item(self, v: Any, depth: int, seen: FrozenSet[int]) -> Any:
         """One element of a container: scalars inline, anything else through `convert`."""
         t = type(v)
         if t is int:
@@ -217,8 +225,8 @@ class _Converter:
             return v
         return self.convert(v, depth + 1, seen)
 
-    def _dict(self, value: dict, depth: int, seen: frozenset) -> dict:
-        out = {}
+    def _dict(self, value: Dict[Any, Any], depth: int, seen: FrozenSet[int]) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
         total = len(value)
         item = self._item
         for i, (k, v) in enumerate(value.items()):
@@ -233,7 +241,7 @@ class _Converter:
             out[k] = item(v, depth, seen)
         return out
 
-    def _list(self, value: Any, depth: int, seen: frozenset) -> List[Any]:
+    def _list(self, value: Any, depth: int, seen: FrozenSet[int]) -> List[Any]:
         total = len(value)
         if isinstance(value, (set, frozenset)):
             items = _ordered(value) if total <= MAX_ITEMS else list(itertools.islice(value, MAX_ITEMS))
@@ -261,7 +269,7 @@ def _key(k: Any) -> str:
     return _safe_repr(k)
 
 
-def _ordered(items: Any) -> list:
+def _ordered(items: Iterable[Any]) -> List[Any]:
     try:
         return sorted(items)
     except Exception:
