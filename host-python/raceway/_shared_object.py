@@ -16,15 +16,16 @@ one visible change.
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, FrozenSet
+from typing import Any, Callable, Dict, FrozenSet, SupportsIndex, TypeVar
 
 from ._recording import ABSENT, Recorder, emit
 
 _DESCRIPTOR = object()
+_T = TypeVar("_T")
 
 
 def _slots(cls: type) -> FrozenSet[str]:
-    names = set()
+    names: set[str] = set()
     for klass in cls.__mro__:
         slots = klass.__dict__.get("__slots__", ())
         if isinstance(slots, str):
@@ -46,7 +47,9 @@ def _check(cls: type) -> None:
                         "dicts, lists and sets it holds, or use track_state_change")
 
 
-def share_object(obj: Any, name: str, client: Any) -> Any:
+def share_object(obj: _T, name: str, client: Any) -> _T:
+    """``obj`` tracked in place (its class swapped for a subclass that records); ``TypeError``
+    when it cannot be (see `raceway.shared`)."""
     if isinstance(obj, (str, bytes, int, float, complex, tuple, frozenset, type(None), bool)):
         raise TypeError(f"raceway.shared(): a {type(obj).__name__} is immutable: there is nothing to track")
     if isinstance(obj, type):
@@ -67,15 +70,16 @@ def share_object(obj: Any, name: str, client: Any) -> Any:
     return obj
 
 
-def _methods(original: type, rec: Recorder) -> Dict[str, Any]:
+def _methods(original: type[object], rec: Recorder) -> Dict[str, Callable[..., Any]]:
+    """The tracked class's own methods (each a closure over ``original`` and ``rec``)."""
     base_get = original.__getattribute__
     base_set = original.__setattr__
     base_del = original.__delattr__
     slots = _slots(original)
     names = rec.names
-    kinds: Dict[str, Any] = {}  # attribute name -> _DESCRIPTOR (not a variable) or None (a class default)
+    kinds: Dict[str, object] = {}  # attribute name -> _DESCRIPTOR (not a variable) or None (a class default)
 
-    def kind(attr: str) -> Any:
+    def kind(attr: str) -> object:
         """What the class says ``attr`` is, when the instance does not hold it."""
         found = kinds.get(attr, False)
         if found is False:
@@ -91,7 +95,7 @@ def _methods(original: type, rec: Recorder) -> Dict[str, Any]:
             kinds[attr] = found
         return found
 
-    def holds(self: Any, attr: str) -> bool:
+    def holds(self: object, attr: str) -> bool:
         if attr in slots:
             return True
         try:
@@ -99,7 +103,7 @@ def _methods(original: type, rec: Recorder) -> Dict[str, Any]:
         except AttributeError:
             return False
 
-    def __getattribute__(self: Any, attr: str) -> Any:
+    def __getattribute__(self: object, attr: str) -> Any:
         if attr[:2] == "__":
             if attr == "__class__":
                 return original
@@ -115,17 +119,17 @@ def _methods(original: type, rec: Recorder) -> Dict[str, Any]:
             emit(rec, names.get(attr) or rec.var(attr), None, value, "Read")
         return value
 
-    def __setattr__(self: Any, attr: str, value: Any) -> None:
+    def __setattr__(self: object, attr: str, value: object) -> None:
         base_set(self, attr, value)
         if attr[:2] != "__" and (holds(self, attr) or kind(attr) is None):
             emit(rec, names.get(attr) or rec.var(attr), None, value, "Write")
 
-    def __delattr__(self: Any, attr: str) -> None:
+    def __delattr__(self: object, attr: str) -> None:
         base_del(self, attr)
         if attr[:2] != "__" and kind(attr) is None:
             rec.write(attr, ABSENT)
 
-    def __reduce_ex__(self: Any, protocol: Any) -> Any:
+    def __reduce_ex__(self: object, protocol: SupportsIndex) -> str | tuple[Any, ...]:
         """Pickling and ``copy`` give an instance of the original class."""
         _read_all(self)
         reduced = original.__reduce_ex__(self, protocol)
@@ -134,7 +138,7 @@ def _methods(original: type, rec: Recorder) -> Dict[str, Any]:
             reduced = (reduced[0], args) + reduced[2:]
         return reduced
 
-    def _read_all(self: Any) -> None:
+    def _read_all(self: object) -> None:
         try:
             attrs = list(object.__getattribute__(self, "__dict__").items())[:100]
         except AttributeError:
