@@ -50,16 +50,45 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from typing import Any, Hashable, Optional
+from typing import TYPE_CHECKING, Any, Hashable, Literal, Optional, TypeVar
 
 from .context import _current
 
 __all__ = ["TrackedQueue", "TrackedAsyncQueue", "TrackedEvent", "TrackedAsyncEvent"]
 
 _context = _current.get
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from ._client_protocol import ClientLike
+
+    # The edges are mixins put before a queue or event class in an MRO; their ``super()`` calls
+    # reach that class's methods. The type checker sees each mixin as a subclass of what it is
+    # put before (of what both kinds share, for the mixins common to threads and asyncio); at
+    # run time their only base is ``object``, as for any mixin.
+
+    class _QueueBase:
+        """The hooks of `queue.Queue` and `asyncio.Queue` that `_QueueEdges` extends."""
+
+        def _put(self, item: Any) -> None: ...
+        def _get(self) -> Any: ...
+        def task_done(self) -> None: ...
+
+    class _EventBase:
+        """The methods of `threading.Event` and `asyncio.Event` that `_EventEdges` extends."""
+
+        def set(self) -> None: ...
+        def is_set(self) -> bool: ...
+
+    _ThreadQueue = queue.Queue[Any]
+    _AsyncQueue = asyncio.Queue[Any]
+    _ThreadEvent = threading.Event
+    _AsyncEvent = asyncio.Event
+else:
+    _QueueBase = _EventBase = _ThreadQueue = _AsyncQueue = _ThreadEvent = _AsyncEvent = object
 
 
-def _before(client: Any, token: Hashable) -> None:
+def _before(client: Optional[ClientLike], token: Hashable) -> None:
     """``client.happens_before(token)``; the caller checked that a context is current."""
     if client is None:
         return
@@ -69,7 +98,7 @@ def _before(client: Any, token: Hashable) -> None:
         pass
 
 
-def _after(client: Any, token: Hashable) -> None:
+def _after(client: Optional[ClientLike], token: Hashable) -> None:
     """``client.happens_after(token)``; the caller checked that a context is current."""
     if client is None:
         return
@@ -85,9 +114,9 @@ class _Token:
     __slots__ = ("__weakref__",)
 
 
-def _done_token(q: Any) -> _Token:
+def _done_token(q: object) -> _Token:
     """The queue's ``task_done`` -> ``join`` token, made on first use."""
-    token = q.__dict__.get("_raceway_done")
+    token: Optional[_Token] = q.__dict__.get("_raceway_done")
     if token is None:
         token = q.__dict__.setdefault("_raceway_done", _Token())
     return token
@@ -98,7 +127,7 @@ def _done_token(q: Any) -> _Token:
 # is recorded (`_raceway_before`/`_raceway_after`): the tracked classes below through their own
 # client, `raceway.primitives` through the client its switch was given.
 # ----------------------------------------------------------------------------------------------
-class _QueueEdges:
+class _QueueEdges(_QueueBase):
     """A put happens before the get that takes its item, and ``task_done`` before the ``join``
     it releases. The hooks are those ``queue.Queue`` and ``asyncio.Queue`` call once an
     operation is certain to succeed (``_put``/``_get``, under the queue's own lock for
@@ -106,70 +135,70 @@ class _QueueEdges:
     item, the get's after the item has left the queue. They call the next class's hooks, so
     ordering variants compose: ``class TrackedPriorityQueue(TrackedQueue, queue.PriorityQueue)``."""
 
-    def _raceway_before(self, token: Any) -> None:
+    def _raceway_before(self, token: Hashable) -> None:
         raise NotImplementedError
 
-    def _raceway_after(self, token: Any) -> None:
+    def _raceway_after(self, token: Hashable) -> None:
         raise NotImplementedError
 
     def _put(self, item: Any) -> None:
         self._raceway_before(self)
-        super()._put(item)  # type: ignore[misc]
+        super()._put(item)
 
     def _get(self) -> Any:
-        item = super()._get()  # type: ignore[misc]
+        item = super()._get()
         self._raceway_after(self)
         return item
 
     def task_done(self) -> None:
         self._raceway_before(_done_token(self))
-        super().task_done()  # type: ignore[misc]
+        super().task_done()
 
 
-class _ThreadQueueEdges(_QueueEdges):
+class _ThreadQueueEdges(_QueueEdges, _ThreadQueue):
     def join(self) -> None:
-        super().join()  # type: ignore[misc]
+        super().join()
         self._raceway_after(_done_token(self))
 
 
-class _AsyncQueueEdges(_QueueEdges):
+class _AsyncQueueEdges(_QueueEdges, _AsyncQueue):
     async def join(self) -> None:
-        await super().join()  # type: ignore[misc]
+        await super().join()
         self._raceway_after(_done_token(self))
 
 
-class _EventEdges:
+class _EventEdges(_EventBase):
     """``set()`` happens before a ``wait()`` that returns True and an ``is_set()`` that answers
     True (a wait that timed out, or an unset flag, orders nothing)."""
 
-    def _raceway_before(self, token: Any) -> None:
+    def _raceway_before(self, token: Hashable) -> None:
         raise NotImplementedError
 
-    def _raceway_after(self, token: Any) -> None:
+    def _raceway_after(self, token: Hashable) -> None:
         raise NotImplementedError
 
     def set(self) -> None:
         self._raceway_before(self)
-        super().set()  # type: ignore[misc]
+        super().set()
 
     def is_set(self) -> bool:
-        flag = super().is_set()  # type: ignore[misc]
+        flag = super().is_set()
         if flag:
             self._raceway_after(self)
         return flag
 
 
-class _ThreadEventEdges(_EventEdges):
+class _ThreadEventEdges(_EventEdges, _ThreadEvent):
     def wait(self, timeout: Optional[float] = None) -> bool:
-        signaled = super().wait(timeout)  # type: ignore[misc]
+        signaled = super().wait(timeout)
         if signaled:
             self._raceway_after(self)
         return signaled
 
 
-class _AsyncEventEdges(_EventEdges):
-    async def wait(self) -> bool:
-        signaled = await super().wait()  # type: ignore[misc]
+class _AsyncEventEdges(_EventEdges, _AsyncEvent):
+    async def wait(self) -> Literal[True]:
+        signaled = await super().wait()
         if signaled:
             self._raceway_after(self)
         return signaled
@@ -179,22 +208,22 @@ class _OwnClient:
     """Annotations through the client the object was made with, when a context is current
     (nothing is recorded, and nothing is asked of the client, outside any context)."""
 
-    _raceway_client: Any = None
+    _raceway_client: Optional[ClientLike] = None
 
-    def __init__(self, client: Any, *args: Any, **kwargs: Any):
+    def __init__(self, client: Optional[ClientLike], *args: Any, **kwargs: Any):
         self._raceway_client = client
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)  # the queue's or event's own arguments
 
-    def _raceway_before(self, token: Any) -> None:
+    def _raceway_before(self, token: Hashable) -> None:
         if _context() is not None:
             _before(self._raceway_client, token)
 
-    def _raceway_after(self, token: Any) -> None:
+    def _raceway_after(self, token: Hashable) -> None:
         if _context() is not None:
             _after(self._raceway_client, token)
 
 
-class TrackedQueue(_OwnClient, _ThreadQueueEdges, queue.Queue):
+class TrackedQueue(_OwnClient, _ThreadQueueEdges, queue.Queue[_T]):
     """A ``queue.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedQueue(client, maxsize=0)``; everything else is ``queue.Queue``'s. A put records
@@ -204,7 +233,7 @@ class TrackedQueue(_OwnClient, _ThreadQueueEdges, queue.Queue):
     """
 
 
-class TrackedAsyncQueue(_OwnClient, _AsyncQueueEdges, asyncio.Queue):
+class TrackedAsyncQueue(_OwnClient, _AsyncQueueEdges, asyncio.Queue[_T]):
     """An ``asyncio.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedAsyncQueue(client, maxsize=0)``; ``await put()``, ``put_nowait()``, ``await get()``,
