@@ -1,5 +1,11 @@
 """`RacewayClient`: the API users call. The reference SDK's methods, names and defaults.
 
+This module holds the client's construction, its tracking methods and contexts, and delivery
+(`flush`, `shutdown`, `stats`). The rest is in modules of its own, mixed into the class: race
+queries (raceway/_client_races.py), outgoing trace headers (raceway/_client_propagation.py),
+muting, failing open, exit and fork (raceway/_client_lifecycle.py). What the SDK's helpers may
+use of a client is `raceway._client_protocol.ClientLike` and its `raceway._recorder.EventRecorder`.
+
 The tracking methods are the hot path. Each one reads the current context, validates its
 arguments cheaply, finds the caller's frame and appends one tuple to the record log: no
 component call, no I/O, no lock. Everything else (ids, timestamps, clocks, JSON) happens on the
@@ -9,29 +15,36 @@ flusher thread, in batches, in the core.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional
 
 from . import _lifecycle, _values
+from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
 from ._backlog import split_budget
-from ._core import CoreError, CoreInstance, Runtime
+from ._client_lifecycle import ClientLifecycle
+from ._client_propagation import Propagation
+from ._client_races import RaceQueries
+from ._core import CoreInstance, Runtime
 from ._flusher import Flusher
-from ._headers import OutgoingTemplate
-from ._location import getframe, site as _site, sites as _sites, stack as _stack
+from ._location import getframe
+from ._location import site as _site
+from ._location import sites as _sites
+from ._location import stack as _stack
 from ._recorder import EventRecorder
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
-from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
 from .config import Config, Settings
-from .races import Race, races_from_json
-from .context import (
-    ExecutionContext, _current, _ident, claim as _claim, current_task as _task, enter as enter_context,
-    leave as leave_context, new_span_id, set_identity, strand_context,
-)
+
+if TYPE_CHECKING:
+    from ._sink import EventsFile
+from .context import ExecutionContext, _current, _ident, set_identity, strand_context
+from .context import claim as _claim
+from .context import current_task as _task
+from .context import enter as enter_context
+from .context import leave as leave_context
 
 log = logging.getLogger("raceway")
 
@@ -42,7 +55,6 @@ _MAX = _values.MAX_STRING
 _snapshot = _values.snapshot
 _flat_dict = _values.flat_dict
 _time_ns = time.time_ns
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _access_type(value: Any) -> str:
@@ -54,11 +66,11 @@ def _access_type(value: Any) -> str:
     raise ValueError(f"access_type must be one of {', '.join(_ACCESS)} (any case), got {value!r}")
 
 
-def _headers(value: Optional[Mapping], argument: str) -> Dict[str, str]:
+def _headers(value: object, argument: str) -> Dict[str, str]:
     if value is None:
         return {}
     try:
-        items = value.items() if isinstance(value, Mapping) else dict(value).items()
+        items = value.items() if isinstance(value, Mapping) else dict(value).items()  # type: ignore[call-overload]
         # Bounded like any other value (docs/values.md): the first MAX_ITEMS headers.
         return {_values.text(k): _values.text(v) for k, v in itertools.islice(items, _values.MAX_ITEMS)}
     except (TypeError, ValueError) as e:
@@ -73,7 +85,7 @@ def _non_negative_int(value: Any, argument: str) -> int:
     return int(round(value))
 
 
-class RacewayClient:
+class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
     """Records what the application does and ships it to a Raceway server in the background.
 
     Thread-safe; one per process is the normal use. Never raises into the application because
@@ -116,9 +128,9 @@ class RacewayClient:
         self._closed = False
         self._disabled = False
         self._disable_lock = threading.Lock()
-        self._fork_held: list = []
-        self._suppressions: Any = None
-        self._sink: Any = None
+        self._fork_held = []
+        self._suppressions = None
+        self._sink: Optional[EventsFile] = None
         self._reported = False
         try:
             self._start()
@@ -158,10 +170,11 @@ class RacewayClient:
             sink = EventsFile(self.settings.events_file, config.events_file_max_bytes, config.events_file_backups)
         self._sink = sink
         spool = None
-        if transport is not None and self.settings.spool_dir is not None:
+        endpoint = self.settings.endpoint
+        if transport is not None and endpoint and self.settings.spool_dir is not None:
             from ._spool import Spool
 
-            spool = Spool(self.settings.spool_dir, self.settings.endpoint, config.spool_max_bytes)
+            spool = Spool(self.settings.spool_dir, endpoint, config.spool_max_bytes)
         self._flusher = Flusher(
             self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
             chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._recorder.dropped_so_far,
@@ -275,13 +288,20 @@ class RacewayClient:
     # ------------------------------------------------------------------------------------------
     # Other tracking methods
     # ------------------------------------------------------------------------------------------
-    def track_http_request(self, method: str, url: str, headers: Optional[Mapping] = None, body: Any = None) -> None:
+    def track_http_request(self, method: str, url: str, headers: Optional[Mapping[str, object]] = None,
+                           body: Any = None) -> None:
+        """Records an outgoing or incoming HTTP request (``headers``: any mapping; the first
+        `raceway._values.MAX_ITEMS` are kept, as text)."""
         ctx = strand_context()
         if ctx is None:
             return self._outside("track_http_request")
-        self._record(ctx, "HttpRequest", (_values.text(method), _values.text(url), _headers(headers, "headers"), _snapshot(body)))
+        fields = (_values.text(method), _values.text(url), _headers(headers, "headers"), _snapshot(body))
+        self._record(ctx, "HttpRequest", fields)
 
-    def track_http_response(self, status: int, headers: Optional[Mapping] = None, body: Any = None, duration_ms: float = 0) -> None:
+    def track_http_response(self, status: int, headers: Optional[Mapping[str, object]] = None, body: Any = None,
+                            duration_ms: float = 0) -> None:
+        """Records an HTTP response: ``status`` 0-65535, ``duration_ms`` milliseconds (a
+        non-negative number; ``ValueError`` otherwise)."""
         ctx = strand_context()
         if ctx is None:
             return self._outside("track_http_response")
@@ -394,125 +414,6 @@ class RacewayClient:
             return self._outside("happens_after")
         self._record(ctx, "Custom", (HAPPENS_AFTER, {"sync": sync_id(token)}))
 
-    def races(self, timeout: Optional[float] = 5.0) -> List[Race]:
-        """The distinct races the in-process detector found so far, suppressions applied.
-
-        Everything recorded before the call is analysed first: this waits (at most ``timeout``
-        seconds; None: as long as it takes) for the background thread to take it through the
-        core. With a server that does not answer, analysis waits for delivery, so the answer
-        can lag (docs/races.md). Empty when detection is off (``Config.detect_races``) or the
-        core has failed."""
-        return self._races(timeout)[0]
-
-    def race_report(self, timeout: Optional[float] = 5.0) -> str:
-        """`races` as a readable report: each race's accesses with locations, strands, locks
-        and stacks, what ordering was missing and how to fix it (docs/races.md)."""
-        from .report import text
-
-        kept, suppressed = self._races(timeout)
-        unmatched = self._suppressions.unmatched() if self._suppressions is not None else ()
-        return text.render(kept, suppressed=len(suppressed), unmatched_rules=unmatched)
-
-    def _races(self, timeout: Optional[float]) -> "tuple[List[Race], List[Race]]":
-        flusher = self._flusher
-        if not self.config.detect_races or flusher is None or self._disabled:
-            return [], []
-        if not self._closed and flusher.alive:
-            flusher.flush(timeout)
-        try:
-            found = races_from_json(flusher.core.races()["races"])
-        except CoreError as e:
-            self._warn_once("races", "raceway: the race detector cannot answer: %s", e)
-            return [], []
-        if self._suppressions is None:
-            return found, []
-        kept, suppressed = self._suppressions.apply(found)
-        return kept, suppressed
-
-    def _load_suppressions(self, path: str) -> None:
-        """A file that cannot be used is said once, at ERROR: races are then reported
-        unsuppressed, and nothing else changes."""
-        from .report.suppressions import Suppressions
-
-        try:
-            self._suppressions = Suppressions.load(path)
-        except (OSError, ValueError) as e:
-            log.error("raceway: cannot use the suppressions file %s (%s); races are reported unsuppressed", path, e)
-
-    def _report_races(self) -> None:
-        """At shutdown: the race report, logged once at WARNING when there are races."""
-        if self._reported or not (self.config.detect_races and self.config.report_races_at_shutdown):
-            return
-        self._reported = True
-        try:
-            if self._races(0)[0]:
-                log.warning("%s", self.race_report(0))
-        except Exception as e:  # pragma: no cover - reporting must never fail a shutdown
-            log.debug("raceway: race report failed: %s", e)
-
-    # ------------------------------------------------------------------------------------------
-    # Distributed tracing
-    # ------------------------------------------------------------------------------------------
-    def propagation_headers(self, extra_headers: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-        """Headers for one downstream call: ``traceparent`` (a new span id for the callee),
-        ``tracestate`` when there is one, and ``raceway-clock``.
-        Raises ``RuntimeError`` outside an execution context."""
-        ctx = strand_context()
-        if ctx is None:
-            raise RuntimeError("Raceway propagation_headers() called outside of an active context")
-        counter = ctx.tick()
-        headers: Dict[str, str] = {}
-        if self._codec is not None:
-            try:
-                headers = self._outgoing_template(ctx).headers(new_span_id(), counter)
-            except CoreError as e:
-                self._warn_once("encode-outgoing", "raceway: cannot build propagation headers: %s", e)
-        if extra_headers:
-            headers.update(extra_headers)
-        return headers
-
-    def _outgoing_template(self, ctx: ExecutionContext) -> OutgoingTemplate:
-        """The context's header template for its current state, kept on the context: a new one
-        (one component call) only when its inherited clock or locks change (a new `State`)."""
-        cached = ctx.outgoing
-        state = ctx.state
-        if cached is not None and cached[0] is self and cached[1] is state:
-            return cached[2]
-        own = ctx.component
-        request = _compact(
-            {
-                "trace_id": ctx.trace_id,
-                "parent_span_id": ctx.span_id,
-                "flags": ctx.flags,
-                "tracestate": ctx.tracestate,
-                "service": self.settings.service_name,
-                "instance": self.settings.instance_id,
-                "component": own,
-                "clock": [[c, n] for c, n in state.clock if c != own],
-            }
-        )
-        template = OutgoingTemplate(self._codec.outgoing_template(request))  # type: ignore[union-attr]
-        ctx.outgoing = (self, state, template)
-        return template
-
-    def request(self, method: str, url: str, **kwargs: Any):
-        """``requests.request`` with the propagation headers added. Headers you pass win, matched
-        case-insensitively, so at most one of each trace header is sent. The API key is never
-        sent here: it is for the Raceway endpoint only."""
-        import requests
-        from requests.structures import CaseInsensitiveDict
-
-        try:
-            merged = CaseInsensitiveDict(self.propagation_headers())
-        except RuntimeError:
-            merged = CaseInsensitiveDict()
-            if self.config.debug:
-                log.debug("raceway: request() outside an execution context; no trace headers sent")
-        merged.update(kwargs.pop("headers", None) or {})
-        if self._http_session is None:
-            self._http_session = requests.Session()
-        return self._http_session.request(method, url, headers=merged, **kwargs)
-
     # ------------------------------------------------------------------------------------------
     # Lifecycle
     # ------------------------------------------------------------------------------------------
@@ -564,99 +465,6 @@ class RacewayClient:
         counts["recorded"] += drops + counts["queued"]
         return counts
 
-    # ------------------------------------------------------------------------------------------
-    def _mute(self) -> None:
-        """Every tracking method (and `_record`, which the middleware uses) becomes a no-op on
-        this instance. Contexts still work, so the application's code runs unchanged."""
-
-        def noop(*_args: Any, **_kwargs: Any) -> None:
-            return None
-
-        for name in (
-            "track_state_change", "track_function_call", "track_http_request", "track_http_response",
-            "track_lock_acquire", "track_lock_release", "track_error", "track_custom", "_record",
-            "_append", "happens_before", "happens_after",
-        ):
-            setattr(self, name, noop)
-        self._recorder.mute()
-
-    def _disable(self, reason: Optional[str] = None) -> None:
-        """Fail-open: logs ``reason`` once at ERROR, turns tracking into a no-op and lets the
-        flusher deliver what it still can and stop. Propagation headers degrade to the extra
-        headers the caller passes and incoming headers are no longer parsed (``_codec`` is
-        None); `_record` is muted too, so the middleware, `fork` and `join` record nothing.
-        Safe on any thread, the flusher's included (it never waits for the flusher)."""
-        with self._disable_lock:
-            if self._disabled:
-                return
-            self._disabled = True
-        if reason is not None:
-            log.error("raceway: %s; tracking is off, the application carries on", reason)
-        self._mute()
-        # The codec calls that may still be in flight report through these keys: already said.
-        self._warned.update(("encode-outgoing", "parse-incoming"))
-        self._codec = None
-        flusher = self._flusher
-        if flusher is not None:
-            flusher.stop(0, reason=None)  # what it cannot deliver now is counted, not logged again
-        else:
-            self._queue.clear()
-
-    def _on_core_failure(self, error: BaseException) -> None:
-        """A core instance trapped (out of fuel or memory, a panic): it cannot be used again."""
-        self._disable(f"the core failed ({error})")
-
-    # ------------------------------------------------------------------------------------------
-    # Exit and fork (registered by _lifecycle.register)
-    # ------------------------------------------------------------------------------------------
-    def _exit_flush(self) -> None:
-        """At interpreter (or multiprocessing worker) exit: deliver what is left within the
-        shutdown budget (`shutdown` without an argument), spool the rest."""
-        try:
-            flusher = self._flusher
-            if flusher is not None and not self._closed:
-                self._closed = True
-                self._mute()
-                # A second past the budget for the worker to finish writing the spool.
-                flusher.stop(self.settings.shutdown_timeout, reason="the process exited",
-                             stall=self.config.shutdown_stall, grace=1.0)
-            self.shutdown(timeout=0)
-        except Exception:  # pragma: no cover - never fail interpreter exit
-            pass
-
-    def _before_fork(self) -> None:
-        """Waits (briefly) until no core call is running, so the child never copies a store in
-        the middle of a call; the child builds its own instances anyway."""
-        flusher = self._flusher
-        for core in (self._codec, flusher.core if flusher is not None else None):
-            if core is not None and core.hold(timeout=1.0):
-                self._fork_held.append(core)
-
-    def _after_fork_in_parent(self) -> None:
-        held, self._fork_held = self._fork_held, []
-        for core in held:
-            core.release()
-
-    def _after_fork_in_child(self) -> None:
-        """The child's own client: new core instances, pool, flusher and counters, its own
-        ``process_id`` and (unless the user chose one) ``instance_id``. Its log starts empty:
-        the parent delivers what it recorded before the fork."""
-        self._fork_held = []
-        self._disable_lock = threading.Lock()
-        if self._closed or self._disabled:
-            return
-        try:
-            self.settings = Settings.resolve(self.config)  # the default instance id names the pid
-            set_identity(self.settings.service_name, self.settings.instance_id)
-            self._recorder.restart()  # its log emptied (the same deque), no drops, no codec
-            self._stats = Stats()
-            self._http_session = None
-            self._flusher = None
-            self._start()
-            _lifecycle.renew_current_context()
-            _lifecycle.flush_at_multiprocessing_exit(self, self._exit_flush)
-        except Exception as e:
-            self._disable(f"the client could not be restarted in the forked child ({type(e).__name__}: {e})")
 
 
 class _Trace:

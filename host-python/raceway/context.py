@@ -21,7 +21,10 @@ import sys
 import threading
 from contextvars import ContextVar, Token
 from types import FrameType
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from ._headers import OutgoingTemplate
 
 Clock = Tuple[Tuple[str, int], ...]
 
@@ -149,7 +152,9 @@ class ExecutionContext:
         self.seq = 0   # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
         self.state = State(clock)
-        self.outgoing: Optional[tuple] = None  # the client's pre-rendered encode-outgoing request
+        # The outgoing-header template of this context's `state` for one client:
+        # ``(client, state, template)`` (raceway/_client_propagation.py).
+        self.outgoing: Optional[Tuple[object, State, OutgoingTemplate]] = None
         # The strand this context records for: a thread (its ident) and, on an event loop, the
         # asyncio task. None until the context is first used (`strand_context`) or `bind`.
         self.owner: Optional[int] = None
