@@ -49,6 +49,15 @@ impl wit_pipeline::Guest for Core {
             Ok(out.into_wire())
         })
     }
+
+    fn encode_batch_pickle(records: String, max_events_per_body: u32) -> Result<String, String> {
+        CONFIG.with(|c| {
+            let config = c.borrow();
+            let config = config.as_ref().ok_or("encode-batch-pickle called before configure")?;
+            let out = pipeline::process_pickle(config, &records, max_events_per_body as usize, None)?;
+            Ok(out.into_wire())
+        })
+    }
 }
 
 impl wit_detector::Guest for Core {
@@ -67,6 +76,20 @@ impl wit_detector::Guest for Core {
                 let mut detector = d.borrow_mut();
                 let detector = detector.get_or_insert_with(Detector::default);
                 let out = pipeline::process_batch(config, &records, max_events_per_body as usize, Some(detector))?;
+                Ok(out.into_wire())
+            })
+        })
+    }
+
+    fn observe_pickle(records: String, max_events_per_body: u32) -> Result<String, String> {
+        CONFIG.with(|c| {
+            DETECTOR.with(|d| {
+                let config = c.borrow();
+                let unconfigured = ProcessConfig::default();
+                let config = config.as_ref().unwrap_or(&unconfigured);
+                let mut detector = d.borrow_mut();
+                let detector = detector.get_or_insert_with(Detector::default);
+                let out = pipeline::process_pickle(config, &records, max_events_per_body as usize, Some(detector))?;
                 Ok(out.into_wire())
             })
         })

@@ -12,6 +12,7 @@ pub mod detector;
 pub mod event;
 pub mod hex;
 pub mod ids;
+pub mod pickle;
 pub mod pipeline;
 pub mod propagation;
 pub mod raceway_clock;

@@ -12,6 +12,7 @@ use crate::clock::VectorClock;
 use crate::event::ProcessConfig;
 use crate::detector::Detector;
 use crate::ids::event_id_bits;
+use crate::pickle;
 use crate::read::{self, Event};
 use crate::record::{ContextRecord, StateRecord};
 use crate::render::{self, Timestamps};
@@ -76,9 +77,35 @@ pub fn process_batch(
     config: &ProcessConfig,
     records: &str,
     max_per_body: usize,
-    mut detector: Option<&mut Detector>,
+    detector: Option<&mut Detector>,
 ) -> Result<Encoded, String> {
-    let batch = read::read_batch(records)?;
+    Ok(process_read(config, read::read_batch(records)?, max_per_body, detector))
+}
+
+/// `process_batch` for a batch in the pickle form (`pickle.rs`, docs/record-format.md): the
+/// same answer as `process_batch` gives for the batch's JSON form, or an error, before any
+/// event is used, when the pickle is not one this reads (the host then sends the JSON form).
+pub fn process_pickle(
+    config: &ProcessConfig,
+    records: &str,
+    max_per_body: usize,
+    detector: Option<&mut Detector>,
+) -> Result<Encoded, String> {
+    let bytes = pickle::latin1_bytes(records)?;
+    let mut tree = pickle::Tree::read(&bytes)?;
+    let values = tree.render_values()?;
+    let batch = tree.batch(&values)?;
+    Ok(process_read(config, batch, max_per_body, detector))
+}
+
+/// Feeds each valid event of a batch as read to `detector` (when given) and, when
+/// `max_per_body` > 0, encodes it into bodies.
+fn process_read(
+    config: &ProcessConfig,
+    batch: read::ReadBatch,
+    max_per_body: usize,
+    mut detector: Option<&mut Detector>,
+) -> Encoded {
     let contexts: Vec<Result<u128, String>> = batch.contexts.iter().map(read::check_context).collect();
     let mut enc = Encoder::new(config, max_per_body);
     let rendered: Vec<Result<Ctx, String>> = if max_per_body > 0 {
@@ -109,7 +136,7 @@ pub fn process_batch(
             enc.out.summary.events += 1;
         }
     }
-    Ok(enc.finish())
+    enc.finish()
 }
 
 /// A context of the batch, checked and pre-rendered once for all its events.

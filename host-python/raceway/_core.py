@@ -24,6 +24,7 @@ import json
 from json.encoder import encode_basestring_ascii as _quote
 import logging
 import os
+import pickle
 import threading
 import zlib
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ four-frame stacks and values measured 1.3 MB for 50M fuel, ~40 per byte; `max_ra
 the longest values and stacks stays far below this), past what `Limits.fuel_base` allows."""
 
 
+EMPTY_PICKLE = pickle.dumps({"contexts": [], "states": [], "events": []}, 5).decode("latin-1")
+"""An empty batch in the pickle form (docs/record-format.md), as the host passes it: one
+character per byte."""
+
 PROBES: Tuple[Tuple[str, tuple], ...] = (
     ("parse-incoming", ('{"traceparent":["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]}',)),
     ("encode-outgoing", ('{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5",'
@@ -82,11 +87,17 @@ PROBES: Tuple[Tuple[str, tuple], ...] = (
                            '"service":"s","instance":"i","component":"s#i/1","clock":[]}',)),
     ("encode-batch", ('{"contexts":[],"states":[],"events":[]}', 50)),
     ("observe", ('{"contexts":[],"states":[],"events":[]}', 0)),
+    ("encode-batch-pickle", (EMPTY_PICKLE, 50)),
+    ("encode-batch-pickle", ("not a pickle", 50)),
+    ("observe-pickle", (EMPTY_PICKLE, 0)),
     ("races", ()),
 )
 """Inputs for checking the direct caller against the public API (`CoreInstance`): each changes
 no state of the instance (an empty batch, a read of the findings), and between them they cover
 every kind of answer: a string, an ``ok`` result, an ``err`` result, bytes."""
+
+BODIES = ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
+"""The calls that answer request bodies: kept as ``bytes`` (see `encode_batch`)."""
 
 _said: set = set()
 
@@ -238,8 +249,8 @@ class CoreInstance:
         self._fast: Dict[str, Any] = {}
         for iface, names in (
             (PROPAGATION, ("parse-incoming", "encode-outgoing", "outgoing-template")),
-            (PIPELINE, ("configure", "encode-batch")),
-            (DETECTOR, ("reset-detector", "observe", "races")),
+            (PIPELINE, ("configure", "encode-batch", "encode-batch-pickle")),
+            (DETECTOR, ("reset-detector", "observe", "observe-pickle", "races")),
         ):
             iface_index = instance.get_export_index(self._store, iface)
             if iface_index is None:
@@ -250,7 +261,7 @@ class CoreInstance:
                     raise CoreError(f"component does not export {iface}#{name}")
                 self._funcs[name] = func
                 # Bodies stay bytes: they go to the network as bytes (see encode_batch).
-                self._fast[name] = make_caller(func, self._store, raw=name in ("encode-batch", "observe"))
+                self._fast[name] = make_caller(func, self._store, raw=name in BODIES)
         self._check_direct_calls()
 
     def _check_direct_calls(self) -> None:
@@ -397,6 +408,13 @@ class CoreInstance:
         UTF-8 ``bytes``."""
         return self._bodies(self._call("encode-batch", records, max_events_per_body))
 
+    def encode_batch_pickle(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+        """`encode_batch` for the batch in the pickle form (`_records.encode_pickle`: the
+        pickle's bytes, one character each). Raises `CoreError` when the core does not read
+        this pickle; the caller then sends the JSON form (the answer would have been the same)."""
+        fuel = 3 * self._fuel((records,))
+        return self._bodies(self._call("encode-batch-pickle", records, max_events_per_body, fuel=fuel))
+
     # -- detector ------------------------------------------------------------------------------
     def reset_detector(self, options: Dict[str, Any]) -> None:
         """Starts this instance's detector afresh with ``options`` (docs/races.md: bounds)."""
@@ -409,6 +427,14 @@ class CoreInstance:
         # that releases old strands or variables): four times the encoder's budget.
         fuel = OBSERVE_FUEL_FACTOR * self._fuel((records,))
         return self._bodies(self._call("observe", records, max_events_per_body, fuel=fuel))
+
+    def observe_pickle(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+        """`observe` for the batch in the pickle form. Raises `CoreError`, with the detector
+        having seen none of the batch, when the core does not read this pickle."""
+        # A pickle is about a third of the batch's JSON (a memo index stands for a string
+        # written before), and the work per record is the same: three times the JSON budget.
+        fuel = 3 * OBSERVE_FUEL_FACTOR * self._fuel((records,))
+        return self._bodies(self._call("observe-pickle", records, max_events_per_body, fuel=fuel))
 
     def races(self) -> "FindingsJSON":
         """The detector's findings so far (`raceway._findings.FindingsJSON`). The answer's size

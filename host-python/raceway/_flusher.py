@@ -91,6 +91,7 @@ class Flusher:
         sink: Optional[EventsFile] = None,
         process: Optional[Dict[str, Any]] = None,
         spool: Optional[Spool] = None,
+        pickle: bool = True,
     ):
         self.queue = queue
         self.core = core
@@ -107,6 +108,11 @@ class Flusher:
         self.sink = sink
         """Where each batch is also written (``Config.events_file``), with ``process``."""
         self.process = process or {}
+        self.pickle = pickle and sink is None
+        """Hand batches to the core in the pickle form (the events file is written as JSON, so
+        with one the JSON form is made anyway)."""
+        self.pickle_refused = 0
+        """Parts the core did not read in the pickle form (sent as JSON instead)."""
         self.spool = spool if transport is not None else None
         """Where undeliverable bodies go at the end, and where an earlier client's wait."""
         self.backlog = Backlog()
@@ -358,27 +364,59 @@ class Flusher:
     # Encoding
     # ------------------------------------------------------------------------------------------
     def _encode(self, records: list) -> None:
-        """Turns records into bodies in the backlog; drops and failures are settled here."""
+        """Turns records into bodies in the backlog; drops and failures are settled here.
+        Each part goes to the core in the pickle form when it can (`_encode_pickled`), else
+        in the JSON form, which gives the same answer (docs/record-format.md)."""
         self.stats.add(recorded=len(records))
-        for text, part in _records.encode_parts(records, _records.part_size(self.batch_size)):
-            encoded = self._encode_part(text, part)
-            if encoded is None:
-                self._settle(len(part), failed=len(part))
+        per_call = _records.part_size(self.batch_size)
+        for start in range(0, len(records), per_call):
+            part = records[start:start + per_call]
+            encoded = self._encode_pickled(part) if self.pickle else None
+            if encoded is not None:
+                self._place(part, encoded)
                 continue
-            counts = encoded["counts"]
-            placed = encoded["events"]  # every valid event (no bodies when nothing is sent)
-            if encoded["dropped"]:
-                self.stats.add(dropped=encoded["dropped"])
-                self._log_once("invalid", "raceway: dropped %d invalid events: %s", encoded["dropped"], encoded["errors"])
-            unaccounted = len(part) - placed - encoded["dropped"]
-            self._settle(len(part) - placed, failed=max(0, unaccounted))
-            if not placed:
-                continue
-            if self.transport is None:  # endpoint=None: local use, nothing leaves the process
-                self._settle(placed)
-                continue
-            for body, n in zip(encoded["bodies"], counts):
-                self.backlog.push(body, n)
+            for text, piece in _records.encode_parts(part, per_call):
+                self._place(piece, self._encode_part(text, piece))
+
+    def _encode_pickled(self, part: list) -> Optional[dict]:
+        """One core call for a part in the pickle form; None when the part cannot be pickled
+        or the core does not read this pickle (it then has used nothing of it): the caller
+        sends the JSON form."""
+        data = _records.encode_pickle(part)
+        if data is None:
+            return None
+        try:
+            if self.detect:
+                return self.core.observe_pickle(data, self.batch_size if self.transport is not None else 0)
+            return self.core.encode_batch_pickle(data, self.batch_size)
+        except CoreTrap:
+            raise
+        except CoreError as e:
+            self.pickle_refused += 1
+            if self.pickle_refused == 1:
+                log.debug("raceway: the core did not read a batch in the pickle form (%s); sent as JSON", e)
+            return None
+
+    def _place(self, part: list, encoded: Optional[dict]) -> None:
+        """Settles what the core answered for ``part`` (None: it could not be encoded) and
+        puts its bodies in the backlog."""
+        if encoded is None:
+            self._settle(len(part), failed=len(part))
+            return
+        counts = encoded["counts"]
+        placed = encoded["events"]  # every valid event (no bodies when nothing is sent)
+        if encoded["dropped"]:
+            self.stats.add(dropped=encoded["dropped"])
+            self._log_once("invalid", "raceway: dropped %d invalid events: %s", encoded["dropped"], encoded["errors"])
+        unaccounted = len(part) - placed - encoded["dropped"]
+        self._settle(len(part) - placed, failed=max(0, unaccounted))
+        if not placed:
+            return
+        if self.transport is None:  # endpoint=None: local use, nothing leaves the process
+            self._settle(placed)
+            return
+        for body, n in zip(encoded["bodies"], counts):
+            self.backlog.push(body, n)
 
     def _encode_part(self, text: str, part: list) -> Optional[dict]:
         try:

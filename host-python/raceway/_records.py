@@ -9,9 +9,11 @@ so they are written once per batch in tables and events refer to them by index.
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 from operator import itemgetter
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ._values import snapshot, valid_text
 from .context import ExecutionContext
@@ -180,6 +182,58 @@ def encode_safely(records: Sequence[Record]) -> str:
         return encode(records)
     except (ValueError, TypeError, KeyError, RecursionError):
         return encode(records, sanitize=True)
+
+
+MAX_PICKLE_BYTES = 1024 * 1024
+"""Largest pickle handed to the core (its own bound is 4 MiB); a larger part goes as JSON,
+which `encode_parts` splits by size."""
+
+
+class _Pickler(pickle.Pickler):
+    """Writes a batch with the contexts and states as their table indexes: `reducer_override`
+    is called only for objects pickle has no built-in way to write (the C pickler writes ints,
+    strings, tuples, lists and dicts itself), and once per object (the result is memoized).
+    An object that is not in the tables raises ``KeyError``: the batch goes as JSON."""
+
+    index: Dict[Any, int]
+
+    def reducer_override(self, obj: Any) -> Any:
+        if obj is int:  # the global the indexes are written with
+            return NotImplemented
+        return (int, (self.index[obj],))
+
+
+def encode_pickle(records: Sequence[Record]) -> Optional[str]:
+    """The batch in the pickle form the core's ``encode-batch-pickle`` and ``observe-pickle``
+    read (docs/record-format.md): ``{"contexts", "states", "events"}`` as `encode` writes them,
+    pickled with protocol 5, its bytes as one character each (latin-1), since the core's
+    arguments are strings. None when the batch cannot be pickled this way (an object that is
+    not a context or a state, an object pickle refuses) or the pickle passes
+    `MAX_PICKLE_BYTES`: the caller then sends the JSON form (`encode_parts`).
+
+    The core reads only what pickle writes for the values `encode` writes as they are, and
+    refuses a batch with anything `encode` would settle first (an int beyond 64 bits, a lone
+    surrogate, NaN or an infinity, a dict key that is not a string): so a pickled batch gives
+    exactly the answer of its JSON form, and one the core refuses is sent as JSON."""
+    contexts = list(dict.fromkeys(map(_context_of, records)))
+    states = list(dict.fromkeys(map(_state_of, records)))
+    index: Dict[Any, int] = {obj: i for i, obj in enumerate(contexts)}
+    index.update((obj, i) for i, obj in enumerate(states))
+    batch = {
+        "contexts": [_context_row(c) for c in contexts],
+        "states": [{"clock": s.clock, "locks": s.locks} for s in states],
+        "events": records,
+    }
+    out = io.BytesIO()
+    pickler = _Pickler(out, 5)
+    pickler.index = index
+    try:
+        pickler.dump(batch)
+    except Exception:  # an unconverted object (KeyError), or one pickle refuses: the JSON form copes
+        return None
+    if out.tell() > MAX_PICKLE_BYTES:
+        return None
+    return out.getvalue().decode("latin-1")
 
 
 def part_size(per_body: int) -> int:

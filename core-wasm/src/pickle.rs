@@ -1,0 +1,687 @@
+//! The record batch in the Python host's other form: `pickle` protocol 5 (docs/record-format.md,
+//! "The pickle form"), read into the same typed records as the JSON form, through the same
+//! `Deserialize` impls (`record.rs`): one parser of records, two readers of bytes.
+//!
+//! Why: the host writes a batch with `pickle` about three times faster than with `json` (strings
+//! it has written once are referred to by a two-byte memo index after that), and the core reads
+//! it faster too. The JSON form stays the contract for every other host.
+//!
+//! What is read: the subset of opcodes `pickle.dumps(batch, 5)` writes for a batch of records
+//! (tuples, lists, dicts, strings, ints, floats, `None`, booleans, the memo), and one global:
+//! `builtins.int` called on one int, which is how the host writes the index of a context or
+//! a state. Anything else (another opcode, another global, an integer beyond 64 bits, a
+//! string that is not UTF-8 such as a lone surrogate, a float that is not finite, a dict key
+//! that is not a string, nesting deeper than `MAX_DEPTH`, a record that does not fit) is an
+//! error for the whole batch, before any event is used: the host then sends the same batch as
+//! JSON, so every value keeps exactly the wire form the JSON form gives it.
+//!
+//! User values (`old_value`, `args`, bodies, `data`) are written here as JSON text exactly as
+//! Python's `json.dumps(value, separators=(",", ":"), ensure_ascii=True)` writes them, so the
+//! bodies and the detector's findings are byte for byte those of the JSON form.
+//!
+//! Bounds, for a malformed or hostile pickle: every opcode makes at most one node, so memory is
+//! linear in the input; nesting is limited to `MAX_DEPTH`; the nodes visited (memo references
+//! can share a subtree) and the bytes of values written are limited to a multiple of the
+//! input's length, so the work stays within the fuel the host gives per input character.
+
+use crate::read::ReadBatch;
+use crate::record::{BatchRecord, EventRecord};
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::forward_to_deserialize_any;
+use std::cell::Cell;
+use std::fmt;
+
+/// The deepest nesting read (serde_json's own limit for JSON is 128).
+pub const MAX_DEPTH: u32 = 100;
+/// The largest pickle read, in bytes; a larger batch is refused (the host sends it as JSON).
+pub const MAX_INPUT: usize = 4 * 1024 * 1024;
+/// Bytes of values' JSON written per byte of input, at most (plus `VALUES_SLACK`).
+const VALUES_PER_BYTE: usize = 64;
+const VALUES_SLACK: usize = 64 * 1024;
+/// Nodes visited per byte of input, at most (plus `VISITS_SLACK`).
+const VISITS_PER_BYTE: u64 = 4;
+const VISITS_SLACK: u64 = 4096;
+
+/// The name serde_json's `RawValue` asks a deserializer for, and the key its visitor expects.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+#[derive(Clone, Copy, Debug)]
+enum Node<'a> {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An int from 2^63 to 2^64 - 1.
+    Big(u64),
+    Float(f64),
+    Str(&'a str),
+    /// `items[start..start + len]`.
+    Tuple(u32, u32),
+    /// `lists[index]`.
+    List(u32),
+    /// `dicts[index]`.
+    Dict(u32),
+    /// `builtins.int`, to be called by `REDUCE`.
+    IntType,
+}
+
+/// A pickle read into nodes. `root` is what `STOP` left.
+pub struct Tree<'a> {
+    nodes: Vec<Node<'a>>,
+    items: Vec<u32>,
+    lists: Vec<Vec<u32>>,
+    dicts: Vec<Vec<(u32, u32)>>,
+    root: u32,
+    /// For each node rendered as a value: its JSON in `values` (`(start, end)`), else `NONE`.
+    raw: Vec<(u32, u32)>,
+    visits_left: Cell<u64>,
+    values_limit: usize,
+}
+
+const NONE: (u32, u32) = (u32::MAX, u32::MAX);
+
+/// The host passes the pickle's bytes as a string of the characters U+0000 to U+00FF, one per
+/// byte (`bytes.decode("latin-1")`), because the component's arguments are strings.
+pub fn latin1_bytes(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() > 2 * MAX_INPUT {
+        return Err(format!("pickle: more than {MAX_INPUT} bytes"));
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            out.push(b);
+            i += 1;
+        } else if (b == 0xc2 || b == 0xc3) && i + 1 < bytes.len() {
+            out.push(((b & 0x1f) << 6) | (bytes[i + 1] & 0x3f));
+            i += 2;
+        } else {
+            return Err("pickle: a character beyond U+00FF".to_owned());
+        }
+    }
+    if out.len() > MAX_INPUT {
+        return Err(format!("pickle: more than {MAX_INPUT} bytes"));
+    }
+    Ok(out)
+}
+
+fn err<T>(what: impl fmt::Display) -> Result<T, String> {
+    Err(format!("pickle: {what}"))
+}
+
+struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.data.len() - self.pos {
+            return err("truncated");
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn le<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+}
+
+impl<'a> Tree<'a> {
+    /// Runs the pickle in `data` (the opcodes listed in the module's documentation).
+    pub fn read(data: &'a [u8]) -> Result<Self, String> {
+        let mut tree = Tree {
+            nodes: Vec::with_capacity(data.len() / 2),
+            items: Vec::new(),
+            lists: Vec::new(),
+            dicts: Vec::new(),
+            root: 0,
+            raw: Vec::new(),
+            visits_left: Cell::new(VISITS_PER_BYTE * data.len() as u64 + VISITS_SLACK),
+            values_limit: VALUES_PER_BYTE * data.len() + VALUES_SLACK,
+        };
+        let mut input = Input { data, pos: 0 };
+        let mut stack: Vec<u32> = Vec::new();
+        let mut marks: Vec<usize> = Vec::new();
+        let mut memo: Vec<u32> = Vec::new();
+        let floor = |marks: &Vec<usize>| marks.last().copied().unwrap_or(0);
+        macro_rules! pop {
+            () => {{
+                if stack.len() <= floor(&marks) {
+                    return err("stack underflow");
+                }
+                stack.pop().expect("checked")
+            }};
+        }
+        macro_rules! push {
+            ($node:expr) => {{
+                stack.push(tree.nodes.len() as u32);
+                tree.nodes.push($node);
+            }};
+        }
+        // The items above the last mark (taken off the stack by the caller, with `truncate`).
+        macro_rules! mark {
+            () => {{
+                let Some(mark) = marks.pop() else { return err("no mark") };
+                mark
+            }};
+        }
+        if input.byte()? != 0x80 || !(2..=5).contains(&input.byte()?) {
+            return err("not a pickle of protocol 2 to 5");
+        }
+        loop {
+            let op = input.byte()?;
+            match op {
+                0x95 => {
+                    input.take(8)?; // FRAME: a length hint
+                }
+                b'.' => {
+                    let root = pop!();
+                    if !stack.is_empty() || !marks.is_empty() || input.pos != data.len() {
+                        return err("data after the end");
+                    }
+                    tree.root = root;
+                    return Ok(tree);
+                }
+                b'(' => marks.push(stack.len()),
+                b']' => {
+                    push!(Node::List(tree.lists.len() as u32));
+                    tree.lists.push(Vec::new());
+                }
+                b'}' => {
+                    push!(Node::Dict(tree.dicts.len() as u32));
+                    tree.dicts.push(Vec::new());
+                }
+                b')' => push!(Node::Tuple(tree.items.len() as u32, 0)),
+                b'a' | b'e' => {
+                    let from = if op == b'a' { stack.len().saturating_sub(1).max(floor(&marks)) } else { mark!() };
+                    if from == 0 || (op == b'a' && from == stack.len()) {
+                        return err("append to nothing");
+                    }
+                    let Node::List(l) = tree.nodes[stack[from - 1] as usize] else { return err("append to a non-list") };
+                    tree.lists[l as usize].extend_from_slice(&stack[from..]);
+                    stack.truncate(from);
+                }
+                b's' | b'u' => {
+                    let from = if op == b's' { stack.len().saturating_sub(2).max(floor(&marks)) } else { mark!() };
+                    if from == 0 || (op == b's' && from + 2 != stack.len()) || (stack.len() - from) % 2 != 0 {
+                        return err("setitems without a dict, a key or a value");
+                    }
+                    let Node::Dict(d) = tree.nodes[stack[from - 1] as usize] else { return err("setitem on a non-dict") };
+                    tree.dicts[d as usize].extend(stack[from..].chunks_exact(2).map(|pair| (pair[0], pair[1])));
+                    stack.truncate(from);
+                }
+                b't' | 0x85..=0x87 => {
+                    let from = match op {
+                        b't' => mark!(),
+                        _ => {
+                            let n = (op - 0x84) as usize;
+                            if stack.len() < floor(&marks) + n {
+                                return err("stack underflow");
+                            }
+                            stack.len() - n
+                        }
+                    };
+                    let start = tree.items.len() as u32;
+                    tree.items.extend_from_slice(&stack[from..]);
+                    let len = (stack.len() - from) as u32;
+                    stack.truncate(from);
+                    push!(Node::Tuple(start, len));
+                }
+                b'N' => push!(Node::None),
+                0x88 => push!(Node::Bool(true)),
+                0x89 => push!(Node::Bool(false)),
+                b'J' => push!(Node::Int(i64::from(i32::from_le_bytes(input.le()?)))),
+                b'K' => push!(Node::Int(i64::from(input.byte()?))),
+                b'M' => push!(Node::Int(i64::from(u16::from_le_bytes(input.le()?)))),
+                0x8a => {
+                    let n = input.byte()? as usize;
+                    let bytes = input.take(n)?;
+                    push!(long1(bytes)?);
+                }
+                b'G' => {
+                    let x = f64::from_be_bytes(input.le()?);
+                    push!(Node::Float(x));
+                }
+                0x8c | b'X' | 0x8d => {
+                    let n = match op {
+                        0x8c => input.byte()? as usize,
+                        b'X' => u32::from_le_bytes(input.le()?) as usize,
+                        _ => usize::try_from(u64::from_le_bytes(input.le()?)).unwrap_or(usize::MAX),
+                    };
+                    let bytes = input.take(n)?;
+                    let Ok(s) = std::str::from_utf8(bytes) else { return err("a string that is not UTF-8") };
+                    push!(Node::Str(s));
+                }
+                0x94 => {
+                    let Some(&top) = stack.last() else { return err("memoize nothing") };
+                    memo.push(top);
+                }
+                b'h' | b'j' => {
+                    let i = if op == b'h' { input.byte()? as usize } else { u32::from_le_bytes(input.le()?) as usize };
+                    let Some(&node) = memo.get(i) else { return err("unknown memo index") };
+                    stack.push(node);
+                }
+                0x93 => {
+                    let name = pop!();
+                    let module = pop!();
+                    match (tree.nodes[module as usize], tree.nodes[name as usize]) {
+                        (Node::Str("builtins"), Node::Str("int")) => push!(Node::IntType),
+                        _ => return err("a global other than builtins.int"),
+                    }
+                }
+                b'R' => {
+                    let args = pop!();
+                    let callable = pop!();
+                    let Node::IntType = tree.nodes[callable as usize] else { return err("a call of something else than int") };
+                    let Node::Tuple(start, 1) = tree.nodes[args as usize] else { return err("int() of other arguments") };
+                    let arg = tree.items[start as usize];
+                    let Node::Int(i) = tree.nodes[arg as usize] else { return err("int() of a non-int") };
+                    push!(Node::Int(i));
+                }
+                other => return err(format_args!("opcode 0x{other:02x} is not read")),
+            }
+        }
+    }
+
+    fn visit(&self) -> Result<(), String> {
+        let left = self.visits_left.get();
+        if left == 0 {
+            return err("too many references");
+        }
+        self.visits_left.set(left - 1);
+        Ok(())
+    }
+
+    fn seq(&self, node: u32) -> Option<&[u32]> {
+        match self.nodes[node as usize] {
+            Node::Tuple(start, len) => Some(&self.items[start as usize..(start + len) as usize]),
+            Node::List(l) => Some(&self.lists[l as usize]),
+            _ => None,
+        }
+    }
+
+    /// Writes the JSON of every user value of every event record, as the JSON form has it.
+    /// The records' places of values are those of `docs/record-format.md`; a record of another
+    /// shape is left for the typed read to refuse.
+    pub fn render_values(&mut self) -> Result<String, String> {
+        self.raw = vec![NONE; self.nodes.len()];
+        let mut values = Vec::new();
+        let Node::Dict(d) = self.nodes[self.root as usize] else { return err("the batch is not a dict") };
+        let events = self.dicts[d as usize].iter().find(|(k, _)| matches!(self.nodes[*k as usize], Node::Str("events")));
+        let Some(&(_, events)) = events else { return err("the batch has no events") };
+        let Some(records) = self.seq(events) else { return err("events is not a list") };
+        let mut todo = Vec::new();
+        for &record in records {
+            let Some(r) = self.seq(record) else { continue };
+            let (Some(&kind), Some(&fields)) = (r.get(8), r.get(9)) else { continue };
+            let Node::Str(kind) = self.nodes[kind as usize] else { continue };
+            let places: &[usize] = match kind {
+                "StateChange" => &[1, 2],
+                "FunctionCall" | "HttpResponse" => &[2],
+                "HttpRequest" => &[3],
+                "Custom" => &[1],
+                _ => continue,
+            };
+            let Some(f) = self.seq(fields) else { continue };
+            todo.extend(places.iter().filter_map(|&i| f.get(i).copied()));
+        }
+        for node in todo {
+            if self.raw[node as usize] != NONE {
+                continue;
+            }
+            let start = values.len();
+            self.write_value(&mut values, node, 0)?;
+            if values.len() > self.values_limit || values.len() > u32::MAX as usize {
+                return err("values too large");
+            }
+            self.raw[node as usize] = (start as u32, values.len() as u32);
+        }
+        String::from_utf8(values).map_err(|_| "pickle: values are not UTF-8".to_owned())
+    }
+
+    /// `json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)`.
+    fn write_value(&self, out: &mut Vec<u8>, node: u32, depth: u32) -> Result<(), String> {
+        self.visit()?;
+        if depth > MAX_DEPTH {
+            return err("nested too deep");
+        }
+        match self.nodes[node as usize] {
+            Node::None => out.extend_from_slice(b"null"),
+            Node::Bool(true) => out.extend_from_slice(b"true"),
+            Node::Bool(false) => out.extend_from_slice(b"false"),
+            Node::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Node::Big(u) => out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
+            Node::Float(x) => python_float(out, x)?,
+            Node::Str(s) => ascii_string(out, s),
+            Node::Tuple(..) | Node::List(_) => {
+                out.push(b'[');
+                let items = self.seq(node).expect("a sequence");
+                for (i, &item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write_value(out, item, depth + 1)?;
+                    if out.len() > self.values_limit {
+                        return err("values too large");
+                    }
+                }
+                out.push(b']');
+            }
+            Node::Dict(d) => {
+                out.push(b'{');
+                for (i, &(k, v)) in self.dicts[d as usize].iter().enumerate() {
+                    let Node::Str(key) = self.nodes[k as usize] else { return err("a dict key that is not a string") };
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    ascii_string(out, key);
+                    out.push(b':');
+                    self.write_value(out, v, depth + 1)?;
+                    if out.len() > self.values_limit {
+                        return err("values too large");
+                    }
+                }
+                out.push(b'}');
+            }
+            Node::IntType => return err("int in a value"),
+        }
+        Ok(())
+    }
+
+    /// The batch's typed records, reading the JSON of values from `values` (what
+    /// `render_values` returned). Fails when any record does not fit: the host then sends the
+    /// batch as JSON, whose reader says which records it drops and why.
+    pub fn batch<'t>(&'t self, values: &'t str) -> Result<ReadBatch<'t>, String>
+    where
+        'a: 't,
+    {
+        let at = At { tree: self, values, node: self.root, depth: 0 };
+        let batch: BatchRecord<EventRecord<'t>> = serde::Deserialize::deserialize(at).map_err(|e| format!("pickle: {}", e.0))?;
+        Ok(BatchRecord { contexts: batch.contexts, states: batch.states, events: batch.events.into_iter().map(Ok).collect() })
+    }
+}
+
+fn long1(bytes: &[u8]) -> Result<Node<'static>, String> {
+    match bytes.len() {
+        0 => Ok(Node::Int(0)),
+        1..=8 => {
+            let negative = bytes[bytes.len() - 1] & 0x80 != 0;
+            let mut buf = [if negative { 0xff } else { 0 }; 8];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Ok(Node::Int(i64::from_le_bytes(buf)))
+        }
+        9 if bytes[8] == 0 => {
+            let u = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            Ok(if u > i64::MAX as u64 { Node::Big(u) } else { Node::Int(u as i64) })
+        }
+        _ => err("an integer beyond 64 bits"),
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A JSON string as Python's `json` writes it with `ensure_ascii`: `"` and `\` escaped, the
+/// usual short escapes, every other character outside `' '..='~'` as `\uXXXX` (lower-case hex;
+/// beyond U+FFFF as a surrogate pair).
+fn ascii_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\' {
+            continue;
+        }
+        if b >= 0x80 && !s.is_char_boundary(i) {
+            continue; // inside a character escaped at its first byte
+        }
+        out.extend_from_slice(&bytes[plain..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                let c = s[i..].chars().next().expect("a character starts here");
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let u = *unit as usize;
+                    out.extend_from_slice(&[b'\\', b'u', HEX[u >> 12], HEX[(u >> 8) & 0xf], HEX[(u >> 4) & 0xf], HEX[u & 0xf]]);
+                }
+            }
+        }
+        plain = i + s[i..].chars().next().map_or(1, char::len_utf8);
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+/// A float as Python's `repr` writes it (which `json` uses): the shortest digits that read back
+/// as the same float, in positional notation when the decimal exponent is from -4 to 15 (with
+/// `.0` when there is no fraction), else as `d.ddde+XX` (at least two exponent digits).
+fn python_float(out: &mut Vec<u8>, x: f64) -> Result<(), String> {
+    if !x.is_finite() {
+        return err("a float that is not finite");
+    }
+    // Rust's `{:e}` writes the same shortest round-trip digits: `d.ddde<exp>`.
+    let text = format!("{x:e}");
+    let (mantissa, exp) = text.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("{:e} writes a decimal exponent");
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: Vec<u8> = mantissa.bytes().filter(|&b| b != b'.').collect();
+    let n = digits.len() as i32;
+    let point = exp + 1; // digits are 0.d1d2... x 10^point
+    if negative {
+        out.push(b'-');
+    }
+    if point <= -4 || point > 16 {
+        out.push(digits[0]);
+        if n > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.extend_from_slice(format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes());
+    } else if point <= 0 {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', (-point) as usize));
+        out.extend_from_slice(&digits);
+    } else if point >= n {
+        out.extend_from_slice(&digits);
+        out.extend(std::iter::repeat_n(b'0', (point - n) as usize));
+        out.extend_from_slice(b".0");
+    } else {
+        out.extend_from_slice(&digits[..point as usize]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[point as usize..]);
+    }
+    Ok(())
+}
+
+/// The error of the typed read over a tree.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
+
+/// One node of a tree, as a serde `Deserializer`: numbers, strings, sequences and maps as
+/// serde_json presents the same values, and a value's JSON to serde_json's `RawValue`.
+#[derive(Clone, Copy)]
+struct At<'t, 'a> {
+    tree: &'t Tree<'a>,
+    values: &'t str,
+    node: u32,
+    depth: u32,
+}
+
+impl<'t, 'a: 't> At<'t, 'a> {
+    fn child(&self, node: u32) -> Self {
+        At { node, depth: self.depth + 1, ..*self }
+    }
+
+    fn enter(&self) -> Result<Node<'a>, Error> {
+        self.tree.visit().map_err(Error)?;
+        if self.depth > MAX_DEPTH {
+            return Err(Error("nested too deep".to_owned()));
+        }
+        Ok(self.tree.nodes[self.node as usize])
+    }
+}
+
+impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'t>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.enter()? {
+            Node::None => visitor.visit_unit(),
+            Node::Bool(b) => visitor.visit_bool(b),
+            Node::Int(i) if i >= 0 => visitor.visit_u64(i as u64),
+            Node::Int(i) => visitor.visit_i64(i),
+            Node::Big(u) => visitor.visit_u64(u),
+            Node::Float(x) if x.is_finite() => visitor.visit_f64(x),
+            Node::Float(_) => Err(Error("a float that is not finite".to_owned())),
+            Node::Str(s) => visitor.visit_borrowed_str(s),
+            Node::Tuple(..) | Node::List(_) => {
+                let items = self.tree.seq(self.node).expect("a sequence");
+                let mut seq = Items { at: self, items: items.iter() };
+                let value = visitor.visit_seq(&mut seq)?;
+                match seq.items.len() {
+                    0 => Ok(value),
+                    n => Err(de::Error::invalid_length(items.len() - n, &"fewer elements")),
+                }
+            }
+            Node::Dict(d) => {
+                let entries = &self.tree.dicts[d as usize];
+                let mut map = Entries { at: self, entries: entries.iter(), value: None };
+                let value = visitor.visit_map(&mut map)?;
+                match map.entries.len() {
+                    0 => Ok(value),
+                    n => Err(de::Error::invalid_length(entries.len() - n, &"fewer entries")),
+                }
+            }
+            Node::IntType => Err(Error("int in a record".to_owned())),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'t>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.tree.nodes[self.node as usize] {
+            Node::None => {
+                self.enter()?;
+                visitor.visit_none()
+            }
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'t>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
+        if name != RAW_VALUE_TOKEN {
+            return visitor.visit_newtype_struct(self);
+        }
+        let (start, end) = self.tree.raw.get(self.node as usize).copied().unwrap_or(NONE);
+        if (start, end) == NONE {
+            return Err(Error("a value where the records have none".to_owned()));
+        }
+        visitor.visit_map(RawValueMap { json: Some(&self.values[start as usize..end as usize]) })
+    }
+
+    forward_to_deserialize_any! {
+        <W: Visitor<'t>>
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct Items<'t, 'a, I> {
+    at: At<'t, 'a>,
+    items: I,
+}
+
+impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t u32>> SeqAccess<'t> for &mut Items<'t, 'a, I> {
+    type Error = Error;
+
+    fn next_element_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<Option<S::Value>, Error> {
+        match self.items.next() {
+            Some(&node) => seed.deserialize(self.at.child(node)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Entries<'t, 'a, I> {
+    at: At<'t, 'a>,
+    entries: I,
+    value: Option<u32>,
+}
+
+impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t (u32, u32)>> MapAccess<'t> for &mut Entries<'t, 'a, I> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'t>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        match self.entries.next() {
+            Some(&(k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(self.at.child(k)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<S::Value, Error> {
+        let v = self.value.take().ok_or_else(|| Error("a value before its key".to_owned()))?;
+        seed.deserialize(self.at.child(v))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+/// What serde_json's `RawValue` visitor reads: one entry, its marker key and the JSON text.
+struct RawValueMap<'t> {
+    json: Option<&'t str>,
+}
+
+impl<'t> MapAccess<'t> for RawValueMap<'t> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'t>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        if self.json.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE_TOKEN)).map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<S::Value, Error> {
+        let json = self.json.take().ok_or_else(|| Error("no raw value".to_owned()))?;
+        seed.deserialize(BorrowedStrDeserializer::new(json))
+    }
+}
