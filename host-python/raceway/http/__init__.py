@@ -23,8 +23,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-from typing import Any, Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
+from .._client_protocol import ClientLike
 from . import _call, _patching
 
 log = logging.getLogger("raceway")
@@ -35,7 +36,7 @@ LIBRARIES: Tuple[str, ...] = ("requests", "httpx", "urllib3", "aiohttp")
 _instrumented: Tuple[str, ...] = ()
 
 
-def instrument_http(client: Any, *, libraries: Optional[Iterable[str]] = None,
+def instrument_http(client: ClientLike, *, libraries: Optional[Iterable[str]] = None,
                     include_query: bool = False) -> Tuple[str, ...]:
     """Switches automatic propagation on for ``client`` (its contexts' headers and events).
 
@@ -44,7 +45,12 @@ def instrument_http(client: Any, *, libraries: Optional[Iterable[str]] = None,
     ``HttpRequest`` (off: query strings often carry tokens).
 
     Idempotent: calling it again changes nothing but the client and the options (one client
-    at a time: the latest call's). Returns the libraries instrumented."""
+    at a time: the latest call's). Returns the libraries instrumented.
+
+    :raises ValueError: ``libraries`` names one not in `LIBRARIES`.
+    :raises TypeError: ``client`` is not a client (it has no ``propagation_headers``).
+    :raises ImportError: a library named in ``libraries`` cannot be imported.
+    """
     global _instrumented
     chosen = tuple(LIBRARIES if libraries is None else libraries)
     unknown = [name for name in chosen if name not in LIBRARIES]

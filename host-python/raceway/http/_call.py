@@ -21,7 +21,6 @@ client) and the call goes out as the application made it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from contextvars import ContextVar, Token
@@ -29,10 +28,10 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import _values
+from .._client_protocol import ClientLike
+from .._recorder import EventRecorder, Fields, recorder_of, warn_once
 from .._transport import FLUSHER_THREAD
 from ..context import ExecutionContext, _current, strand_context
-
-log = logging.getLogger("raceway")
 
 TAKES_CHARGE = frozenset({"traceparent", "raceway-clock"})
 """Header names that, set by the caller, mean it propagates this call itself: we add none."""
@@ -74,13 +73,16 @@ def describe_url(url: str, include_query: bool = False) -> str:
 
 
 class Tracer:
-    """The instrumentation in force: the client whose contexts and headers are used, and the
-    options. One at a time (`raceway.http.instrument_http`)."""
+    """The instrumentation in force: the client whose contexts and headers are used, its
+    record log (``recorder``: `raceway._recorder.recorder_of`, None for an object that is not
+    a `RacewayClient`: its calls get headers and no events), and the options. One at a time
+    (`raceway.http.instrument_http`)."""
 
-    __slots__ = ("client", "include_query", "endpoint")
+    __slots__ = ("client", "recorder", "include_query", "endpoint")
 
-    def __init__(self, client: Any, include_query: bool = False):
+    def __init__(self, client: ClientLike, include_query: bool = False):
         self.client = client
+        self.recorder: Optional[EventRecorder] = recorder_of(client)
         self.include_query = include_query
         endpoint = getattr(getattr(client, "settings", None), "endpoint", None)
         self.endpoint = _origin(endpoint) if endpoint else None
@@ -91,13 +93,12 @@ class Tracer:
         return self.endpoint is not None and _origin(url) == self.endpoint
 
     def warn(self, key: str, error: BaseException) -> None:
-        try:
-            self.client._warn_once(
-                f"http-{key}", "raceway: outgoing HTTP instrumentation failed (%s: %s); the call goes out untraced",
-                type(error).__name__, error,
-            )
-        except Exception:  # pragma: no cover - a client without _warn_once
-            log.error("raceway: outgoing HTTP instrumentation failed: %s", error)
+        """Logs a failure of ours once per ``key`` (at ERROR, through the client's recorder)."""
+        warn_once(
+            self.client, f"http-{key}",
+            "raceway: outgoing HTTP instrumentation failed (%s: %s); the call goes out untraced",
+            type(error).__name__, error,
+        )
 
 
 _active: Optional[Tracer] = None
@@ -126,11 +127,13 @@ class Call:
         self.ctx = ctx
         self.start_ns = time.perf_counter_ns()
         self.headers: Dict[str, str] = {}
-        self.token: Optional[Token] = None
+        self.token: Optional[Token[bool]] = None
         self.ended = False
 
-    def _record(self, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
-        self.tracer.client._record(self.ctx, kind, fields, duration_ns)
+    def _record(self, kind: str, fields: Fields, duration_ns: Optional[int] = None) -> None:
+        recorder = self.tracer.recorder
+        if recorder is not None:
+            recorder.record(self.ctx, kind, fields, duration_ns)
 
     def end(self, status: Any = 0, error: Optional[BaseException] = None) -> None:
         """The library returned a response with ``status``, or raised ``error``. Records the

@@ -11,8 +11,8 @@ of them is a dependency (``pip install raceway[flask]``, ``raceway[fastapi]``, `
 See docs/frameworks.md.
 """
 
-from ._compat import raceway_context
 from .._incoming import context_from_headers
+from ._compat import raceway_context
 from ._scope import Options
 from .aiohttp import aiohttp_middleware
 from .asgi import FastAPIMiddleware, RacewayASGIMiddleware

@@ -22,14 +22,18 @@ from __future__ import annotations
 import time
 from contextvars import Token
 from dataclasses import dataclass
+from threading import get_ident as _ident
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, TypeVar
 
 from .. import _values
-from ..context import ExecutionContext, _current, _ident, current_task
+from .._client_protocol import ClientLike
 from .._incoming import context_from_headers, response_traceparent
+from .._recorder import EventRecorder, Fields, warn_once
+from ..context import ExecutionContext, _current, current_task
 
 T = TypeVar("T")
 _UNSET: Any = object()
+"""`RequestScope.collect`'s default: "what is current now" (None is a value it may be given)."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,17 @@ class Options:
 
 
 class RequestScope:
-    __slots__ = ("client", "ctx", "token", "start_ns", "finished", "status", "body", "last_error")
+    """One request's context and what it recorded (see the module docstring). ``recorder``:
+    ``client``'s record log (`raceway._recorder.recorder_of`); None for an object that is not
+    a `RacewayClient`, which makes the context current and records nothing."""
 
-    def __init__(self, client: Any, ctx: ExecutionContext):
+    __slots__ = ("client", "recorder", "ctx", "token", "start_ns", "finished", "status", "body", "last_error")
+
+    def __init__(self, client: ClientLike, ctx: ExecutionContext, recorder: Optional[EventRecorder]):
         self.client = client
+        self.recorder = recorder
         self.ctx = ctx
-        self.token: Optional[Token] = None
+        self.token: Optional[Token[Optional[ExecutionContext]]] = None
         self.start_ns = time.perf_counter_ns()
         self.finished = False
         self.status: Optional[int] = None
@@ -62,18 +71,20 @@ class RequestScope:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, client: Any, headers: Dict[str, List[str]], method: str, path: str,
-             query: str, options: Options) -> Optional["RequestScope"]:
+    def open(cls, client: ClientLike, headers: Dict[str, List[str]], method: str, path: str,
+             query: str, options: Options, recorder: Optional[EventRecorder]) -> Optional["RequestScope"]:
         """Makes the request's context current and records the request; None if that failed
-        (logged once), in which case the request is served untraced."""
+        (logged once), in which case the request is served untraced. ``headers``: the trace
+        headers' values by lower-case name (`raceway._incoming.gather`); ``recorder``:
+        ``recorder_of(client)``, which each middleware looks up once, when it is made."""
         try:
-            scope = cls(client, context_from_headers(client, headers))
+            scope = cls(client, context_from_headers(client, headers), recorder)
             url = f"{path}?{query}" if options.include_query and query else path
             scope.record("HttpRequest", (_values.text(method), _values.text(url), {}, None))
             scope.activate()
             return scope
         except Exception as e:
-            _warn(client, "middleware-open", "raceway: cannot open a request context: %s", e)
+            warn_once(client, "middleware-open", "raceway: cannot open a request context: %s", e)
             return None
 
     def activate(self) -> None:
@@ -125,7 +136,7 @@ class RequestScope:
         try:
             child = self.client.fork(ctx).bind()
         except Exception as e:
-            _warn(self.client, "middleware-fork", "raceway: cannot follow a body to another strand: %s", e)
+            warn_once(self.client, "middleware-fork", "raceway: cannot follow a body to another strand: %s", e)
             return ctx
         self.body = child
         return child
@@ -148,14 +159,19 @@ class RequestScope:
                 return  # not made from the request's context
             self.client.join(ctx, found)
         except Exception as e:
-            _warn(self.client, "middleware-collect", "raceway: cannot join a request's child context: %s", e)
+            warn_once(self.client, "middleware-collect", "raceway: cannot join a request's child context: %s", e)
 
     # -- recording -----------------------------------------------------------------------------
-    def record(self, kind: str, fields: tuple, duration_ns: Optional[int] = None) -> None:
+    def record(self, kind: str, fields: Fields, duration_ns: Optional[int] = None) -> None:
+        """Records one event of ``kind`` (``HttpRequest``, ``HttpResponse``, ``Error``) on the
+        request's context; ``duration_ns`` in nanoseconds. A failure is logged once."""
+        recorder = self.recorder
+        if recorder is None:
+            return
         try:
-            self.client._record(self.ctx, kind, fields, duration_ns)
+            recorder.record(self.ctx, kind, fields, duration_ns)
         except Exception as e:
-            _warn(self.client, "middleware-record", "raceway: cannot record a request event: %s", e)
+            warn_once(self.client, "middleware-record", "raceway: cannot record a request event: %s", e)
 
     def error(self, exc: BaseException) -> None:
         """Records an unhandled exception with at most ``Config.max_stack_frames`` frames,
@@ -168,7 +184,7 @@ class RequestScope:
         try:
             fields = _values.describe_exception(exc, self.client.config.max_stack_frames)
         except Exception as e:
-            _warn(self.client, "middleware-record", "raceway: cannot record a request event: %s", e)
+            warn_once(self.client, "middleware-record", "raceway: cannot record a request event: %s", e)
             return
         self.record("Error", fields)
 
@@ -194,7 +210,7 @@ class RequestScope:
         return response_traceparent(self.ctx)
 
 
-def _reset(token: Token) -> None:
+def _reset(token: Token[Optional[ExecutionContext]]) -> None:
     try:
         _current.reset(token)
     except (ValueError, RuntimeError):  # another contextvars.Context's token, or used already
@@ -202,11 +218,13 @@ def _reset(token: Token) -> None:
 
 
 class _Body:
-    """What both traced bodies keep, and how they end: the response is recorded once."""
+    """What both traced bodies keep, and how they end: the response is recorded once.
+    ``body``: the framework's response body (an iterable, or an async iterable for
+    `TracedAsyncBody`), typed ``Any`` because it is either and each subclass uses one."""
 
     def __init__(self, body: Any, scope: "RequestScope", status: Callable[[], int], buffered: bool = False):
         self._body = body
-        self._iter: Any = None
+        self._iter: Any = None  # iter(body) or body.__aiter__(), once the first step took it
         self._scope = scope
         self._status = status
         self._sent = False
@@ -319,9 +337,3 @@ def _end_body(scope: "RequestScope", exc: Optional[BaseException], status: Calla
         code = 0
     scope.finish(500 if isinstance(exc, Exception) and not sent else code)
 
-
-def _warn(client: Any, key: str, msg: str, *args: Any) -> None:
-    try:
-        client._warn_once(key, msg, *args)
-    except Exception:  # pragma: no cover - logging must not fail the request either
-        pass

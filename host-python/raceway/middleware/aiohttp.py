@@ -22,25 +22,43 @@ Streamed bodies, in each of aiohttp's forms:
 from __future__ import annotations
 
 import weakref
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
 
-from ..concurrency import instrument_loop
+from .._client_protocol import ClientLike
 from .._incoming import gather
-from ._scope import Options, RequestScope, _warn
+from .._recorder import recorder_of, warn_once
+from ..concurrency import instrument_loop
+from ._scope import Options, RequestScope
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler
+
+    Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+    """What ``web.Application(middlewares=[...])`` takes (aiohttp's ``typedefs.Middleware``)."""
+
+    class _Web(Protocol):
+        """The two classes of ``aiohttp.web`` that `_sent_later` reads: the middleware passes
+        the module itself, imported once when it was made, not per request."""
+
+        Response: type[web.Response]
+        StreamResponse: type[web.StreamResponse]
 
 
-def aiohttp_middleware(client: Any, **options: Any) -> Callable[..., Awaitable[Any]]:
+def aiohttp_middleware(client: ClientLike, **options: Any) -> Middleware:
     """Keyword options: ``include_query``, ``response_traceparent``, ``isolate_tasks``."""
     from aiohttp import web
 
     opts = Options(**options)
+    recorder = recorder_of(client)
 
     @web.middleware
-    async def raceway_middleware(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def raceway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if opts.isolate_tasks:
             instrument_loop(client)
         scope = RequestScope.open(
-            client, gather(request.raw_headers), request.method, request.path, request.query_string, opts
+            client, gather(request.raw_headers), request.method, request.path, request.query_string, opts,
+            recorder,
         )
         if scope is None:
             return await handler(request)
@@ -70,18 +88,18 @@ def aiohttp_middleware(client: Any, **options: Any) -> Callable[..., Awaitable[A
     return raceway_middleware
 
 
-def _sent_later(web: Any, response: Any) -> bool:
+def _sent_later(aiohttp_web: _Web, response: web.StreamResponse) -> bool:
     """Whether aiohttp writes this (unprepared) response's body after the middleware chain: a
     ``Payload`` body (async iterables, files) or a response class that sends in ``prepare``
     (`web.FileResponse`). A plain bytes body is written at once."""
-    if isinstance(response, web.Response):
+    if isinstance(response, aiohttp_web.Response):
         from aiohttp.payload import Payload
 
         return isinstance(response.body, Payload)
-    return isinstance(response, web.StreamResponse)
+    return isinstance(response, aiohttp_web.StreamResponse)
 
 
-def _finish_at_eof(response: Any, scope: RequestScope) -> bool:
+def _finish_at_eof(response: web.StreamResponse, scope: RequestScope) -> bool:
     """Makes ``response.write_eof`` (where aiohttp writes the body) run under the request's
     context and record the response when it is done. False if that cannot be arranged."""
     try:
@@ -92,7 +110,7 @@ def _finish_at_eof(response: Any, scope: RequestScope) -> bool:
             resp = ref()
             if resp is None:  # pragma: no cover - aiohttp holds the response while it writes
                 return
-            failed = None
+            failed: Optional[BaseException] = None
             try:
                 await scope.astep(lambda: cls_write_eof(resp, *args, **kwargs))
             except BaseException as exc:
@@ -102,14 +120,16 @@ def _finish_at_eof(response: Any, scope: RequestScope) -> bool:
                 _end(scope, failed, getattr(resp, "status", 0))
 
         weakref.finalize(response, _end, scope, None, getattr(response, "status", 0))
-        response.write_eof = write_eof
+        # This response's own write_eof (the class's is left alone); mypy refuses any assignment
+        # to a method.
+        response.write_eof = write_eof  # type: ignore[method-assign]
         return True
     except Exception as e:
-        _warn(scope.client, "middleware-stream", "raceway: cannot follow a streamed aiohttp response: %s", e)
+        warn_once(scope.client, "middleware-stream", "raceway: cannot follow a streamed aiohttp response: %s", e)
         return False
 
 
-def _end(scope: RequestScope, exc: Any, status: int) -> None:
+def _end(scope: RequestScope, exc: Optional[BaseException], status: int) -> None:
     if scope.finished:
         return
     scope.collect(scope.body)

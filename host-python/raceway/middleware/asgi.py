@@ -13,17 +13,19 @@ lost, as anything outside a context is (docs/frameworks.md).
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Dict, MutableMapping
+from typing import TYPE_CHECKING, Any, Dict
 
-from ..concurrency import instrument_loop
+from .._client_protocol import ClientLike
 from .._incoming import gather
+from .._recorder import recorder_of
+from ..concurrency import instrument_loop
 from ._scope import Options, RequestScope
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+if TYPE_CHECKING:
+    # Starlette's names for the ASGI shapes (mappings, as the specification has them), so that
+    # ``app.add_middleware(RacewayASGIMiddleware, client=...)`` type-checks; any ASGI server
+    # passes these shapes, Starlette or not.
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class RacewayASGIMiddleware:
@@ -33,9 +35,10 @@ class RacewayASGIMiddleware:
     Keyword options: ``include_query``, ``response_traceparent``, ``isolate_tasks`` (see
     `raceway.middleware.Options`)."""
 
-    def __init__(self, app: ASGIApp, client: Any, **options: Any):
+    def __init__(self, app: ASGIApp, client: ClientLike, **options: Any):
         self.app = app
         self.client = client
+        self.recorder = recorder_of(client)
         self.options = Options(**options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,6 +55,7 @@ class RacewayASGIMiddleware:
             scope.get("path", "/"),
             raw.decode("latin-1") if isinstance(raw, bytes) else str(raw),
             self.options,
+            self.recorder,
         )
         if request is None:
             await self.app(scope, receive, send)

@@ -37,24 +37,35 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 from .._incoming import gather_wsgi
-from ._scope import Options, RequestScope, TracedAsyncBody, TracedBody, _warn
+from .._recorder import recorder_of, warn_once
+from ._scope import Options, RequestScope, TracedAsyncBody, TracedBody
+
+if TYPE_CHECKING:
+    # Django ships no type information (and no stubs are installed: pyproject.toml's mypy
+    # overrides), so these names are Any to mypy; they say what the values are.
+    from django.http import HttpRequest, HttpResponseBase
+
+    from ..client import RacewayClient
+
+    GetResponse = Callable[[HttpRequest], Union[HttpResponseBase, Awaitable[HttpResponseBase]]]
+    """The next middleware or view: sync, or async (a coroutine function) under ASGI."""
 
 _SCOPE_ATTR = "_raceway_scope"
-_clients: Dict[str, Any] = {}
+_clients: Dict[str, RacewayClient] = {}
 _clients_lock = threading.Lock()
 
 
-def get_client() -> Any:
+def get_client() -> RacewayClient:
     """The `RacewayClient` the settings name (``RACEWAY_CLIENT``) or build (``RACEWAY``, made
     once per process). Raises ``django.core.exceptions.ImproperlyConfigured`` when the settings
     name none, both, or one that cannot be used."""
     return _from_settings()[0]
 
 
-def _from_settings() -> Tuple[Any, Options]:
+def _from_settings() -> Tuple[RacewayClient, Options]:
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
 
@@ -76,10 +87,10 @@ def _from_settings() -> Tuple[Any, Options]:
     return client, options
 
 
-def _named_client(named: Any) -> Any:
+def _named_client(named: object) -> RacewayClient:
     from django.core.exceptions import ImproperlyConfigured
 
-    value = named
+    value: Any = named  # the setting, or what its dotted path names
     if isinstance(named, str):
         path = named.replace(":", ".") if ":" in named else named
         module_name, _, attr = path.rpartition(".")
@@ -91,15 +102,17 @@ def _named_client(named: Any) -> Any:
             value = getattr(import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
             raise ImproperlyConfigured(f"raceway: RACEWAY_CLIENT {named!r} cannot be imported: {e}") from e
-    if not _is_client(value) and callable(value):
+    from ..client import RacewayClient
+
+    if not isinstance(value, RacewayClient) and callable(value):
         value = value()
-    if not _is_client(value):
+    if not isinstance(value, RacewayClient):
         raise ImproperlyConfigured(
             f"raceway: RACEWAY_CLIENT {named!r} is not a RacewayClient (nor a function returning one): {value!r}")
     return value
 
 
-def _configured_client(config: Any) -> Any:
+def _configured_client(config: object) -> RacewayClient:
     from django.core.exceptions import ImproperlyConfigured
 
     from ..client import RacewayClient
@@ -119,10 +132,6 @@ def _configured_client(config: Any) -> Any:
     return client
 
 
-def _is_client(value: Any) -> bool:
-    return all(hasattr(value, name) for name in ("_record", "config", "track_state_change"))
-
-
 class RacewayMiddleware:
     """Django middleware, sync and async capable. Put it first in ``MIDDLEWARE`` so that every
     other middleware runs inside the request's context (one above it runs outside: what it
@@ -131,17 +140,18 @@ class RacewayMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable[[Any], Any]):
+    def __init__(self, get_response: GetResponse):
         from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
         self.get_response = get_response
         self.client, self.options = _from_settings()
+        self.recorder = recorder_of(self.client)
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
         _connect_signal()
 
-    def __call__(self, request: Any) -> Any:
+    def __call__(self, request: HttpRequest) -> Union[HttpResponseBase, Awaitable[HttpResponseBase]]:
         if self._async:
             return self.__acall__(request)
         scope = self._open(request)
@@ -154,7 +164,7 @@ class RacewayMiddleware:
             raise
         return self._respond(request, scope, response)
 
-    async def __acall__(self, request: Any) -> Any:
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if self.options.isolate_tasks:
             from ..concurrency import instrument_loop
 
@@ -170,7 +180,7 @@ class RacewayMiddleware:
         return self._respond(request, scope, response)
 
     # ------------------------------------------------------------------------------------------
-    def _open(self, request: Any) -> Optional[RequestScope]:
+    def _open(self, request: HttpRequest) -> Optional[RequestScope]:
         try:
             meta = request.META
             scope = RequestScope.open(
@@ -180,21 +190,22 @@ class RacewayMiddleware:
                 request.path or "/",
                 meta.get("QUERY_STRING", "") or "",
                 self.options,
+                self.recorder,
             )
         except Exception as e:
-            _warn(self.client, "middleware-open", "raceway: cannot open a request context: %s", e)
+            warn_once(self.client, "middleware-open", "raceway: cannot open a request context: %s", e)
             return None
         if scope is not None:
             setattr(request, _SCOPE_ATTR, scope)
         return scope
 
-    def _failed(self, request: Any, scope: RequestScope, exc: BaseException) -> None:
+    def _failed(self, request: HttpRequest, scope: RequestScope, exc: BaseException) -> None:
         _detach(request)
         scope.collect()
         scope.fail(exc)
         scope.deactivate()
 
-    def _respond(self, request: Any, scope: RequestScope, response: Any) -> Any:
+    def _respond(self, request: HttpRequest, scope: RequestScope, response: HttpResponseBase) -> HttpResponseBase:
         _detach(request)
         try:
             if self.options.response_traceparent:
@@ -203,14 +214,14 @@ class RacewayMiddleware:
             if not _stream(request, response, scope):
                 scope.finish(getattr(response, "status_code", 0))
         except Exception as e:
-            _warn(self.client, "middleware-record", "raceway: cannot record a Django response: %s", e)
+            warn_once(self.client, "middleware-record", "raceway: cannot record a Django response: %s", e)
             scope.finish(getattr(response, "status_code", 0))
         finally:
             scope.deactivate()
         return response
 
 
-def _stream(request: Any, response: Any, scope: RequestScope) -> bool:
+def _stream(request: HttpRequest, response: HttpResponseBase, scope: RequestScope) -> bool:
     """Wraps a streaming response's body so it runs under the request's context and records
     the response at its end. False for other responses, and for a ``FileResponse`` (its file
     goes to the server's ``wsgi.file_wrapper``, which a wrapped body would defeat)."""
@@ -227,14 +238,15 @@ def _stream(request: Any, response: Any, scope: RequestScope) -> bool:
     return True
 
 
-def _detach(request: Any) -> None:
+def _detach(request: HttpRequest) -> None:
     try:
         delattr(request, _SCOPE_ATTR)
     except AttributeError:
         pass
 
 
-_connected = []
+_connected: List[bool] = []
+"""Non-empty once the signal handler is connected (once per process)."""
 
 
 def _connect_signal() -> None:
@@ -246,7 +258,7 @@ def _connect_signal() -> None:
     _connected.append(True)
 
 
-def _on_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:
+def _on_exception(sender: object, request: Optional[HttpRequest] = None, **kwargs: object) -> None:
     """Django's ``got_request_exception``: sent, inside the ``except`` block (or asgiref's
     re-raise of it in a worker thread), for an exception that becomes a 500."""
     scope = getattr(request, _SCOPE_ATTR, None)

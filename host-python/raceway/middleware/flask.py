@@ -26,17 +26,34 @@ Flask is imported lazily: it is an optional extra (``pip install raceway[flask]`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
+from .._client_protocol import ClientLike
 from .._incoming import gather_wsgi
-from ._scope import Options, RequestScope, TracedBody, _warn
+from .._recorder import recorder_of, warn_once
+from ._scope import Options, RequestScope, TracedBody
+
+if TYPE_CHECKING:
+    from flask import Blueprint, Flask
+    from werkzeug.wrappers import Response
+
+_Response = TypeVar("_Response", bound="Response")
+"""The application's response class (Flask's, or a subclass): `after_request` returns what it got."""
 
 
 class FlaskMiddleware:
-    def __init__(self, client: Any, app: Any = None, **options: Any):
+    """The two hooks, and Flask's exception and teardown signals (see the module docstring).
+
+    :param client: the `RacewayClient` whose contexts the requests get.
+    :param app: a Flask app (or blueprint) to register the hooks on now (`init_app`), or None.
+    :param options: `Options`' fields (``include_query``, ``response_traceparent``).
+    """
+
+    def __init__(self, client: ClientLike, app: "Optional[Union[Flask, Blueprint]]" = None, **options: Any):
         from flask import signals  # noqa: F401 - fails early with a clear ImportError
 
         self.client = client
+        self.recorder = recorder_of(client)
         self.options = Options(**options)
         # Keyed by the client: the reference SDK's docstring makes a new middleware in each hook
         # (``flask_middleware(client).before_request()``, then ``.after_request(response)``).
@@ -47,7 +64,7 @@ class FlaskMiddleware:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Any) -> None:
+    def init_app(self, app: "Union[Flask, Blueprint]") -> None:
         """Registers `before_request` and `after_request` on ``app``."""
         app.before_request(self.before_request)
         app.after_request(self.after_request)
@@ -66,16 +83,18 @@ class FlaskMiddleware:
             request.path,
             request.query_string.decode("latin-1"),
             self.options,
+            self.recorder,
         )
         if scope is not None:
             environ[self._key] = scope
             try:
-                request.racewayContext = scope.ctx  # the reference SDK's attribute
+                # The reference SDK's attribute, which Flask's Request does not declare.
+                request.racewayContext = scope.ctx  # type: ignore[attr-defined]
             except Exception:
                 pass
         return None
 
-    def after_request(self, response: Any) -> Any:
+    def after_request(self, response: _Response) -> _Response:
         """Records the response (a streamed one when its body ends), optionally adds
         ``traceparent``, ends the context. Returns ``response``."""
         scope = self._take()
@@ -92,7 +111,7 @@ class FlaskMiddleware:
         return response
 
     @staticmethod
-    def _stream(response: Any, scope: RequestScope) -> bool:
+    def _stream(response: "Response", scope: RequestScope) -> bool:
         """Hands a streamed body to the server wrapped; False if the response is not one."""
         try:
             if not getattr(response, "is_streamed", False) or getattr(response, "direct_passthrough", False):
@@ -100,16 +119,16 @@ class FlaskMiddleware:
             response.response = TracedBody(response.response, scope, lambda: getattr(response, "status_code", 0))
             return True
         except Exception as e:
-            _warn(scope.client, "middleware-stream", "raceway: cannot follow a streamed Flask response: %s", e)
+            warn_once(scope.client, "middleware-stream", "raceway: cannot follow a streamed Flask response: %s", e)
             return False
 
     # -- signals -------------------------------------------------------------------------------
-    def _on_exception(self, sender: Any, exception: Optional[BaseException] = None, **extra: Any) -> None:
+    def _on_exception(self, sender: object, exception: Optional[BaseException] = None, **extra: object) -> None:
         scope = self._peek()
         if scope is not None and isinstance(exception, Exception):
             scope.error(exception)
 
-    def _on_teardown(self, sender: Any, exc: Optional[BaseException] = None, **extra: Any) -> None:
+    def _on_teardown(self, sender: object, exc: Optional[BaseException] = None, **extra: object) -> None:
         scope = self._take()
         if scope is not None:
             scope.finish(500 if exc is not None else 0)
@@ -126,6 +145,7 @@ class FlaskMiddleware:
         return request.environ.pop(self._key, None) if has_request_context() else None
 
 
-def flask_middleware(client: Any, app: Any = None, **options: Any) -> FlaskMiddleware:
+def flask_middleware(client: ClientLike, app: "Optional[Union[Flask, Blueprint]]" = None,
+                     **options: Any) -> FlaskMiddleware:
     """The reference SDK's factory. Keyword options: ``include_query``, ``response_traceparent``."""
     return FlaskMiddleware(client, app, **options)

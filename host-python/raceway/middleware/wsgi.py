@@ -11,12 +11,17 @@ runs to the last chunk.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Tuple
 
+from .._client_protocol import ClientLike
 from .._incoming import gather_wsgi
+from .._recorder import recorder_of
 from ._scope import Options, RequestScope, TracedBody
 
-StartResponse = Callable[..., Any]
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from _typeshed import OptExcInfo  # sys.exc_info()'s type (typeshed's, for type checking only)
 
 
 class RacewayWSGIMiddleware:
@@ -31,12 +36,13 @@ class RacewayWSGIMiddleware:
     ``wsgi.file_wrapper`` object, which goes through untouched so the server can still send
     the file with ``sendfile``: the response is then recorded when the application returns."""
 
-    def __init__(self, app: Callable[[Dict[str, Any], StartResponse], Iterable[bytes]], client: Any, **options: Any):
+    def __init__(self, app: WSGIApplication, client: ClientLike, **options: Any):
         self.app = app
         self.client = client
+        self.recorder = recorder_of(client)
         self.options = Options(**options)
 
-    def __call__(self, environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = RequestScope.open(
             self.client,
             gather_wsgi(environ),
@@ -44,12 +50,14 @@ class RacewayWSGIMiddleware:
             environ.get("PATH_INFO", "") or "/",
             environ.get("QUERY_STRING", ""),
             self.options,
+            self.recorder,
         )
         if request is None:
             return self.app(environ, start_response)
         status: List[int] = []
 
-        def traced_start_response(status_line: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
+        def traced_start_response(status_line: str, headers: List[Tuple[str, str]],
+                                  exc_info: Optional[OptExcInfo] = None) -> Callable[[bytes], object]:
             try:
                 status[:] = [int(str(status_line).split(None, 1)[0])]
             except (ValueError, IndexError):
