@@ -10,8 +10,10 @@ Answers (what the core writes):
 
 - ``propagation.parse-incoming``: `IncomingJSON` (with `ParentJSON`, `UpstreamJSON`).
 - ``propagation.outgoing-template``: `OutgoingTemplateJSON` (with `ClockTemplateJSON`).
-- ``pipeline.encode-batch`` and ``detector.observe``: `BatchSummaryJSON`, the summary line;
-  `CoreInstance.encode_batch` / `observe` return it with the bodies added, `EncodedBatch`.
+- ``pipeline.encode-batch`` and ``detector.observe`` (and their pickle-form twins,
+  ``encode-batch-pickle`` and ``observe-pickle``, which answer the same): `BatchSummaryJSON`,
+  the summary line; `CoreInstance.encode_batch` / `observe` return it with the bodies added,
+  `EncodedBatch`.
 - ``detector.races``: `FindingsJSON` (with `RaceJSON`, `AccessJSON`, `DetectorStatsJSON`).
 
 Requests (what the host writes), for the calls that take JSON objects:
