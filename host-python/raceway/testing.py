@@ -44,7 +44,7 @@ from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Self, Set, Tuple, Union
 
 Response = Optional[Tuple[int, Any]]
 
@@ -110,7 +110,7 @@ class CollectorServer:
         self.responder = responder
         self.keep_bodies = keep_bodies
         self.received: List[Received] = []
-        self.arrived: Counter = Counter()
+        self.arrived: Counter[str] = Counter()
         """Event ids the server accepted, with how many times each came."""
         self.faults: Deque[Fault] = deque()
         self._cond = threading.Condition()
@@ -228,7 +228,8 @@ class CollectorServer:
                     if isinstance(fault, Drop):
                         self._hang_up()
                     elif isinstance(fault, CloseMidResponse):
-                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{\"succ")
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                         b"Content-Length: 64\r\n\r\n{\"succ")
                         self._hang_up()
                     elif isinstance(fault, Status):
                         n = _count(parsed)
@@ -338,7 +339,9 @@ class CollectorServer:
     def events(self) -> List[Dict[str, Any]]:
         return [e for b in self.batches if isinstance(b, dict) for e in b.get("events", [])]
 
-    def wait_for(self, predicate: Callable[["CollectorServer"], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[Self], bool], timeout: float = 10.0) -> bool:
+        """Waits until ``predicate(self)`` holds (checked under the server's lock, after each
+        request it took), at most ``timeout`` seconds; whether it does."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self):
@@ -432,7 +435,7 @@ class QueueingCollector(CollectorServer):
         self.step = step
         self.queue: Deque[Dict[str, Any]] = deque()
         self.stored: Dict[str, Dict[str, Any]] = {}
-        self.answers: Counter = Counter()
+        self.answers: Counter[int] = Counter()
         self.drained: List[Tuple[float, int]] = []
         self._queue_lock = threading.Lock()
         self._stop_drain = threading.Event()

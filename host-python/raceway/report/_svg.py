@@ -116,7 +116,7 @@ def _racing(race: Race, mark: Mark, x: float, y: float, side: str) -> str:
 
 def _racing_boxes(race: Race, mark: Mark, x: float, y: float, side: str) -> List[Box]:
     boxes = [(x - 20, y - 20, x + 20, y + 20)]
-    for text, dy in zip(_labels(race, mark), _label_offsets(side)):
+    for text, dy in zip(_labels(race, mark), _label_offsets(side), strict=True):
         half = CHAR_W * len(text) / 2
         boxes.append((x - half, y + dy - 11, x + half, y + dy + 3))
     return boxes
@@ -154,7 +154,7 @@ def _time_axis(timeline: Timeline, xs: List[float], y: float, right: float,
     except (OverflowError, OSError, ValueError):
         start = str(t0)
     out.append(_text(LABEL_W - 12, y + 4, f"t0 {start}", "axis-label", "end"))
-    for mark, x in zip(timeline.marks, xs):
+    for mark, x in zip(timeline.marks, xs, strict=True):
         if mark.racing:
             ms = (mark.event.nanos - t0) / 1e6
             out.append(f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x)}" y2="{_n(y + 4)}" '
@@ -292,7 +292,7 @@ def render(race: Race, timeline: Timeline, uid: str) -> str:
     xs = _columns(race, timeline, step)
     rows = _rows(timeline)
     y_of = {lane: TOP + row * ROW_H + ROW_H / 2 for lane, row in rows.items()}
-    pos: Positions = {id(m): (x, y_of[m.lane]) for m, x in zip(timeline.marks, xs)}
+    pos: Positions = {id(m): (x, y_of[m.lane]) for m, x in zip(timeline.marks, xs, strict=True)}
     racing = [m for m in timeline.racing if id(m) in pos]
     missing = _missing(race, timeline, pos)
     sides = _sides(timeline, pos)
@@ -316,7 +316,7 @@ def render(race: Race, timeline: Timeline, uid: str) -> str:
     out.extend(_lanes(timeline, rows, y_of, right))
     out.extend(_read_modify_write(race, timeline, pos))
     out.extend(_edges(timeline, pos, placed, arrow))
-    out.extend(_mark(m, x, y_of[m.lane]) for m, x in zip(timeline.marks, xs) if not m.racing)
+    out.extend(_mark(m, x, y_of[m.lane]) for m, x in zip(timeline.marks, xs, strict=True) if not m.racing)
     if missing is not None:
         sx1, sy1, sx2, sy2, mx, my, label = missing
         out.append(f'<line x1="{_n(sx1)}" y1="{_n(sy1)}" x2="{_n(sx2)}" y2="{_n(sy2)}" '

@@ -33,17 +33,22 @@ header h1{margin:0;font-size:20px} header p{margin:4px 0 0;color:#c9d1db}
 main{padding:18px 28px}
 .legend{display:flex;flex-wrap:wrap;gap:18px;margin:0 0 16px;font-size:13px;color:#3b4552}
 .legend span{display:inline-flex;align-items:center;gap:6px}
-section.race{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;margin:0 0 22px;padding:14px 18px 16px;border-left:6px solid #e08a00}
+section.race{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;margin:0 0 22px;padding:14px 18px 16px;
+  border-left:6px solid #e08a00}
 section.race.critical{border-left-color:#d62728}
-h2{font-size:17px;margin:0 0 2px} h2 code{font-size:16px;background:#f3f4f6;padding:1px 5px;border-radius:4px;word-break:break-all}
-.sev{display:inline-block;font-size:12px;font-weight:700;color:#fff;background:#e08a00;border-radius:4px;padding:1px 7px;margin-right:6px;vertical-align:2px}
+h2{font-size:17px;margin:0 0 2px}
+h2 code{font-size:16px;background:#f3f4f6;padding:1px 5px;border-radius:4px;word-break:break-all}
+.sev{display:inline-block;font-size:12px;font-weight:700;color:#fff;background:#e08a00;border-radius:4px;
+  padding:1px 7px;margin-right:6px;vertical-align:2px}
 .critical .sev{background:#d62728}
 .meta{color:#5b6572;margin:0 0 8px;font-size:13px}
 .drawing{overflow-x:auto;padding:0;border:1px solid #e3e6ea;border-radius:6px;background:#fff}
 .why{margin:10px 0 4px} .why b{color:#b3261e} .fix b{color:#1b6e47}
 table{border-collapse:collapse;width:100%;font-size:13px;margin-top:8px}
 th,td{text-align:left;vertical-align:top;padding:5px 8px;border-bottom:1px solid #eceef1;word-break:break-word}
-th{color:#5b6572;font-weight:600} td:nth-child(1),td:nth-child(3),th{white-space:nowrap} td:nth-child(2){min-width:14em} td code,pre{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}
+th{color:#5b6572;font-weight:600} td:nth-child(1),td:nth-child(3),th{white-space:nowrap}
+td:nth-child(2){min-width:14em}
+td code,pre{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}
 pre{margin:0;white-space:pre-wrap;word-break:break-all;color:#3b4552}
 .none{color:#1b6e47;font-size:16px}
 svg text{font:11px system-ui,sans-serif}

@@ -24,8 +24,7 @@ from urllib.parse import quote
 
 from ..races import Access, Race
 from . import _explain
-from ._format import (clean, frame_location, headline, ordered, split_location, strand_letters,
-                      strand_of)
+from ._format import clean, frame_location, headline, ordered, split_location, strand_letters, strand_of
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 FINGERPRINT_KEY = "racewayRace/v1"
@@ -166,7 +165,7 @@ def render(races: Iterable[Race], *, tool_version: str) -> Dict[str, Any]:
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "raceway", "version": str(tool_version),
-                                "rules": [_rule(k, rid) for k, rid in zip(keys, ids)]}},
+                                "rules": [_rule(k, rid) for k, rid in zip(keys, ids, strict=True)]}},
             "results": [_result(r, index[(r.kind, r.severity)]) for r in races],
         }],
     }

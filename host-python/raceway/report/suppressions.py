@@ -146,7 +146,7 @@ class Suppressions:
         """The rules that have matched no race so far (stale rules to remove), in file order;
         each carries its `Rule.line` and `Rule.text`."""
         with self._lock:
-            return [rule for rule, hits in zip(self._rules, self._hits) if hits == 0]
+            return [rule for rule, hits in zip(self._rules, self._hits, strict=True) if hits == 0]
 
     def __repr__(self) -> str:
         return f"Suppressions({len(self._rules)} rules)"
