@@ -14,7 +14,10 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, TextIO
+from typing import TYPE_CHECKING, List, Optional, TextIO
+
+if TYPE_CHECKING:
+    from ._core import Runtime
 
 DISTRIBUTION = "raceway-wasm"
 WASMTIME_MAJOR = 50
@@ -136,7 +139,9 @@ def _component(report: Report) -> Optional[bytes]:
     return wasm
 
 
-def _runtime(report: Report, wasm: bytes) -> Any:
+def _runtime(report: Report, wasm: bytes) -> Optional[Runtime]:
+    """The process's compiled component, with the state of its cache reported; None (reported
+    as a failure) when wasmtime cannot compile it."""
     from ._core import Runtime, _cache_path, cache_dir
 
     path = _cache_path(wasm)
@@ -163,7 +168,7 @@ def _runtime(report: Report, wasm: bytes) -> Any:
     return runtime
 
 
-def _imports(report: Report, runtime: Any) -> None:
+def _imports(report: Report, runtime: Runtime) -> None:
     try:
         names = sorted(runtime.component.type.imports(runtime.engine))
     except Exception as e:  # pragma: no cover - another wasmtime-py API
@@ -174,7 +179,7 @@ def _imports(report: Report, runtime: Any) -> None:
         report.info(name)
 
 
-def _instance(report: Report, runtime: Any) -> None:
+def _instance(report: Report, runtime: Runtime) -> None:
     from ._core import CoreInstance
 
     try:
