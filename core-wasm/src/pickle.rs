@@ -292,6 +292,7 @@ impl<'a> Tree<'a> {
         }
     }
 
+    #[inline]
     fn visit(&self) -> Result<(), String> {
         let left = self.visits_left.get();
         if left == 0 {
@@ -540,10 +541,12 @@ struct At<'t, 'a> {
 }
 
 impl<'t, 'a: 't> At<'t, 'a> {
+    #[inline]
     fn child(&self, node: u32) -> Self {
         At { node, depth: self.depth + 1, ..*self }
     }
 
+    #[inline]
     fn enter(&self) -> Result<Node<'a>, Error> {
         self.tree.visit().map_err(Error)?;
         if self.depth > MAX_DEPTH {

@@ -256,7 +256,8 @@ class CoreInstance:
             if iface_index is None:
                 raise CoreError(f"component does not export {iface}")
             for name in names:
-                func = instance.get_func(self._store, instance.get_export_index(self._store, name, iface_index))
+                index = instance.get_export_index(self._store, name, iface_index)
+                func = instance.get_func(self._store, index) if index is not None else None
                 if func is None:
                     raise CoreError(f"component does not export {iface}#{name}")
                 self._funcs[name] = func

@@ -80,10 +80,34 @@ pub fn kept_value(raw: &RawValue, max_chars: usize) -> Box<RawValue> {
 pub struct Sites {
     by_hash: IdMap<u64, Vec<Rc<Site>>>,
     locations: HashMap<Box<str>, u32>,
+    /// The current batch's sites by the addresses of their strings (file, line, the one frame
+    /// of the stack): in a batch read from a pickle, a string the host wrote once is one
+    /// string of the input, so a site recorded again is found without reading its text.
+    /// Addresses are only compared within one batch, whose input does not change or move.
+    batch: IdMap<(usize, usize, u32, usize, usize), Rc<Site>>,
 }
 
 impl Sites {
+    /// A new batch: the addresses of the last one mean nothing now.
+    pub fn begin_batch(&mut self) {
+        self.batch.clear();
+    }
+
     pub fn intern(&mut self, file: &str, line: u32, stack: &[std::borrow::Cow<str>]) -> Rc<Site> {
+        if stack.len() > 1 {
+            return self.intern_text(file, line, stack);
+        }
+        let frame = stack.first().map_or((0, 0), |f| (f.as_ptr() as usize, f.len()));
+        let key = (file.as_ptr() as usize, file.len(), line, frame.0, frame.1);
+        if let Some(site) = self.batch.get(&key) {
+            return site.clone();
+        }
+        let site = self.intern_text(file, line, stack);
+        self.batch.insert(key, site.clone());
+        site
+    }
+
+    fn intern_text(&mut self, file: &str, line: u32, stack: &[std::borrow::Cow<str>]) -> Rc<Site> {
         let mut h = fingerprint(file.as_bytes()) ^ u64::from(line).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         for frame in stack {
             h = fingerprint(frame.as_bytes()) ^ h.rotate_left(7);

@@ -120,6 +120,9 @@ impl Detector {
     pub fn begin_batch(&mut self, service: &str) {
         self.batch += 1;
         self.lock_sets.clear();
+        self.strands.begin_batch();
+        self.sites.begin_batch();
+        self.variables.begin_batch();
         if *self.service != *service {
             self.service = Rc::from(service);
         }

@@ -106,6 +106,9 @@ pub struct Strands {
     /// How many times strands were released: the detector prunes its other clocks (locks,
     /// annotations) when this moves.
     pub evictions: u64,
+    /// The strand of each context of the current batch, by context index, once entered: a
+    /// component's name is hashed once per batch, not once per event.
+    batch_ids: Vec<Option<StrandId>>,
 }
 
 impl Strands {
@@ -121,7 +124,13 @@ impl Strands {
             spawn_order: VecDeque::new(),
             max_strands: max_strands.max(16),
             evictions: 0,
+            batch_ids: Vec::new(),
         }
+    }
+
+    /// A new batch: its context indexes name other contexts.
+    pub fn begin_batch(&mut self) {
+        self.batch_ids.clear();
     }
 
     /// How many are held now (the detector's `stats`).
@@ -147,7 +156,17 @@ impl Strands {
     /// its parent's spawn, when one was seen), the host's inherited clock merged when the
     /// event's state is new, its own component set to the event's counter.
     pub fn enter(&mut self, e: &Event, batch: u64, now: u64, service: &Rc<str>) -> StrandId {
-        let id = self.intern(&e.context.component);
+        let id = match self.batch_ids.get(e.context_index) {
+            Some(&Some(id)) => id,
+            _ => {
+                let id = self.intern(&e.context.component);
+                if self.batch_ids.len() <= e.context_index {
+                    self.batch_ids.resize(e.context_index + 1, None);
+                }
+                self.batch_ids[e.context_index] = Some(id);
+                id
+            }
+        };
         if !self.live.contains_key(&id) {
             self.evict_if_full();
             let mut clock = Clock::default();
@@ -304,6 +323,7 @@ impl Strands {
         let cut = ages.len() / 4;
         let (_, &mut threshold, _) = ages.select_nth_unstable(cut);
         let gone: Vec<StrandId> = self.live.iter().filter(|(_, s)| s.last_active <= threshold).map(|(&id, _)| id).collect();
+        self.batch_ids.clear();
         for id in gone {
             if let Some(s) = self.live.remove(&id) {
                 self.ids.remove(&s.meta.component);

@@ -16,6 +16,7 @@
 
 use super::access::Access;
 use super::clock::Clock;
+use super::ids::IdMap;
 use super::strands::Strands;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -42,14 +43,29 @@ struct Variable {
 
 #[derive(Debug)]
 pub struct Variables {
-    vars: HashMap<Box<str>, Variable>,
+    /// Each variable's id, by name (SipHash: names can come from a request).
+    ids: HashMap<Box<str>, u32>,
+    vars: IdMap<u32, Variable>,
+    next_id: u32,
     pub max_variables: usize,
     pub max_readers: usize,
+    /// The names of the current batch already looked up, by the address of the name in the
+    /// batch (see `Sites::batch`), to the variable's id: in a batch read from a pickle, a
+    /// name the host wrote once is hashed once per batch. Cleared with each batch and
+    /// whenever variables are forgotten.
+    batch: IdMap<(usize, usize), u32>,
 }
 
 impl Variables {
     pub fn new(max_variables: usize, max_readers: usize) -> Self {
-        Variables { vars: HashMap::new(), max_variables: max_variables.max(16), max_readers: max_readers.max(1) }
+        Variables {
+            ids: HashMap::new(),
+            vars: IdMap::default(),
+            next_id: 0,
+            max_variables: max_variables.max(16),
+            max_readers: max_readers.max(1),
+            batch: IdMap::default(),
+        }
     }
 
     /// How many are held now (the detector's `stats`).
@@ -57,16 +73,37 @@ impl Variables {
         self.vars.len()
     }
 
+    /// A new batch: the addresses of the last one mean nothing now.
+    pub fn begin_batch(&mut self) {
+        self.batch.clear();
+    }
+
     /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
     /// it, and pushes what it found onto `found`.
     pub fn access(&mut self, name: &str, access: Rc<Access>, clock: &Clock, strands: &Strands, found: &mut Vec<Finding>) {
-        // One lookup for a known variable (the usual case); a new one is inserted.
+        let key = (name.as_ptr() as usize, name.len());
+        let id = match self.batch.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = match self.ids.get(name) {
+                    Some(&id) => id,
+                    None => {
+                        self.evict_if_full();
+                        let id = self.next_id;
+                        self.next_id = self.next_id.wrapping_add(1);
+                        self.ids.insert(name.into(), id);
+                        self.vars.insert(id, Variable::default());
+                        id
+                    }
+                };
+                self.batch.insert(key, id);
+                id
+            }
+        };
         let max_readers = self.max_readers;
-        if let Some(var) = self.vars.get_mut(name) {
-            return var.access(access, clock, strands, max_readers, found);
+        if let Some(var) = self.vars.get_mut(&id) {
+            var.access(access, clock, strands, max_readers, found);
         }
-        self.evict_if_full();
-        self.vars.entry(name.into()).or_default().access(access, clock, strands, max_readers, found);
     }
 
     /// Over `max_variables`, the least recently accessed eighth is forgotten (races on them
@@ -80,6 +117,9 @@ impl Variables {
         let eighth = ages.len() / 8;
         let (_, &mut threshold, _) = ages.select_nth_unstable(eighth);
         self.vars.retain(|_, v| v.last_pos > threshold);
+        let vars = &self.vars;
+        self.ids.retain(|_, id| vars.contains_key(id));
+        self.batch.clear();
     }
 }
 
