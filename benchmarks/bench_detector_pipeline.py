@@ -1,16 +1,19 @@
 """The pipeline on one core with the race detector on and off: `bench_pipeline`'s loop (record a
-chunk of ``track_state_change`` on the application thread, encode it with the flusher's own
-`_records.encode_parts`, hand each part to the core), with the core call the flusher makes in
-each setting (`_flusher.Flusher._process`):
+chunk of ``track_state_change`` on the application thread, encode each part of
+`_records.part_size` records as the flusher does, hand it to the core), with the core call the
+flusher makes in each setting (`_flusher.Flusher._encode_pickled`, and `_process` for JSON):
 
-- ``off``: ``Config(detect_races=False)``: ``encode_batch(part, batch_size)``. The client still
-  captures ``race_stack_frames`` (4) frames per access and sends them in the records;
-- ``off, 0 frames``: the same with ``race_stack_frames=0``: the setting of the pipeline row
-  before the detector (what ``off`` would cost if the client skipped stacks when detection is
-  off);
-- ``on``: the default with an endpoint: ``observe(part, batch_size)`` (detect, and bodies to
-  send);
-- ``detect only``: the default with ``endpoint=None``: ``observe(part, 0)`` (no bodies).
+- ``off``: ``Config(detect_races=False)``: the part pickled (`_records.encode_pickle`, the
+  flusher's default), ``encode_batch_pickle(part, batch_size)``. The client still captures
+  ``race_stack_frames`` frames per access and sends them in the records;
+- ``off, 0 frames``: the JSON form (`_records.encode_parts`, ``encode_batch``) with
+  ``race_stack_frames=0``: the setting of the pipeline row before the detector (and before
+  the pickle form);
+- ``on``: the default with an endpoint: ``observe_pickle(part, batch_size)`` (detect, and
+  bodies to send);
+- ``detect only``: the default with ``endpoint=None``: ``observe_pickle(part, 0)`` (no bodies);
+- ``onjson``, ``detectjson``: ``on`` and ``detect only`` with the JSON form (``observe``), the
+  flusher's way when the core refuses a pickle, and every batch's way before the pickle form.
 
 Modes are interleaved round by round so that the shared machine's noise falls on all alike.
 Events/s are by the wall clock; the same by the thread's CPU time (``time.thread_time``) is
@@ -27,11 +30,23 @@ from typing import Dict, List
 
 N = 200_000
 ROUNDS = 5
-MODES = ("off0", "off", "on", "detect")
+MODES = ("off0", "off", "on", "detect", "onjson", "detectjson")
 
 
 def _round(client, core, method: str, per_body: int, per_call: int, chunk: int) -> tuple:
+    """One round of `N` events; ``method`` is the core's method: one of the ``_pickle`` ones
+    takes each part in the pickle form, the others in the JSON form."""
     from raceway import _records
+
+    if method.endswith("_pickle"):
+        def parts(records):
+            for start in range(0, len(records), per_call):
+                data = _records.encode_pickle(records[start:start + per_call])
+                assert data is not None
+                yield data, None
+    else:
+        def parts(records):
+            return _records.encode_parts(records, per_call)
 
     q = client._queue
     q.clear()
@@ -48,10 +63,10 @@ def _round(client, core, method: str, per_body: int, per_call: int, chunk: int) 
         q.clear()
         b = time.perf_counter()
         rec += b - a
-        parts = _records.encode_parts(records, per_call)
+        pieces = parts(records)
         while True:
             c = time.perf_counter()
-            payload = next(parts, None)
+            payload = next(pieces, None)
             d = time.perf_counter()
             enc += d - c
             if payload is None:
@@ -77,9 +92,11 @@ def run() -> Dict[str, List[float]]:
     clients = {0: RacewayClient(Config(race_stack_frames=0, **quiet)), 4: RacewayClient(Config(**quiet))}
     setups = {  # mode: (client, core method, events per body)
         "off0": (clients[0], "encode_batch", per_body),
-        "off": (clients[4], "encode_batch", per_body),
-        "on": (clients[4], "observe", per_body),
-        "detect": (clients[4], "observe", 0),
+        "off": (clients[4], "encode_batch_pickle", per_body),
+        "on": (clients[4], "observe_pickle", per_body),
+        "detect": (clients[4], "observe_pickle", 0),
+        "onjson": (clients[4], "observe", per_body),
+        "detectjson": (clients[4], "observe", 0),
     }
     cores = {}
     for mode in MODES:

@@ -1,7 +1,9 @@
 """Events through the whole pipeline on one core: record on the application thread, encode the
 record log (Python), hand it to the component, get request bodies ready to POST. No network.
-The encoding goes through the flusher's own functions (`_records.encode_parts` in parts of
-`_records.part_size`), with the default `Config.batch_size` events per body.
+The encoding goes through the flusher's own functions in parts of `_records.part_size`: the
+pickle form by default (`_records.encode_pickle`, ``encode_batch_pickle``), as the flusher
+does; the ``pipeline_json_*`` figures are the same loop with the JSON form
+(`_records.encode_parts`, ``encode_batch``), rounds interleaved with the pickle ones.
 
 Measured on one thread, in sequence (record a chunk, encode it, as the flusher drains while the
 application records), so the figure is what one core sustains; in a service the recording and
@@ -27,14 +29,13 @@ def run() -> Dict[str, List[float]]:
     per_call = _records.part_size(per_body)
     from bench_detector_pipeline import _round  # one measuring loop for every pipeline row
 
-    total, record_part, encode_part, core_part = [], [], [], []
+    out: Dict[str, List[float]] = {}
     with client.trace():
         for _ in range(ROUNDS):
-            events_per_s, rec, enc, cor, _cpu = _round(client, core, "encode_batch", per_body, per_call, chunk)
-            total.append(events_per_s)
-            record_part.append(rec)
-            encode_part.append(enc)
-            core_part.append(cor)
+            for prefix, method in (("pipeline", "encode_batch_pickle"), ("pipeline_json", "encode_batch")):
+                events_per_s, rec, enc, cor, _cpu = _round(client, core, method, per_body, per_call, chunk)
+                for key, value in (("events_per_s", events_per_s), ("record_us", rec), ("encode_us", enc),
+                                   ("core_us", cor)):
+                    out.setdefault(f"{prefix}_{key}", []).append(value)
     client.shutdown(timeout=5)
-    return {"pipeline_events_per_s": total, "pipeline_record_us": record_part,
-            "pipeline_encode_us": encode_part, "pipeline_core_us": core_part}
+    return out

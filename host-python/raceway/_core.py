@@ -21,22 +21,30 @@ in the store.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring_ascii as _quote
 import logging
 import os
 import pickle
 import threading
 import zlib
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, cast
 
 import wasmtime
 from wasmtime import Engine, Store, WasiConfig, WasmtimeError
 from wasmtime.component import Component, Linker
 
+from ._core_types import (
+    DetectorOptionsJSON,
+    EncodedBatch,
+    FindingsJSON,
+    IncomingJSON,
+    OutgoingRequestJSON,
+    OutgoingTemplateJSON,
+    ProcessConfigJSON,
+)
 from ._fastcall import CallError, make_caller
-from ._findings import FindingsJSON
 
 log = logging.getLogger("raceway")
 
@@ -77,7 +85,7 @@ EMPTY_PICKLE = pickle.dumps({"contexts": [], "states": [], "events": []}, 5).dec
 """An empty batch in the pickle form (docs/record-format.md), as the host passes it: one
 character per byte."""
 
-PROBES: Tuple[Tuple[str, tuple], ...] = (
+PROBES: Tuple[Tuple[str, Tuple[Any, ...]], ...] = (
     ("parse-incoming", ('{"traceparent":["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]}',)),
     ("encode-outgoing", ('{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5",'
                          '"parent_span_id":"b7ad6b7169203331","service":"s","instance":"i",'
@@ -99,7 +107,7 @@ every kind of answer: a string, an ``ok`` result, an ``err`` result, bytes."""
 BODIES = ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
 """The calls that answer request bodies: kept as ``bytes`` (see `encode_batch`)."""
 
-_said: set = set()
+_said: Set[str] = set()
 
 
 def _say_once(key: str, msg: str, *args: Any) -> None:
@@ -293,7 +301,7 @@ class CoreInstance:
                 return
 
     @staticmethod
-    def _probe(call: Callable[..., Any], name: str, args: tuple) -> Any:
+    def _probe(call: Callable[..., Any], name: str, args: Tuple[Any, ...]) -> Any:
         try:
             answer = call(name, *args)
         except CoreTrap:
@@ -303,7 +311,7 @@ class CoreInstance:
         return answer.decode("utf-8") if isinstance(answer, bytes) else answer
 
     @staticmethod
-    def _fuel(args: tuple) -> int:
+    def _fuel(args: Tuple[Any, ...]) -> int:
         """This call's budget: a base, plus an allowance per character of input."""
         size = 0
         for a in args:
@@ -380,11 +388,11 @@ class CoreInstance:
         self._lock.release()
 
     # -- propagation ---------------------------------------------------------------------------
-    def parse_incoming(self, headers: Dict[str, List[str]]) -> Dict[str, Any]:
+    def parse_incoming(self, headers: Dict[str, List[str]]) -> IncomingJSON:
         """``headers``: each trace header's values, as `_incoming.gather` makes them."""
-        return _decode(self._call("parse-incoming", _headers_json(headers)))[0]
+        return cast(IncomingJSON, _decode(self._call("parse-incoming", _headers_json(headers)))[0])
 
-    def encode_outgoing(self, request: "Dict[str, Any] | str") -> Dict[str, str]:
+    def encode_outgoing(self, request: "OutgoingRequestJSON | Mapping[str, Any] | str") -> Dict[str, str]:
         """Headers for one outgoing call; ``request`` is the JSON the WIT describes, or a dict."""
         if not isinstance(request, str):
             request = json.dumps(request)
@@ -394,22 +402,22 @@ class CoreInstance:
             headers[name] = value
         return headers
 
-    def outgoing_template(self, request: str) -> Dict[str, Any]:
+    def outgoing_template(self, request: str) -> OutgoingTemplateJSON:
         """The templates of one context's outgoing headers (see the WIT's ``outgoing-template``
         and `raceway._headers.OutgoingTemplate`); ``request`` is its JSON."""
-        return _decode(self._call("outgoing-template", request))[0]
+        return cast(OutgoingTemplateJSON, _decode(self._call("outgoing-template", request))[0])
 
     # -- pipeline ------------------------------------------------------------------------------
-    def configure(self, config: Dict[str, Any]) -> None:
+    def configure(self, config: "ProcessConfigJSON | Mapping[str, Any]") -> None:
         self._call("configure", json.dumps(config))
 
-    def encode_batch(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+    def encode_batch(self, records: str, max_events_per_body: int) -> EncodedBatch:
         """The component answers a summary line, then the bodies verbatim, one per line (see
         the WIT); this returns the summary with ``bodies`` added: the list of bodies, each
         UTF-8 ``bytes``."""
         return self._bodies(self._call("encode-batch", records, max_events_per_body))
 
-    def encode_batch_pickle(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+    def encode_batch_pickle(self, records: str, max_events_per_body: int) -> EncodedBatch:
         """`encode_batch` for the batch in the pickle form (`_records.encode_pickle`: the
         pickle's bytes, one character each). Raises `CoreError` when the core does not read
         this pickle; the caller then sends the JSON form (the answer would have been the same)."""
@@ -417,11 +425,11 @@ class CoreInstance:
         return self._bodies(self._call("encode-batch-pickle", records, max_events_per_body, fuel=fuel))
 
     # -- detector ------------------------------------------------------------------------------
-    def reset_detector(self, options: Dict[str, Any]) -> None:
+    def reset_detector(self, options: "DetectorOptionsJSON | Mapping[str, Any]") -> None:
         """Starts this instance's detector afresh with ``options`` (docs/races.md: bounds)."""
         self._call("reset-detector", json.dumps(options))
 
-    def observe(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+    def observe(self, records: str, max_events_per_body: int) -> EncodedBatch:
         """Feeds a batch to the detector; with ``max_events_per_body`` > 0 also encodes it, and
         answers as `encode_batch` does (``bodies`` empty when 0)."""
         # Detection does more per character than encoding (clocks, and now and then a sweep
@@ -429,7 +437,7 @@ class CoreInstance:
         fuel = OBSERVE_FUEL_FACTOR * self._fuel((records,))
         return self._bodies(self._call("observe", records, max_events_per_body, fuel=fuel))
 
-    def observe_pickle(self, records: str, max_events_per_body: int) -> Dict[str, Any]:
+    def observe_pickle(self, records: str, max_events_per_body: int) -> EncodedBatch:
         """`observe` for the batch in the pickle form. Raises `CoreError`, with the detector
         having seen none of the batch, when the core does not read this pickle."""
         # A pickle is about a third of the batch's JSON (a memo index stands for a string
@@ -437,14 +445,14 @@ class CoreInstance:
         fuel = 3 * OBSERVE_FUEL_FACTOR * self._fuel((records,))
         return self._bodies(self._call("observe-pickle", records, max_events_per_body, fuel=fuel))
 
-    def races(self) -> "FindingsJSON":
+    def races(self) -> FindingsJSON:
         """The detector's findings so far (`raceway._findings.FindingsJSON`). The answer's size
         is not known beforehand (up to ``max_races`` races with their stacks and values): the
         call gets `RACES_FUEL`, a bound on work, not on what an answer may hold."""
-        return json.loads(self._call("races", fuel=RACES_FUEL))
+        return cast(FindingsJSON, json.loads(self._call("races", fuel=RACES_FUEL)))
 
     @staticmethod
-    def _bodies(answer: Any) -> Dict[str, Any]:
+    def _bodies(answer: Any) -> EncodedBatch:
         if isinstance(answer, str):  # the public calling path decodes
             answer = answer.encode("utf-8")
         start = answer.find(b"\n") + 1
@@ -460,4 +468,4 @@ class CoreInstance:
             bodies.append(answer[start:end])
             start = end + 1
         summary["bodies"] = bodies
-        return summary
+        return cast(EncodedBatch, summary)

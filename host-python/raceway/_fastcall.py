@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 try:
     from wasmtime import WasmtimeError
     from wasmtime import _ffi as ffi
-    from wasmtime.component import Func, ResultType, String, U32
+    from wasmtime.component import U32, Func, ResultType, String
     from wasmtime.component._enter import maybe_raise_last_exn
 
     _VAL = ffi.wasmtime_component_val_t
@@ -39,7 +39,9 @@ try:
         f.argtypes = list(argtypes)
         return f
 
-    _call = _prototype("wasmtime_component_func_call", _ERROR, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
+    _call = _prototype(
+        "wasmtime_component_func_call", _ERROR, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t
+    )
     _post_return = _prototype("wasmtime_component_func_post_return", _ERROR, c_void_p, c_void_p)
     _val_delete = _prototype("wasmtime_component_val_delete", None, c_void_p)
     _vec_new = _prototype("wasm_byte_vec_new", None, c_void_p, c_size_t, c_char_p)
@@ -103,7 +105,7 @@ def make_caller(func: "Func", store: Any, raw: bool = False) -> Optional[Callabl
             raise TypeError(f"expected {n} arguments, got {len(args)}")
         lowered = 0
         try:
-            for (kind, val, union, at), arg in zip(slots, args):
+            for (kind, val, union, at), arg in zip(slots, args, strict=True):  # lengths checked above
                 val.kind = kind
                 if kind == _STRING:
                     data = arg.encode("utf-8")

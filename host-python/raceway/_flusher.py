@@ -38,12 +38,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, cast
 
 from . import _records
 from ._backlog import CHUNK, Backlog
 from ._core import CoreError, CoreInstance, CoreTrap
+from ._core_types import EncodedBatch
+from ._records import Record
 from ._sink import EventsFile
 from ._spool import Claim, Spool, SpoolError
 from ._stats import Stats
@@ -78,7 +79,7 @@ class _Waiter:
 class Flusher:
     def __init__(
         self,
-        queue: deque,
+        queue: Deque[Record],
         core: CoreInstance,
         transport: Optional[Transport],
         batch_size: int,
@@ -141,7 +142,7 @@ class Flusher:
         self._claim: Optional[Claim] = None
         self._claim_items: Any = None
         self._spool_scanned = self.spool is None
-        self._logged: set = set()
+        self._logged: Set[str] = set()
         self._last_logged: Dict[str, float] = {}
         self._suppressed: Dict[str, int] = {}
         self._drops_logged = 0
@@ -279,11 +280,11 @@ class Flusher:
             n = self.backlog.clear()
             self._settle(n, dropped=n)
 
-    def _take(self, n: int) -> list:
+    def _take(self, n: int) -> List[Record]:
         if self.log_drops is not None:
             self._drops_at_take = self.log_drops()
         self._taken += n
-        records = []
+        records: List[Record] = []
         pop = self.queue.popleft
         try:
             for _ in range(n):
@@ -363,7 +364,7 @@ class Flusher:
     # ------------------------------------------------------------------------------------------
     # Encoding
     # ------------------------------------------------------------------------------------------
-    def _encode(self, records: list) -> None:
+    def _encode(self, records: List[Record]) -> None:
         """Turns records into bodies in the backlog; drops and failures are settled here.
         Each part goes to the core in the pickle form when it can (`_encode_pickled`), else
         in the JSON form, which gives the same answer (docs/record-format.md)."""
@@ -378,7 +379,7 @@ class Flusher:
             for text, piece in _records.encode_parts(part, per_call):
                 self._place(piece, self._encode_part(text, piece))
 
-    def _encode_pickled(self, part: list) -> Optional[dict]:
+    def _encode_pickled(self, part: Sequence[Record]) -> Optional[EncodedBatch]:
         """One core call for a part in the pickle form; None when the part cannot be pickled
         or the core does not read this pickle (it then has used nothing of it): the caller
         sends the JSON form."""
@@ -397,7 +398,7 @@ class Flusher:
                 log.debug("raceway: the core did not read a batch in the pickle form (%s); sent as JSON", e)
             return None
 
-    def _place(self, part: list, encoded: Optional[dict]) -> None:
+    def _place(self, part: Sequence[Record], encoded: Optional[EncodedBatch]) -> None:
         """Settles what the core answered for ``part`` (None: it could not be encoded) and
         puts its bodies in the backlog."""
         if encoded is None:
@@ -415,10 +416,10 @@ class Flusher:
         if self.transport is None:  # endpoint=None: local use, nothing leaves the process
             self._settle(placed)
             return
-        for body, n in zip(encoded["bodies"], counts):
+        for body, n in zip(encoded["bodies"], counts, strict=True):  # one body per count
             self.backlog.push(body, n)
 
-    def _encode_part(self, text: str, part: list) -> Optional[dict]:
+    def _encode_part(self, text: str, part: Sequence[Record]) -> Optional[EncodedBatch]:
         try:
             return self._process(text)
         except CoreTrap:
@@ -432,7 +433,7 @@ class Flusher:
                 self._log_once("encode", "raceway: could not encode %d events: %s / %s", len(part), e, e2)
                 return None
 
-    def _process(self, text: str) -> dict:
+    def _process(self, text: str) -> EncodedBatch:
         """One core call for a part: the detector sees it (when on) and bodies are made only
         when there is a server to send them to. The events file gets the records the core
         accepted."""
@@ -494,7 +495,7 @@ class Flusher:
                 return False
         return True
 
-    def _done(self, source: Optional[tuple], n: int, how: str) -> None:
+    def _done(self, source: Optional[Tuple[Claim, int]], n: int, how: str) -> None:
         """Settles the head body: this process's events are ``sent`` or ``failed``; a spooled
         body is journaled and counted as ``spool_sent`` or ``spool_failed``."""
         self.backlog.pop()
@@ -531,7 +532,7 @@ class Flusher:
                     f"(timeout {self.transport.timeout:g} s)"
                 )
                 return None
-        return job[2]
+        return cast(Optional[Result], job[2])
 
     def _progress(self) -> None:
         self._last_progress = time.monotonic()
@@ -591,7 +592,7 @@ class Flusher:
             except SpoolError as e:
                 problem = str(e)
 
-        def put(bodies: list) -> None:
+        def put(bodies: List[Tuple["bytes | str", int]]) -> None:
             nonlocal spooled, failed, writer, problem
             for body, n in bodies:
                 if writer is not None:
@@ -599,7 +600,8 @@ class Flusher:
                         if writer.add(body, n):
                             spooled += n
                             continue
-                        problem = f"the spool is full ({self.spool.max_bytes} bytes; Config.spool_max_bytes)"  # type: ignore[union-attr]
+                        limit = self.spool.max_bytes if self.spool is not None else 0
+                        problem = f"the spool is full ({limit} bytes; Config.spool_max_bytes)"
                     except SpoolError as e:
                         problem = str(e)
                         writer.abort()
@@ -683,7 +685,7 @@ class Flusher:
         now = time.monotonic()
         deadline = now + (timeout or 0.0)
         if self._stopping:
-            deadline = min(deadline, self._deadline)  # type: ignore[type-var]
+            deadline = min(deadline, self._deadline if self._deadline is not None else deadline)
             reason = self._stop_reason  # the first stop says why
             if self._stall is not None:
                 stall = self._stall if stall is None else min(stall, self._stall)

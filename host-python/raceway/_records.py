@@ -18,7 +18,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ._values import snapshot, valid_text
 from .context import ExecutionContext
 
-Record = tuple
+Record = Tuple[Any, ...]
+"""``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``."""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -107,7 +108,7 @@ _context_of = itemgetter(0)
 _state_of = itemgetter(1)
 
 
-def _context_row(ctx: ExecutionContext) -> dict:
+def _context_row(ctx: ExecutionContext) -> Dict[str, Any]:
     return {
         "trace_id": ctx.trace_id,
         "thread_id": ctx.thread_id,
@@ -124,10 +125,10 @@ def _encode_sanitized(records: Sequence[Record]) -> str:
     on the hot path; converting them again would cut a cut string again and count one value's
     budget against its neighbours', so nothing is converted twice."""
     contexts: Dict[Any, int] = {}
-    context_table: List[dict] = []
+    context_table: List[Dict[str, Any]] = []
     states: Dict[Any, int] = {}
-    state_table: List[dict] = []
-    events: List[tuple] = []
+    state_table: List[Dict[str, Any]] = []
+    events: List[Tuple[Any, ...]] = []
     for ctx, state, seq, prev, nanos, duration, file, line, kind, fields in records:
         ci = contexts.get(ctx)
         if ci is None:
