@@ -12,7 +12,9 @@ base64url, as the WIT describes.
 from __future__ import annotations
 
 import binascii
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
+
+from ._core_types import OutgoingTemplateJSON
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -20,14 +22,14 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 class OutgoingTemplate:
     """The headers of one context in one state (``ExecutionContext.state``), ready to fill.
 
-    :param answer: the core's ``outgoing-template`` answer:
+    :param answer: the core's ``outgoing-template`` answer (`OutgoingTemplateJSON`):
         ``{"traceparent": [before, after], "raceway_clock": {"head", "middle", "tail"},
         "tracestate": str | None}``.
     """
 
     __slots__ = ("before", "after", "head", "middle", "tail", "tracestate")
 
-    def __init__(self, answer: Dict[str, Any]):
+    def __init__(self, answer: OutgoingTemplateJSON) -> None:
         self.before, self.after = answer["traceparent"]
         clock = answer["raceway_clock"]
         self.head = clock["head"].encode()

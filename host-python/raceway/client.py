@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from contextvars import Token
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional
 
 from . import _lifecycle, _values
@@ -476,7 +477,7 @@ class _Trace:
         self.client = client
         self.parent: Optional[ExecutionContext] = None
         self.ctx: Optional[ExecutionContext] = None
-        self.token: Any = None
+        self.token: Optional[Token[Optional[ExecutionContext]]] = None
 
     def __enter__(self) -> ExecutionContext:
         client = self.client
@@ -486,10 +487,10 @@ class _Trace:
         return ctx
 
     def __exit__(self, *exc: Any) -> None:
-        ctx, parent = self.ctx, self.parent
-        if ctx is None:
+        ctx, parent, token = self.ctx, self.parent, self.token
+        if ctx is None or token is None:
             return
-        left = leave_context(ctx, self.token)
+        left = leave_context(ctx, token)
         # The join is the parent's event: recorded only on the parent's own strand (a generator
         # finished elsewhere, or collected, must not write into another strand's context).
         if parent is not None and left and strand_context() is parent:
