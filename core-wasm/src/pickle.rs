@@ -55,6 +55,8 @@ enum Node<'a> {
     Big(u64),
     Float(f64),
     Str(&'a str),
+    /// `owned[index]`: a string that was not ASCII in the input, decoded.
+    Owned(u32),
     /// `items[start..start + len]`.
     Tuple(u32, u32),
     /// `lists[index]`.
@@ -68,6 +70,7 @@ enum Node<'a> {
 /// A pickle read into nodes. `root` is what `STOP` left.
 pub struct Tree<'a> {
     nodes: Vec<Node<'a>>,
+    owned: Vec<String>,
     items: Vec<u32>,
     lists: Vec<Vec<u32>>,
     dicts: Vec<Vec<(u32, u32)>>,
@@ -81,30 +84,14 @@ pub struct Tree<'a> {
 const NONE: (u32, u32) = (u32::MAX, u32::MAX);
 
 /// The host passes the pickle's bytes as a string of the characters U+0000 to U+00FF, one per
-/// byte (`bytes.decode("latin-1")`), because the component's arguments are strings.
-pub fn latin1_bytes(text: &str) -> Result<Vec<u8>, String> {
+/// byte (`bytes.decode("latin-1")`), because the component's arguments are strings: `Input`
+/// reads the bytes back from that string's UTF-8 as it goes (a byte under 0x80 is itself,
+/// one from 0x80 is two), and a string of the pickle that is all ASCII is borrowed as it is.
+pub fn check_size(text: &str) -> Result<(), String> {
     if text.len() > 2 * MAX_INPUT {
-        return Err(format!("pickle: more than {MAX_INPUT} bytes"));
+        return err(format_args!("more than {MAX_INPUT} bytes"));
     }
-    let mut out = Vec::with_capacity(text.len());
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b < 0x80 {
-            out.push(b);
-            i += 1;
-        } else if (b == 0xc2 || b == 0xc3) && i + 1 < bytes.len() {
-            out.push(((b & 0x1f) << 6) | (bytes[i + 1] & 0x3f));
-            i += 2;
-        } else {
-            return Err("pickle: a character beyond U+00FF".to_owned());
-        }
-    }
-    if out.len() > MAX_INPUT {
-        return Err(format!("pickle: more than {MAX_INPUT} bytes"));
-    }
-    Ok(out)
+    Ok(())
 }
 
 fn err<T>(what: impl fmt::Display) -> Result<T, String> {
@@ -112,34 +99,69 @@ fn err<T>(what: impl fmt::Display) -> Result<T, String> {
 }
 
 struct Input<'a> {
+    /// The UTF-8 of the host's string (see `check_size`).
     data: &'a [u8],
     pos: usize,
 }
 
-impl<'a> Input<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if n > self.data.len() - self.pos {
-            return err("truncated");
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
+/// A string of the pickle: borrowed from the input when it is ASCII, else decoded.
+enum Text<'a> {
+    Borrowed(&'a [u8]),
+    Decoded(Vec<u8>),
+}
 
+impl<'a> Input<'a> {
+    #[inline]
     fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
+        match self.data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(b)
+            }
+            Some(&b) if (b == 0xc2 || b == 0xc3) && self.pos + 1 < self.data.len() => {
+                let next = self.data[self.pos + 1];
+                self.pos += 2;
+                Ok(((b & 0x1f) << 6) | (next & 0x3f))
+            }
+            Some(_) => err("a character beyond U+00FF"),
+            None => err("truncated"),
+        }
     }
 
     fn le<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        Ok(self.take(N)?.try_into().expect("N bytes"))
+        let mut out = [0u8; N];
+        for b in out.iter_mut() {
+            *b = self.byte()?;
+        }
+        Ok(out)
+    }
+
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Result<Text<'a>, String> {
+        if let Some(run) = self.data.get(self.pos..self.pos.saturating_add(n)) {
+            if run.is_ascii() {
+                self.pos += n;
+                return Ok(Text::Borrowed(run));
+            }
+        }
+        if n > self.data.len() - self.pos {
+            return err("truncated");
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.byte()?);
+        }
+        Ok(Text::Decoded(out))
     }
 }
 
 impl<'a> Tree<'a> {
-    /// Runs the pickle in `data` (the opcodes listed in the module's documentation).
+    /// Runs the pickle whose bytes are the characters of the host's string, `data` being that
+    /// string's UTF-8 (see `check_size`), with the opcodes listed in the module's documentation.
     pub fn read(data: &'a [u8]) -> Result<Self, String> {
         let mut tree = Tree {
             nodes: Vec::with_capacity(data.len() / 2),
+            owned: Vec::new(),
             items: Vec::new(),
             lists: Vec::new(),
             dicts: Vec::new(),
@@ -181,7 +203,7 @@ impl<'a> Tree<'a> {
             let op = input.byte()?;
             match op {
                 0x95 => {
-                    input.take(8)?; // FRAME: a length hint
+                    input.le::<8>()?; // FRAME: a length hint
                 }
                 b'.' => {
                     let root = pop!();
@@ -244,8 +266,14 @@ impl<'a> Tree<'a> {
                 b'M' => push!(Node::Int(i64::from(u16::from_le_bytes(input.le()?)))),
                 0x8a => {
                     let n = input.byte()? as usize;
-                    let bytes = input.take(n)?;
-                    push!(long1(bytes)?);
+                    if n > 9 {
+                        return err("an integer beyond 64 bits");
+                    }
+                    let mut bytes = [0u8; 9];
+                    for b in bytes[..n].iter_mut() {
+                        *b = input.byte()?;
+                    }
+                    push!(long1(&bytes[..n])?);
                 }
                 b'G' => {
                     let x = f64::from_be_bytes(input.le()?);
@@ -257,9 +285,17 @@ impl<'a> Tree<'a> {
                         b'X' => u32::from_le_bytes(input.le()?) as usize,
                         _ => usize::try_from(u64::from_le_bytes(input.le()?)).unwrap_or(usize::MAX),
                     };
-                    let bytes = input.take(n)?;
-                    let Ok(s) = std::str::from_utf8(bytes) else { return err("a string that is not UTF-8") };
-                    push!(Node::Str(s));
+                    match input.take(n)? {
+                        Text::Borrowed(ascii) => {
+                            let Ok(s) = std::str::from_utf8(ascii) else { return err("a string that is not UTF-8") };
+                            push!(Node::Str(s));
+                        }
+                        Text::Decoded(bytes) => {
+                            let Ok(s) = String::from_utf8(bytes) else { return err("a string that is not UTF-8") };
+                            push!(Node::Owned(tree.owned.len() as u32));
+                            tree.owned.push(s);
+                        }
+                    }
                 }
                 0x94 => {
                     let Some(&top) = stack.last() else { return err("memoize nothing") };
@@ -273,8 +309,8 @@ impl<'a> Tree<'a> {
                 0x93 => {
                     let name = pop!();
                     let module = pop!();
-                    match (tree.nodes[module as usize], tree.nodes[name as usize]) {
-                        (Node::Str("builtins"), Node::Str("int")) => push!(Node::IntType),
+                    match (tree.text(module), tree.text(name)) {
+                        (Some("builtins"), Some("int")) => push!(Node::IntType),
                         _ => return err("a global other than builtins.int"),
                     }
                 }
@@ -289,6 +325,15 @@ impl<'a> Tree<'a> {
                 }
                 other => return err(format_args!("opcode 0x{other:02x} is not read")),
             }
+        }
+    }
+
+    /// The string a node holds, if it is one.
+    fn text(&self, node: u32) -> Option<&str> {
+        match self.nodes[node as usize] {
+            Node::Str(s) => Some(s),
+            Node::Owned(i) => Some(&self.owned[i as usize]),
+            _ => None,
         }
     }
 
@@ -317,14 +362,14 @@ impl<'a> Tree<'a> {
         self.raw = vec![NONE; self.nodes.len()];
         let mut values = Vec::new();
         let Node::Dict(d) = self.nodes[self.root as usize] else { return err("the batch is not a dict") };
-        let events = self.dicts[d as usize].iter().find(|(k, _)| matches!(self.nodes[*k as usize], Node::Str("events")));
+        let events = self.dicts[d as usize].iter().find(|(k, _)| self.text(*k) == Some("events"));
         let Some(&(_, events)) = events else { return err("the batch has no events") };
         let Some(records) = self.seq(events) else { return err("events is not a list") };
         let mut todo = Vec::new();
         for &record in records {
             let Some(r) = self.seq(record) else { continue };
             let (Some(&kind), Some(&fields)) = (r.get(8), r.get(9)) else { continue };
-            let Node::Str(kind) = self.nodes[kind as usize] else { continue };
+            let Some(kind) = self.text(kind) else { continue };
             let places: &[usize] = match kind {
                 "StateChange" => &[1, 2],
                 "FunctionCall" | "HttpResponse" => &[2],
@@ -362,7 +407,7 @@ impl<'a> Tree<'a> {
             Node::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
             Node::Big(u) => out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
             Node::Float(x) => python_float(out, x)?,
-            Node::Str(s) => ascii_string(out, s),
+            Node::Str(_) | Node::Owned(_) => ascii_string(out, self.text(node).expect("a string")),
             Node::Tuple(..) | Node::List(_) => {
                 out.push(b'[');
                 let items = self.seq(node).expect("a sequence");
@@ -380,7 +425,7 @@ impl<'a> Tree<'a> {
             Node::Dict(d) => {
                 out.push(b'{');
                 for (i, &(k, v)) in self.dicts[d as usize].iter().enumerate() {
-                    let Node::Str(key) = self.nodes[k as usize] else { return err("a dict key that is not a string") };
+                    let Some(key) = self.text(k) else { return err("a dict key that is not a string") };
                     if i > 0 {
                         out.push(b',');
                     }
@@ -569,6 +614,7 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
             Node::Float(x) if x.is_finite() => visitor.visit_f64(x),
             Node::Float(_) => Err(Error("a float that is not finite".to_owned())),
             Node::Str(s) => visitor.visit_borrowed_str(s),
+            Node::Owned(i) => visitor.visit_borrowed_str(&self.tree.owned[i as usize]),
             Node::Tuple(..) | Node::List(_) => {
                 let items = self.tree.seq(self.node).expect("a sequence");
                 let mut seq = Items { at: self, items: items.iter() };

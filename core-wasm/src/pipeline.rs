@@ -91,8 +91,8 @@ pub fn process_pickle(
     max_per_body: usize,
     detector: Option<&mut Detector>,
 ) -> Result<Encoded, String> {
-    let bytes = pickle::latin1_bytes(records)?;
-    let mut tree = pickle::Tree::read(&bytes)?;
+    pickle::check_size(records)?;
+    let mut tree = pickle::Tree::read(records.as_bytes())?;
     let values = tree.render_values()?;
     let batch = tree.batch(&values)?;
     Ok(process_read(config, batch, max_per_body, detector))

@@ -40,7 +40,7 @@ pub fn u64(out: &mut Vec<u8>, n: u64) {
 /// A JSON string literal, escaped as serde_json escapes it. Most strings need no escape: they
 /// are copied as they are (serde_json's writer costs a call per piece).
 pub fn string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -48,6 +48,26 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
         return;
     }
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Whether a byte of `bytes` is one JSON escapes (a control character, `"` or `\\`), eight
+/// bytes at a time: a byte is found by the usual zero-byte test on the word, on the word
+/// less 0x20 in each byte (control characters) and on the word xor each of the two.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        // Bytes from 0x80 never match: `!w & HIGH` clears them in the control test, and the
+        // zero tests on the xors cannot be set by them.
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        if control | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Timestamps of one batch mostly share their second: the date and time part is rendered once
@@ -79,6 +99,29 @@ impl Timestamps {
         }
         out.extend_from_slice(&digits);
         out.extend_from_slice(b"+00:00\"");
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut cases: Vec<String> = vec!["".into(), "plain ascii text, long enough".into(), "é ü 😀 \u{7f}".into()];
+        for b in 0u8..0x80 {
+            for at in 0..10 {
+                let mut s = "x".repeat(at);
+                s.push(b as char);
+                s.push_str("tail-tail");
+                cases.push(s);
+            }
+        }
+        for s in cases {
+            let mut ours = Vec::new();
+            string(&mut ours, &s);
+            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+        }
     }
 }
 
