@@ -48,16 +48,21 @@ import queue
 import sys
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Hashable, List, Literal, Optional, Protocol, Tuple
 
 from . import _auto
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
 from ._location import is_sdk
 from ._recording import record_event, strand
-from .sync import _AsyncEventEdges, _AsyncQueueEdges, _ThreadEventEdges, _ThreadQueueEdges
 from ._values import text as _text
-from .client import RacewayClient as _Client
-from .context import strand_context
+from .context import ExecutionContext, strand_context
+from .sync import _AsyncEventEdges, _AsyncQueueEdges, _ThreadEventEdges, _ThreadQueueEdges
+
+if TYPE_CHECKING:
+    import _thread
+
+    from ._client_protocol import ClientLike
 
 __all__ = ["instrument_primitives", "uninstrument_primitives", "instrumented"]
 
@@ -73,6 +78,66 @@ _counter = itertools.count(1)
 _getframe = sys._getframe
 
 
+class _RawLock(Protocol):
+    """A ``threading.Lock`` as `_TracedLock` uses it (``_at_fork_reinit`` is the C lock's,
+    private, so typeshed does not list it)."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def locked(self) -> bool: ...
+    def _at_fork_reinit(self) -> None: ...
+
+
+class _RawRLock(Protocol):
+    """A ``threading.RLock`` as `_TracedRLock` uses it: with the private methods
+    ``threading.Condition`` calls on its lock (not in typeshed)."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def _release_save(self) -> object: ...
+    def _acquire_restore(self, state: object) -> None: ...
+    def _at_fork_reinit(self) -> None: ...
+
+
+class _Acquire(Protocol):
+    """A lock's ``acquire``."""
+
+    def __call__(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+
+
+if TYPE_CHECKING:
+    # The mixins are put before the class they instrument in an MRO (`_traced_class`,
+    # `_patched_class`), where their ``super()`` calls reach that class's methods: the type
+    # checker sees each as a subclass of it. At run time their only base is ``object``.
+
+    class _AsCondition(threading.Condition):
+        _lock: _RawLock | _RawRLock
+        """The condition's lock (private: typeshed does not list it)."""
+        acquire: _Acquire
+        release: Callable[[], None]
+        """The condition's own ``acquire``/``release`` are its lock's, set on the instance
+        (`_condition_bind` replaces them)."""
+
+    class _AsAsyncCondition(asyncio.Condition):
+        _lock: asyncio.Lock
+        """The condition's lock (private: typeshed does not list it)."""
+        acquire: Callable[[], Coroutine[Any, Any, Literal[True]]]
+        release: Callable[[], None]
+        """Set on the instance by `_async_condition_bind` (the class's own methods otherwise)."""
+
+    _AsSemaphore = threading.Semaphore
+    _AsBarrier = threading.Barrier
+    _AsAsyncLock = asyncio.Lock
+    _AsAsyncSemaphore = asyncio.Semaphore
+else:
+    _AsCondition = _AsAsyncCondition = _AsSemaphore = _AsBarrier = _AsAsyncLock = _AsAsyncSemaphore = object
+
+
 def _internal(filename: str) -> bool:
     """A constructor called from the SDK or from the standard library gets the original."""
     if is_sdk(filename):
@@ -83,7 +148,7 @@ def _internal(filename: str) -> bool:
 
 def _new_id(kind: str) -> str:
     """``Kind#n@file:line``: the primitive's number and where the application made it."""
-    frame: Any = _getframe(1)
+    frame: Optional[FrameType] = _getframe(1)
     while frame is not None and is_sdk(frame.f_code.co_filename):
         frame = frame.f_back
     where = f"@{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame is not None else ""
@@ -93,7 +158,7 @@ def _new_id(kind: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Recording
 # ----------------------------------------------------------------------------------------------
-def _strand() -> Any:
+def _strand() -> Optional[Tuple[ClientLike, ExecutionContext]]:
     """``(client, context)`` to record an edge on, or None."""
     if not _on:
         return None
@@ -110,11 +175,12 @@ def _acquired(lock_id: str) -> None:
         return
     client, ctx = found
     try:
-        if client.__class__ is _Client and not (client._closed or client._disabled):
+        log = _auto.recorder  # the client's recorder: None for a client that is not a RacewayClient
+        if log is None:
+            client.track_lock_acquire(lock_id, "Mutex")
+        elif log.active:
             ctx.hold(lock_id)  # the acquire's state holds the lock (as track_lock_acquire)
             record_event(client, ctx, "LockAcquire", (lock_id, "Mutex"))
-        elif client.__class__ is not _Client:
-            client.track_lock_acquire(lock_id, "Mutex")
     except Exception:  # never raise into the application
         pass
 
@@ -125,11 +191,12 @@ def _released(lock_id: str) -> None:
         return
     client, ctx = found
     try:
-        if client.__class__ is _Client and not (client._closed or client._disabled):
+        log = _auto.recorder
+        if log is None:
+            client.track_lock_release(lock_id, "Mutex")
+        elif log.active:
             record_event(client, ctx, "LockRelease", (lock_id, "Mutex"))
             ctx.unhold(lock_id)
-        elif client.__class__ is not _Client:
-            client.track_lock_release(lock_id, "Mutex")
     except Exception:
         pass
 
@@ -140,10 +207,10 @@ def _held(lock_id: str) -> int:
     return ctx.state.locks.count(lock_id) if ctx is not None else 0
 
 
-def _sync(token: Any) -> str:
+def _sync(token: Hashable) -> str:
     """The annotation's name for ``token`` (by identity), computed once per object."""
     try:
-        found = token.__dict__.get("_raceway_sync")
+        found: Optional[str] = token.__dict__.get("_raceway_sync")
         if found is None:
             found = token.__dict__.setdefault("_raceway_sync", sync_id(token))
         return found
@@ -151,7 +218,7 @@ def _sync(token: Any) -> str:
         return sync_id(token)
 
 
-def _annotate(token: Any, name: str, method: str) -> None:
+def _annotate(token: Hashable, name: str, method: str) -> None:
     found = _strand()
     if found is None:
         return
@@ -163,16 +230,16 @@ def _annotate(token: Any, name: str, method: str) -> None:
         pass
 
 
-def _before(token: Any) -> None:
+def _before(token: Hashable) -> None:
     _annotate(token, HAPPENS_BEFORE, "happens_before")
 
 
-def _after(token: Any) -> None:
+def _after(token: Hashable) -> None:
     _annotate(token, HAPPENS_AFTER, "happens_after")
 
 
-def _lock_id(obj: Any, kind: str) -> str:
-    found = obj.__dict__.get("_raceway_id")
+def _lock_id(obj: object, kind: str) -> str:
+    found: Optional[str] = obj.__dict__.get("_raceway_id")
     if found is None:
         found = obj.__dict__.setdefault("_raceway_id", _new_id(kind))
     return found
@@ -186,8 +253,9 @@ class _TracedLock:
 
     __slots__ = ("_raw", "_raceway_id", "__weakref__")
 
-    def __init__(self, raw: Any = None, lock_id: Optional[str] = None):
-        self._raw = raw if raw is not None else _raw_lock()
+    def __init__(self, raw: Optional[_thread.LockType] = None, lock_id: Optional[str] = None):
+        # A C lock is a `_RawLock` (its `_at_fork_reinit` is private: typeshed does not list it).
+        self._raw: _RawLock = raw if raw is not None else _raw_lock()  # type: ignore[assignment]
         self._raceway_id = lock_id or _new_id("Lock")
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -204,7 +272,7 @@ class _TracedLock:
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def locked(self) -> bool:
@@ -222,8 +290,10 @@ class _TracedRLock:
 
     __slots__ = ("_raw", "_raceway_id", "_depth", "__weakref__")
 
-    def __init__(self, raw: Any = None, lock_id: Optional[str] = None):
-        self._raw = raw if raw is not None else _raw_rlock()
+    def __init__(self, raw: Optional[_thread.RLock] = None, lock_id: Optional[str] = None):
+        # A C re-entrant lock is a `_RawRLock` (the methods Condition calls are private: typeshed
+        # does not list them).
+        self._raw: _RawRLock = raw if raw is not None else _raw_rlock()  # type: ignore[assignment]
         self._raceway_id = lock_id or _new_id("RLock")
         self._depth = 0  # changed only by the owner
 
@@ -243,20 +313,20 @@ class _TracedRLock:
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     # What threading.Condition uses when it is given this lock.
     def _is_owned(self) -> bool:
         return self._raw._is_owned()
 
-    def _release_save(self) -> Any:
+    def _release_save(self) -> Tuple[object, int]:
         depth, self._depth = self._depth, 0
         for _ in range(depth):
             _released(self._raceway_id)
         return self._raw._release_save(), depth
 
-    def _acquire_restore(self, state: Any) -> None:
+    def _acquire_restore(self, state: Tuple[object, int]) -> None:
         raw_state, depth = state
         self._raw._acquire_restore(raw_state)
         self._depth = depth
@@ -271,18 +341,23 @@ class _TracedRLock:
         return repr(self._raw)
 
 
+if TYPE_CHECKING:
+    _LockArgument = _thread.LockType | _thread.RLock | _TracedLock | _TracedRLock | None
+    """The lock a ``threading.Condition`` is given (a traced one is unwrapped)."""
+
+
 class _Patched(type):
     """The metaclass of the names put in place of the originals: constructing one from the SDK
     or the standard library gives the original; ``isinstance`` and ``issubclass`` against the
     name accept the original's instances and subclasses as well."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:  # the constructor's arguments and object
         original = cls.__dict__.get("_raceway_original")
         if original is not None and _internal(_getframe(1).f_code.co_filename):
             return original(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
-    def __instancecheck__(cls, obj: Any) -> bool:
+    def __instancecheck__(cls, obj: object) -> bool:
         original = cls.__dict__.get("_raceway_original")
         if original is not None:
             accepted = cls.__dict__["_raceway_accepts"]
@@ -303,7 +378,8 @@ class Lock(metaclass=_Patched):
     _raceway_original = staticmethod(_raw_lock)
     _raceway_accepts = (_LOCK_TYPE, _TracedLock)
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+    # The stand-in makes objects of another class (a C lock's class cannot be subclassed).
+    def __new__(cls, *args: Any, **kwargs: Any) -> _TracedLock:  # type: ignore[misc]
         return _TracedLock(_raw_lock(*args, **kwargs), _new_id("Lock"))
 
 
@@ -313,32 +389,35 @@ class RLock(metaclass=_Patched):
     _raceway_original = staticmethod(_raw_rlock)
     _raceway_accepts = (_RLOCK_TYPE, _TracedRLock)
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+    # The stand-in makes objects of another class (a C lock's class cannot be subclassed).
+    def __new__(cls, *args: Any, **kwargs: Any) -> _TracedRLock:  # type: ignore[misc]
         return _TracedRLock(_raw_rlock(*args, **kwargs), _new_id("RLock"))
 
 
 # ----------------------------------------------------------------------------------------------
 # Mixins for the classes written in Python (their instances can also be instrumented in place)
 # ----------------------------------------------------------------------------------------------
-class _ConditionMixin:
+class _ConditionMixin(_AsCondition):
     """``threading.Condition``: its lock's acquisitions and releases, ``wait`` included."""
 
-    def __init__(self, lock: Any = None) -> None:
+    def __init__(self, lock: _LockArgument = None) -> None:
         lock_id = None
+        raw: _LockArgument | _RawLock | _RawRLock = lock
         if isinstance(lock, (_TracedLock, _TracedRLock)):
-            lock_id, lock = lock._raceway_id, lock._raw
-        super().__init__(lock if lock is not None else _raw_rlock())  # type: ignore[call-arg]
+            lock_id, raw = lock._raceway_id, lock._raw
+        # Any object with the lock methods will do (typeshed lists only the stdlib's locks).
+        super().__init__(raw if raw is not None else _raw_rlock())  # type: ignore[arg-type]
         self.__dict__["_raceway_id"] = lock_id or _new_id("Condition")
         _condition_bind(self)
 
-    def __enter__(self) -> Any:
-        result = self._lock.__enter__()  # type: ignore[attr-defined]
+    def __enter__(self) -> bool:
+        result = self._lock.__enter__()
         _acquired(_lock_id(self, "Condition"))
         return result
 
-    def __exit__(self, *exc: Any) -> Any:
+    def __exit__(self, *exc: Any) -> None:
         _released(_lock_id(self, "Condition"))
-        return self._lock.__exit__(*exc)  # type: ignore[attr-defined]
+        return self._lock.__exit__(*exc)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         lock_id = _lock_id(self, "Condition")
@@ -346,13 +425,13 @@ class _ConditionMixin:
         for _ in range(depth):
             _released(lock_id)
         try:
-            return super().wait(timeout)  # type: ignore[misc]
+            return super().wait(timeout)
         finally:
             for _ in range(depth):
                 _acquired(lock_id)
 
 
-def _condition_bind(cond: Any) -> None:
+def _condition_bind(cond: _AsCondition) -> None:
     lock = cond._lock
     lock_id = _lock_id(cond, "Condition")
 
@@ -370,14 +449,14 @@ def _condition_bind(cond: Any) -> None:
     cond.release = release
 
 
-def _condition_unbind(cond: Any) -> None:
+def _condition_unbind(cond: _AsCondition) -> None:
     cond.acquire = cond._lock.acquire
     cond.release = cond._lock.release
 
 
-class _SemaphoreMixin:
+class _SemaphoreMixin(_AsSemaphore):
     def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        ok = super().acquire(blocking, timeout)  # type: ignore[misc]
+        ok = super().acquire(blocking, timeout)
         if ok:
             _after(self)
         return ok
@@ -386,46 +465,46 @@ class _SemaphoreMixin:
 
     def release(self, n: int = 1) -> None:
         _before(self)
-        super().release(n)  # type: ignore[misc]
+        super().release(n)
 
 
-class _BarrierMixin:
+class _BarrierMixin(_AsBarrier):
     def wait(self, timeout: Optional[float] = None) -> int:
         _before(self)
-        index = super().wait(timeout)  # type: ignore[misc]
+        index = super().wait(timeout)
         _after(self)
         return index
 
 
-class _AsyncLockMixin:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+class _AsyncLockMixin(_AsAsyncLock):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # asyncio.Lock's own arguments
+        super().__init__(*args, **kwargs)
         self.__dict__["_raceway_id"] = _new_id("asyncio.Lock")
 
-    async def acquire(self) -> bool:
-        result = await super().acquire()  # type: ignore[misc]
+    async def acquire(self) -> Literal[True]:
+        result = await super().acquire()
         _acquired(_lock_id(self, "asyncio.Lock"))
         return result
 
     def release(self) -> None:
         _released(_lock_id(self, "asyncio.Lock"))
-        super().release()  # type: ignore[misc]
+        super().release()
 
 
-class _AsyncConditionMixin:
-    def __init__(self, lock: Any = None) -> None:
-        super().__init__(lock)  # type: ignore[call-arg]
+class _AsyncConditionMixin(_AsAsyncCondition):
+    def __init__(self, lock: Optional[asyncio.Lock] = None) -> None:
+        super().__init__(lock)
         if not isinstance(lock, _AsyncLockMixin):
             _async_condition_bind(self)
 
 
-def _async_condition_bind(cond: Any) -> None:
+def _async_condition_bind(cond: _AsAsyncCondition) -> None:
     lock = cond._lock
     if isinstance(lock, _AsyncLockMixin):
         return
     lock_id = _lock_id(cond, "asyncio.Condition")
 
-    async def acquire() -> bool:
+    async def acquire() -> Literal[True]:
         result = await lock.acquire()
         _acquired(lock_id)
         return result
@@ -438,24 +517,24 @@ def _async_condition_bind(cond: Any) -> None:
     cond.release = release
 
 
-class _AsyncSemaphoreMixin:
-    async def acquire(self) -> bool:
-        result = await super().acquire()  # type: ignore[misc]
+class _AsyncSemaphoreMixin(_AsAsyncSemaphore):
+    async def acquire(self) -> Literal[True]:
+        result = await super().acquire()
         _after(self)
         return result
 
     def release(self) -> None:
         _before(self)
-        super().release()  # type: ignore[misc]
+        super().release()
 
 
 class _AutoEdges:
     """Annotations through the client `instrument_primitives` was given."""
 
-    def _raceway_before(self, token: Any) -> None:
+    def _raceway_before(self, token: Hashable) -> None:
         _before(token)
 
-    def _raceway_after(self, token: Any) -> None:
+    def _raceway_after(self, token: Hashable) -> None:
         _after(token)
 
 
@@ -476,7 +555,7 @@ class _AsyncQueueMixin(_AutoEdges, _AsyncQueueEdges):
 
 
 # (module, name, mixin): the names replaced, in this order.
-_TABLE: List[Tuple[Any, str, Optional[type]]] = [
+_TABLE: List[Tuple[ModuleType, str, Optional[type]]] = [
     (threading, "Lock", None), (threading, "RLock", None),
     (threading, "Condition", _ConditionMixin), (threading, "Semaphore", _SemaphoreMixin),
     (threading, "BoundedSemaphore", _SemaphoreMixin), (threading, "Event", _EventMixin),
@@ -488,6 +567,7 @@ _TABLE: List[Tuple[Any, str, Optional[type]]] = [
     (asyncio, "Queue", _AsyncQueueMixin), (asyncio, "LifoQueue", _AsyncQueueMixin),
     (asyncio, "PriorityQueue", _AsyncQueueMixin),
 ]
+# A class, or (threading.Lock and RLock) a factory function.
 _ORIGINALS: Dict[Tuple[str, str], Any] = {(m.__name__, n): getattr(m, n) for m, n, _ in _TABLE}
 _MIXIN_OF: Dict[type, type] = {_ORIGINALS[(m.__name__, n)]: mixin for m, n, mixin in _TABLE if mixin is not None}
 
@@ -495,7 +575,7 @@ _patched: Dict[Tuple[str, str], type] = {}
 """The names replaced by the class-level instrumentation (empty when it is off)."""
 _traced_classes: Dict[type, type] = {}
 """Original class (or a subclass of one) -> its instrumented subclass."""
-_in_place: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_in_place: weakref.WeakSet[object] = weakref.WeakSet()
 """Objects passed in and instrumented in place (their class swapped), to be restored."""
 _lock = threading.Lock()
 
@@ -510,7 +590,7 @@ def _traced_class(cls: type) -> type:
     return found
 
 
-def _patched_class(module: Any, name: str, mixin: type) -> type:
+def _patched_class(module: ModuleType, name: str, mixin: type) -> type:
     original = _ORIGINALS[(module.__name__, name)]
     namespace = {"__module__": module.__name__, "__qualname__": name, "_raceway_original": original,
                  "_raceway_accepts": (original,)}
@@ -522,7 +602,7 @@ def _patched_class(module: Any, name: str, mixin: type) -> type:
 # ----------------------------------------------------------------------------------------------
 # The two calls
 # ----------------------------------------------------------------------------------------------
-def instrument_primitives(client: Any = None, *objects: Any) -> Tuple[Any, ...]:
+def instrument_primitives(client: Optional[ClientLike] = None, *objects: Any) -> Tuple[Any, ...]:
     """Makes the standard primitives record their happens-before edges.
 
     With no ``objects``: every primitive created from now on (see the module's documentation
@@ -549,6 +629,7 @@ def _patch() -> None:
     from . import concurrency, sync  # noqa: F401
 
     for module, name, mixin in _TABLE:
+        cls: type
         if mixin is None:
             cls = Lock if name == "Lock" else RLock
         else:
@@ -557,7 +638,7 @@ def _patch() -> None:
         setattr(module, name, cls)
 
 
-def _instrument(obj: Any) -> Any:
+def _instrument(obj: object) -> object:
     if isinstance(obj, (_TracedLock, _TracedRLock)) or getattr(type(obj), "_raceway_original", None) is not None:
         return obj
     if type(obj) is _LOCK_TYPE:
