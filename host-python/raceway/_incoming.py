@@ -74,10 +74,10 @@ def context_from_headers(client: Optional[ClientLike], headers: Dict[str, List[s
         return ExecutionContext.new_trace(identity)
     if parsed.get("errors") and getattr(getattr(client, "config", None), "debug", False):
         log.debug("raceway: incoming trace headers: %s", "; ".join(map(str, parsed["errors"])))
-    parent: Optional[Dict[str, Any]] = parsed.get("parent")
+    parent = parsed.get("parent")
     if not parent:
         return ExecutionContext.new_trace(identity)
-    upstream: Optional[Dict[str, Any]] = parsed.get("upstream")
+    upstream = parsed.get("upstream")
     clock: Tuple[Tuple[str, int], ...] = ()
     upstream_span = None
     if upstream:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from types import FrameType
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 DEMO_DIR = PACKAGE_DIR + "demo" + os.sep
@@ -64,7 +64,8 @@ def site(frame: Optional[FrameType]) -> Site:
     code = frame.f_code
     line = frame.f_lineno or 0
     name = getattr(code, "co_qualname", code.co_name)
-    found = (code.co_filename, line, frame.f_globals.get("__name__", "app"), code, f"{code.co_filename}:{line} in {name}")
+    module = frame.f_globals.get("__name__", "app")
+    found = (code.co_filename, line, module, code, f"{code.co_filename}:{line} in {name}")
     if len(sites) >= MAX_SITES:
         sites.clear()
     sites[key] = found
@@ -76,7 +77,7 @@ def stack(frame: Optional[FrameType], depth: int) -> Tuple[str, ...]:
     innermost first; the SDK's own frames are skipped. Each frame is a cached site, so this
     costs a frame step and a dictionary lookup per frame. It stops at the last frame it keeps:
     stepping past it would make Python build one more frame object (~0.25 µs) for nothing."""
-    out: list = []
+    out: List[str] = []
     if depth <= 0:
         return ()
     get = sites.get

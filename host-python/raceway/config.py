@@ -226,7 +226,9 @@ def _seconds(config: "Config", name: str, positive: bool) -> None:
     low_ok = value > 0 if positive else value >= 0
     if not isinstance(value, float) or value != value or not low_ok or value > MAX_SECONDS:
         rule = "positive" if positive else "non-negative"
-        raise ValueError(f"Config.{name} must be a {rule} number of seconds up to {MAX_SECONDS:.0f}, got {_show(value)}")
+        raise ValueError(
+            f"Config.{name} must be a {rule} number of seconds up to {MAX_SECONDS:.0f}, got {_show(value)}"
+        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import sys
 import threading
 from contextvars import ContextVar, Token
 from types import FrameType
-from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 if TYPE_CHECKING:
     from ._headers import OutgoingTemplate
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 Clock = Tuple[Tuple[str, int], ...]
 
 _current: ContextVar[Optional["ExecutionContext"]] = ContextVar("raceway_context", default=None)
+
+CurrentToken = Token[Optional["ExecutionContext"]]
+"""What setting the current context returns, and undoing it takes."""
 
 # Context suffixes count up from a random start: unique within the process (a random draw per
 # context would collide within a few ten thousand requests), unlikely to repeat across processes.
@@ -98,7 +101,7 @@ def normalize_span_id(value: str, argument: str) -> str:
     return digits
 
 
-def merge_clocks(a: Clock, b: Iterable[Sequence]) -> Clock:
+def merge_clocks(a: Clock, b: Iterable[Tuple[str, int]]) -> Clock:
     """Element-wise maximum, keeping first-seen order (the core's `VectorClock::merge`)."""
     merged = dict(a)
     for component, counter in b:
@@ -159,7 +162,7 @@ class ExecutionContext:
         # asyncio task. None until the context is first used (`strand_context`) or `bind`.
         self.owner: Optional[int] = None
         self.task: object = None
-        self.retirable: Optional[dict] = None  # components of joined strands, oldest first
+        self.retirable: Optional[Dict[str, None]] = None  # components of joined strands, oldest first
         # Set by `enter` when the context is opened inside a generator (or a coroutine driven by
         # hand): the generator's frame, and the context current before. While that frame is
         # suspended the context is not the caller's (see `_resolve_anchored`).
@@ -202,7 +205,7 @@ class ExecutionContext:
                     del retirable[c]
             return
         excess = len(clock) - MAX_INHERITED
-        gone = set()
+        gone: Set[str] = set()
         for c in retirable:
             if len(gone) == excess:
                 break
@@ -211,7 +214,7 @@ class ExecutionContext:
             del retirable[c]
         self.state = State(tuple(p for p in clock if p[0] not in gone), self.state.locks)
 
-    def learn(self, clock: Iterable[Sequence]) -> None:
+    def learn(self, clock: Iterable[Tuple[str, int]]) -> None:
         """Merges what another context knew (a join, a response): later events come after it."""
         self.state = State(merge_clocks(self.state.clock, clock), self.state.locks)
 
@@ -276,7 +279,7 @@ def create_context(
     span_id: Optional[str] = None,
     parent_span_id: Optional[str] = None,
     distributed: bool = False,
-    clock_vector: Optional[Iterable[Sequence]] = None,
+    clock_vector: Optional[Iterable[Sequence[object]]] = None,
     tracestate: Optional[str] = None,
 ) -> ExecutionContext:
     """Makes a context (the reference SDK's signature). It is not current until `set_context`.
@@ -294,10 +297,11 @@ def create_context(
     del distributed
     clock: Clock = ()
     if clock_vector:
-        pairs = []
+        pairs: List[Tuple[str, int]] = []
         for pair in clock_vector:
             component, counter = pair
-            if not isinstance(component, str) or isinstance(counter, bool) or not isinstance(counter, int) or counter < 0:
+            if (not isinstance(component, str) or isinstance(counter, bool) or not isinstance(counter, int)
+                    or counter < 0):
                 raise ValueError(f"clock_vector entries must be (str, non-negative int), got {pair!r}")
             pairs.append((component, counter))
         clock = merge_clocks((), pairs)
@@ -311,7 +315,7 @@ def create_context(
     )
 
 
-_derived_warned: set = set()
+_derived_warned: Set[str] = set()
 
 
 def _valid_or_derived(value: object, argument: str) -> str:
@@ -356,14 +360,14 @@ def update_context(event_id: str, is_first_event: bool) -> None:
         )
 
 
-def set_context(ctx: Optional[ExecutionContext]) -> Token:
+def set_context(ctx: Optional[ExecutionContext]) -> CurrentToken:
     """Makes ``ctx`` current; returns the token that `reset_context` takes to undo it."""
     if ctx is not None and not isinstance(ctx, ExecutionContext):
         raise TypeError(f"set_context() takes an ExecutionContext or None, got {type(ctx).__name__}")
     return _current.set(ctx)
 
 
-def reset_context(token: Token) -> None:
+def reset_context(token: CurrentToken) -> None:
     """Undoes `set_context`. A token that belongs to another ``contextvars.Context`` (the
     context is left elsewhere than it was set: a generator or task finished on another strand)
     changes nothing: restoring its old value here would set a context that belongs to another
@@ -381,8 +385,8 @@ def reset_context(token: Token) -> None:
 # ----------------------------------------------------------------------------------------------
 _ident = threading.get_ident
 _modules = sys.modules
-_loop_getter = None  # asyncio's C `_get_running_loop`, once asyncio has been imported
-_task_table: dict = {}
+_loop_getter: Optional[Callable[[], object]] = None  # asyncio's C `_get_running_loop`, once imported
+_task_table: Union[Dict[object, object], _CurrentTasks] = {}
 _claim_lock = threading.Lock()
 
 
@@ -465,7 +469,7 @@ _ANCHORED = -1
 every event of it to `claim`, which looks at the anchor."""
 
 
-def enter(ctx: ExecutionContext, frame: Optional[FrameType]) -> Token:
+def enter(ctx: ExecutionContext, frame: Optional[FrameType]) -> CurrentToken:
     """Makes ``ctx`` current for the code of ``frame`` (the frame that opened it) and binds it to
     the calling strand. A generator's frame (or a coroutine's that no task drives: one resumed by
     hand) anchors it: while that frame is suspended, the caller sees the context that was current
@@ -479,7 +483,7 @@ def enter(ctx: ExecutionContext, frame: Optional[FrameType]) -> Token:
     return _current.set(ctx)
 
 
-def leave(ctx: ExecutionContext, token: Token) -> bool:
+def leave(ctx: ExecutionContext, token: CurrentToken) -> bool:
     """Undoes `enter`, only where ``ctx`` is what is current: a generator closed or collected on
     another thread runs its ``finally`` in THAT thread's context, where ``ctx`` is not current,
     and must leave that thread's context exactly as it is. Returns whether it undid anything."""

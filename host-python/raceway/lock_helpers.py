@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
+from typing import Any, Set
 
 from .context import get_context
 
 log = logging.getLogger("raceway")
-_warned: set = set()
+_warned: Set[str] = set()
 
 
 class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context manager
@@ -41,12 +41,15 @@ class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context 
         if hasattr(lock, "acquire") and hasattr(lock, "release"):
             acquired = lock.acquire()
             if inspect.isawaitable(acquired):
-                acquired.close()  # an asyncio lock: it needs `async with`
+                if inspect.iscoroutine(acquired):
+                    acquired.close()  # an asyncio lock: it needs `async with`
                 raise TypeError("tracked_lock: this lock's acquire() is a coroutine; use `async with`")
         elif hasattr(lock, "__enter__") and hasattr(lock, "__exit__"):
             lock.__enter__()
         else:
-            raise TypeError(f"tracked_lock: {type(lock).__name__} has neither acquire()/release() nor __enter__/__exit__")
+            raise TypeError(
+                f"tracked_lock: {type(lock).__name__} has neither acquire()/release() nor __enter__/__exit__"
+            )
         self._record_acquire()
         return lock
 
