@@ -23,10 +23,33 @@ import functools
 import inspect
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncGenerator,
+    Callable,
+    Dict,
+    Generator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    overload,
+)
 
+from ._recorder import recorder_of
 from ._values import snapshot
-from .context import _current, strand_context
+from .context import ExecutionContext, _current, strand_context
+
+if TYPE_CHECKING:
+    from ._client_protocol import ClientLike
+
+    _Start = Tuple[ClientLike, int]
+    """A recorded call's client and its start (``perf_counter_ns``)."""
+    _Enter = Callable[[Tuple[Any, ...], Dict[str, Any]], Optional[_Start]]
+    """Records a call's entry from its arguments; None when it is not recorded."""
+    _Leave = Callable[[Optional[_Start], object, Optional[BaseException]], None]
+    """Records a call's exit: its entry, its result, the exception it raised."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +59,10 @@ CLIENT_ATTR = "_raceway_client"
 """The attribute `track_method` (and the client-less forms) read the client from, per call."""
 
 
-def _arguments(fn: Callable, signature: List[Any], args: tuple, kwargs: dict, skip_first: bool) -> Dict[str, Any]:
+def _arguments(
+    fn: Callable[..., Any], signature: List[inspect.Signature], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+    skip_first: bool,
+) -> Dict[str, Any]:
     """The call's arguments by parameter name, defaults applied (the reference SDK's
     ``bind`` + ``apply_defaults``); without the instance for a method. ``signature`` caches
     ``inspect.signature(fn)`` (it costs microseconds) in a one-item list."""
@@ -53,31 +79,32 @@ def _arguments(fn: Callable, signature: List[Any], args: tuple, kwargs: dict, sk
         return {"args": list(args[1:] if skip_first else args), "kwargs": kwargs}
 
 
-def _default_name(fn: Callable, method: bool) -> str:
+def _default_name(fn: Callable[..., Any], method: bool) -> str:
     """The reference SDK's defaults: ``module.qualname``; for `track_method`, ``qualname``."""
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function")
+    qualname: str = getattr(fn, "__qualname__", "") or getattr(fn, "__name__", "function")
     module = getattr(fn, "__module__", None)
     return qualname if method or not module else f"{module}.{qualname}"
 
 
-def _client_of(args: tuple, attr: str) -> Any:
+def _client_of(args: Tuple[Any, ...], attr: str) -> Optional[ClientLike]:
     """The client held by the call's first argument (the instance, for a method), or None."""
     if not args:
         return None
     try:
-        found = getattr(args[0], attr, None)
+        found: Optional[ClientLike] = getattr(args[0], attr, None)
     except Exception:  # a __getattr__ that raises: no client, and the call goes on
         return None
     return found if callable(getattr(found, "track_function_call", None)) else None
 
 
-def _is_bare(target: Any) -> bool:
+def _is_bare(target: object) -> bool:
     """``@track_function`` without parentheses: the decorator got the function itself."""
     return callable(target) and not isinstance(target, str) and not hasattr(target, "track_function_call")
 
 
 def _tracker(
-    client: Any, client_attr: str, name: Optional[str], capture_args: bool, capture_result: bool, method: bool
+    client: Optional[ClientLike], client_attr: str, name: Optional[str], capture_args: bool, capture_result: bool,
+    method: bool,
 ) -> Callable[[F], F]:
     """The decorator behind the three public forms. It records with ``client`` or, when that
     is None, with the client in the ``client_attr`` attribute of the call's first argument,
@@ -85,10 +112,11 @@ def _tracker(
 
     def decorate(fn: F) -> F:
         label = name or _default_name(fn, method)
-        signature: List[Any] = []
+        signature: List[inspect.Signature] = []
         warned: List[bool] = []
+        given = recorder_of(client)  # the given client's recorder (None: looked up per call)
 
-        def enter(args: tuple, kwargs: dict) -> Optional[tuple]:
+        def enter(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[_Start]:
             tracker = client if client is not None else _client_of(args, client_attr)
             if tracker is None:
                 if not warned:
@@ -110,7 +138,7 @@ def _tracker(
             tracker.track_function_call(label, payload)
             return (tracker, time.perf_counter_ns())
 
-        def leave(start: Optional[tuple], result: Any, error: Optional[BaseException]) -> None:
+        def leave(start: Optional[_Start], result: object, error: Optional[BaseException]) -> None:
             if start is None:
                 return
             tracker, began = start
@@ -122,8 +150,13 @@ def _tracker(
                 data["return_value"] = result
             ctx = strand_context()
             if ctx is not None:
-                tracker._record(ctx, "Custom", ("function_return", snapshot(data)), duration)
+                log = given if tracker is client else recorder_of(tracker)
+                if log is not None:
+                    log.record(ctx, "Custom", ("function_return", snapshot(data)), duration)
+                else:  # not a RacewayClient: its public method (without the duration)
+                    tracker.track_custom("function_return", data)
 
+        # Each wrapper has fn's signature and kind (functools.wraps): the checker cannot see it as F.
         if inspect.isasyncgenfunction(fn):
             return _async_generator_wrapper(fn, enter, leave)  # type: ignore[return-value]
         if inspect.isgeneratorfunction(fn):
@@ -159,12 +192,14 @@ def _tracker(
     return decorate
 
 
-def _generator_wrapper(fn: Callable[..., Any], enter: Callable[..., Any], leave: Callable[..., None]) -> Callable[..., Any]:
+def _generator_wrapper(
+    fn: Callable[..., Generator[Any, Any, Any]], enter: _Enter, leave: _Leave
+) -> Callable[..., Generator[Any, Any, Any]]:
     """A generator function that runs ``fn``'s generator (``yield from``: ``send``, ``throw``,
     ``close`` and the return value pass through) between ``enter`` and ``leave``."""
 
     @functools.wraps(fn)
-    def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+    def generator_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         start = enter(args, kwargs)
         where = strand_context()
         try:
@@ -181,12 +216,14 @@ def _generator_wrapper(fn: Callable[..., Any], enter: Callable[..., Any], leave:
     return generator_wrapper
 
 
-def _async_generator_wrapper(fn: Callable[..., Any], enter: Callable[..., Any], leave: Callable[..., None]) -> Callable[..., Any]:
+def _async_generator_wrapper(
+    fn: Callable[..., AsyncGenerator[Any, Any]], enter: _Enter, leave: _Leave
+) -> Callable[..., AsyncGenerator[Any, Any]]:
     """An async generator function that runs ``fn``'s async generator between ``enter`` and
     ``leave``, passing ``asend``, ``athrow`` and ``aclose`` through."""
 
     @functools.wraps(fn)
-    async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+    async def async_generator_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         start = enter(args, kwargs)
         where = strand_context()
         agen = fn(*args, **kwargs)
@@ -216,7 +253,7 @@ def _async_generator_wrapper(fn: Callable[..., Any], enter: Callable[..., Any], 
     return async_generator_wrapper
 
 
-def _closed(start: Any, where: Any, leave: Callable[..., None]) -> None:
+def _closed(start: Optional[_Start], where: Optional[ExecutionContext], leave: _Leave) -> None:
     """A generator closed before its end: its return is recorded (no error) on the strand that
     iterated it. One closed by the garbage collector on some other strand records nothing:
     that strand never ran it."""
@@ -224,8 +261,21 @@ def _closed(start: Any, where: Any, leave: Callable[..., None]) -> None:
         leave(start, None, None)
 
 
+@overload
+def track_function(client: F) -> F: ...
+@overload
 def track_function(
-    client: Any = None,
+    client: Optional[ClientLike] = None,
+    name: Optional[str] = None,
+    *,
+    capture_args: bool = False,
+    capture_result: bool = False,
+    capture_return: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def track_function(
+    client: Any = None,  # as the overloads say: a client, None, or (bare) the function
     name: Optional[str] = None,
     *,
     capture_args: bool = False,
@@ -250,13 +300,27 @@ def track_function(
 
     Raises nothing of its own; a call outside any execution context runs unrecorded (or, with
     ``Config.strict_context``, the client raises ``RuntimeError``)."""
-    if _is_bare(client):
+    if _is_bare(client):  # ``@track_function`` without parentheses: ``client`` is the function
         return _tracker(None, CLIENT_ATTR, None, False, False, False)(client)
-    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return, False)
+    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return,
+                    False)
+
+
+@overload
+def track_async(client: F) -> F: ...
+@overload
+def track_async(
+    client: Optional[ClientLike] = None,
+    name: Optional[str] = None,
+    *,
+    capture_args: bool = False,
+    capture_result: bool = False,
+    capture_return: bool = False,
+) -> Callable[[F], F]: ...
 
 
 def track_async(
-    client: Any = None,
+    client: Any = None,  # as the overloads say
     name: Optional[str] = None,
     *,
     capture_args: bool = False,
@@ -269,8 +333,21 @@ def track_async(
                           capture_return=capture_return)
 
 
+@overload
+def track_method(client_attr: F) -> F: ...
+@overload
 def track_method(
-    client_attr: Any = CLIENT_ATTR,
+    client_attr: str | ClientLike = CLIENT_ATTR,
+    name: Optional[str] = None,
+    *,
+    capture_args: bool = False,
+    capture_result: bool = False,
+    capture_return: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def track_method(
+    client_attr: Any = CLIENT_ATTR,  # as the overloads say: a name, a client, or (bare) the method
     name: Optional[str] = None,
     *,
     capture_args: bool = False,
@@ -286,7 +363,7 @@ def track_method(
     ``client_attr`` may also be a `RacewayClient` (``@track_method(client)``, as this SDK took
     it before): that client is used. An instance without the attribute runs the call
     unrecorded, with one WARNING per method. Plain, ``async`` and generator methods alike."""
-    if _is_bare(client_attr):
+    if _is_bare(client_attr):  # ``@track_method`` without parentheses: the method itself
         return _tracker(None, CLIENT_ATTR, None, False, False, True)(client_attr)
     result = capture_result or capture_return
     if isinstance(client_attr, str):
