@@ -20,24 +20,29 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar
 
+from ._recorder import warn_once
 from .concurrency import instrument_loop
-from .context import ExecutionContext, _current, enter, leave, strand_context
+from .context import CurrentToken, ExecutionContext, _current, enter, leave, strand_context
+
+if TYPE_CHECKING:
+    from ._client_protocol import ClientLike
 
 log = logging.getLogger("raceway")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def background_job(client: Any, name: Optional[str] = None, *, capture_args: bool = False) -> Callable[[F], F]:
+def background_job(client: ClientLike, name: Optional[str] = None, *, capture_args: bool = False) -> Callable[[F], F]:
     """Decorator: ``@background_job(raceway)`` or ``@background_job(raceway, "cleanup")``.
 
     ``capture_args`` records the call's arguments in the ``FunctionCall`` event (off by default:
     jobs often get large or sensitive payloads)."""
 
     def decorate(fn: F) -> F:
-        label = name or getattr(fn, "__qualname__", getattr(fn, "__name__", "job"))
+        qualname: str = getattr(fn, "__qualname__", getattr(fn, "__name__", "job"))
+        label = name or qualname
 
         if inspect.iscoroutinefunction(fn):
 
@@ -54,7 +59,7 @@ def background_job(client: Any, name: Optional[str] = None, *, capture_args: boo
                 finally:
                     run.end()
 
-            return run_async  # type: ignore[return-value]
+            return run_async  # type: ignore[return-value]  # fn's signature (functools.wraps)
 
         @functools.wraps(fn)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
@@ -68,7 +73,7 @@ def background_job(client: Any, name: Optional[str] = None, *, capture_args: boo
             finally:
                 run.end()
 
-        return run_sync  # type: ignore[return-value]
+        return run_sync  # type: ignore[return-value]  # fn's signature (functools.wraps)
 
     return decorate
 
@@ -82,19 +87,20 @@ class _Run:
 
     __slots__ = ("client", "label", "parent", "ctx", "token")
 
-    def __init__(self, client: Any, label: str):
+    def __init__(self, client: ClientLike, label: str):
         self.client = client
         self.label = label
         self.parent: Optional[ExecutionContext] = None
         self.ctx: Optional[ExecutionContext] = None
-        self.token = None
+        self.token: Optional[CurrentToken] = None
 
-    def begin(self, args: Tuple[Any, ...], kwargs: dict, capture_args: bool) -> None:
+    def begin(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], capture_args: bool) -> None:
         try:
             self.parent = strand_context()
             identity = getattr(self.client, "identity", None)
-            self.ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace(identity)
-            self.token = enter(self.ctx, None)
+            ctx = self.client.fork(self.parent) if self.parent is not None else ExecutionContext.new_trace(identity)
+            self.ctx = ctx
+            self.token = enter(ctx, None)
             data = {"args": list(args), "kwargs": kwargs} if capture_args else None
             self.client.track_function_call(self.label, data)
         except Exception as e:
@@ -110,18 +116,19 @@ class _Run:
 
     def end(self) -> None:
         token, self.token = self.token, None
-        if token is None:
+        ctx = self.ctx
+        if token is None or ctx is None:  # (a token is only taken once the context is made)
             return
         try:
-            leave(self.ctx, token)  # type: ignore[arg-type]
-            if self.parent is not None and self.ctx is not None:
-                self.client.join(self.parent, self.ctx)  # the caller waited for this run
+            leave(ctx, token)
+            if self.parent is not None:
+                self.client.join(self.parent, ctx)  # the caller waited for this run
         except Exception as e:
             _warn(self.client, "job-end", "raceway: cannot close a background job context: %s", e)
 
 
-def _warn(client: Any, key: str, msg: str, *args: Any) -> None:
+def _warn(client: ClientLike, key: str, msg: str, *args: object) -> None:
     try:
-        client._warn_once(key, msg, *args)
+        warn_once(client, key, msg, *args)
     except Exception:  # pragma: no cover
         pass
