@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from contextvars import Token
-from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional, TypeVar
 
 from . import _lifecycle, _values
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
@@ -38,14 +38,17 @@ from ._recorder import EventRecorder
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from .config import Config, Settings
-
-if TYPE_CHECKING:
-    from ._sink import EventsFile
 from .context import ExecutionContext, _current, _ident, set_identity, strand_context
 from .context import claim as _claim
 from .context import current_task as _task
 from .context import enter as enter_context
 from .context import leave as leave_context
+from .lock_helpers import tracked_lock as TrackedLock
+
+if TYPE_CHECKING:
+    from ._sink import EventsFile
+
+T = TypeVar("T")
 
 log = logging.getLogger("raceway")
 
@@ -346,7 +349,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         self._record(ctx, "Custom", (_values.text(name), _snapshot(data)))
 
     # -- the reference SDK's helpers (docs/compatibility.md) -------------------------------------
-    def track_function(self, function_name: str, args: Any, fn: Any) -> Any:
+    def track_function(self, function_name: str, args: Any, fn: Callable[[], T]) -> T:
         """Runs ``fn()`` (called with no arguments) and records one ``FunctionCall`` of
         ``function_name`` with ``args`` and the call's duration in nanoseconds
         (``metadata.duration_ns``), once it has returned or raised (the reference SDK's
@@ -362,12 +365,10 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         self.track_function_call(function_name, args, time.perf_counter_ns() - start)
         return result
 
-    def tracked_lock(self, lock: Any, lock_id: str, lock_type: str = "Mutex") -> Any:
+    def tracked_lock(self, lock: Any, lock_id: str, lock_type: str = "Mutex") -> TrackedLock:
         """``with client.tracked_lock(lock, "account_lock"):`` (or ``async with`` for an asyncio
         lock): `raceway.tracked_lock` with this client."""
-        from .lock_helpers import tracked_lock
-
-        return tracked_lock(self, lock, lock_id, lock_type)
+        return TrackedLock(self, lock, lock_id, lock_type)
 
     # ------------------------------------------------------------------------------------------
     # Execution contexts

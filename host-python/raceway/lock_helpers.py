@@ -8,6 +8,7 @@ import inspect
 import logging
 from typing import Any, Set
 
+from ._client_protocol import ClientLike
 from .context import get_context
 
 log = logging.getLogger("raceway")
@@ -30,7 +31,7 @@ class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context 
     A coroutine ``acquire()`` under a plain ``with`` raises ``TypeError`` (use ``async with``).
     """
 
-    def __init__(self, client: Any, lock: Any, lock_id: str, lock_type: str = "Mutex"):
+    def __init__(self, client: ClientLike, lock: Any, lock_id: str, lock_type: str = "Mutex") -> None:
         self.client = client
         self.lock = lock
         self.lock_id = lock_id
@@ -91,11 +92,11 @@ class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context 
             lock.__exit__(None, None, None)
 
 
-def track_lock_acquire(client: Any, lock_id: str, lock_type: str = "Mutex") -> None:
+def track_lock_acquire(client: ClientLike, lock_id: str, lock_type: str = "Mutex") -> None:
     """Records that the current context now holds ``lock_id`` (``client.track_lock_acquire``)."""
     client.track_lock_acquire(lock_id, lock_type)
 
 
-def track_lock_release(client: Any, lock_id: str, lock_type: str = "Mutex") -> None:
+def track_lock_release(client: ClientLike, lock_id: str, lock_type: str = "Mutex") -> None:
     """Records that the current context gives up ``lock_id`` (``client.track_lock_release``)."""
     client.track_lock_release(lock_id, lock_type)

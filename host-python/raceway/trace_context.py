@@ -13,9 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 from .context import _valid_or_derived, new_span_id, new_trace_id
+
+if TYPE_CHECKING:
+    from ._core import CoreInstance
+    from ._core_types import IncomingJSON
 
 log = logging.getLogger("raceway")
 
@@ -52,11 +56,12 @@ class PropagationHeaders:
     child_span_id: str
 
 
-_core: Any = None
+_core: Union[CoreInstance, None, Literal[False]] = None
+"""The shared instance; False once it could not be made."""
 _core_lock = threading.Lock()
 
 
-def _codec() -> Any:
+def _codec() -> Optional[CoreInstance]:
     """The shared core instance, made on first use (None if the core cannot start)."""
     global _core
     with _core_lock:
@@ -86,13 +91,13 @@ def parse_incoming_headers(headers: Mapping[str, str], *, service_name: str, ins
     clock: List[Tuple[str, int]] = []
     distributed = False
     codec = _codec()
+    parsed: Optional[IncomingJSON] = None
     try:
-        parsed = codec.parse_incoming(gather(headers.items())) if codec is not None else {}
+        parsed = codec.parse_incoming(gather(headers.items())) if codec is not None else None
     except Exception as e:
         log.debug("raceway: trace_context: cannot read incoming trace headers: %s", e)
-        parsed = {}
-    parent = parsed.get("parent")
-    if parent:
+    parent = parsed.get("parent") if parsed is not None else None
+    if parsed is not None and parent:
         trace_id, span_id, distributed = parent["trace_id"], parent["span_id"], True
         tracestate = parsed.get("tracestate")
         upstream = parsed.get("upstream")

