@@ -30,9 +30,12 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from typing import Any, Callable, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Union
 
 from ._recording import ABSENT, Recorder, _busy, emit
+
+if TYPE_CHECKING:
+    from ._client_protocol import StateTracker
 
 __all__ = ["SharedAttribute", "track_attributes"]
 
@@ -46,10 +49,10 @@ class _Labels:
 
     def __init__(self) -> None:
         self.by_id: Dict[int, str] = {}
-        self.counters: Dict[str, Any] = {}
+        self.counters: Dict[str, Iterator[int]] = {}
         self.lock = threading.Lock()
 
-    def of(self, obj: Any) -> str:
+    def of(self, obj: object) -> str:
         key = id(obj)
         found = self.by_id.get(key)
         if found is not None:
@@ -80,10 +83,12 @@ class SharedAttribute:
     ``default``: the value an instance that never set the attribute reads (none: such a read
     raises ``AttributeError``, as a plain attribute would). ``label``: names the instance (the
     name of one of its attributes, or a function of it). ``client``: where to record (default:
-    the client automatic tracking records to)."""
+    the client automatic tracking records to).
 
-    def __init__(self, default: Any = _NO_DEFAULT, *, label: Union[str, Callable[[Any], Any], None] = None,
-                 client: Any = None):
+    Values are whatever the instances hold (``Any``, as for a ``property``)."""
+
+    def __init__(self, default: Any = _NO_DEFAULT, *, label: Union[str, Callable[[Any], object], None] = None,
+                 client: Optional[StateTracker] = None):
         self.default = default
         self.label = label
         self.name = "<unnamed>"
@@ -94,7 +99,7 @@ class SharedAttribute:
         self.name = name
 
     # -- naming ----------------------------------------------------------------------------
-    def _var(self, obj: Any) -> str:
+    def _var(self, obj: object) -> str:
         label = self.label
         if label is None:
             base = _labels.of(obj)
@@ -102,7 +107,7 @@ class SharedAttribute:
             base = f"{getattr(type(obj), '_raceway_base', type(obj)).__name__}[{self._label_text(obj)}]"
         return f"{base}.{self.name}"
 
-    def _label_text(self, obj: Any) -> str:
+    def _label_text(self, obj: object) -> str:
         label = self.label
         ident = _ident()
         nested = ident in _busy
@@ -114,7 +119,7 @@ class SharedAttribute:
                 except AttributeError:
                     value = getattr(obj, label, "?")
             else:
-                value = label(obj)  # type: ignore[misc]
+                value = label(obj)  # type: ignore[misc]  # not None: `_var` calls this with a label
             return str(value)[:100]
         except Exception:
             return "?"
@@ -177,8 +182,8 @@ class SharedAttribute:
         return f"<SharedAttribute {self.name}>"
 
 
-def track_attributes(*names: str, label: Union[str, Callable[[Any], Any], None] = None,
-                     client: Any = None) -> Callable[[type], type]:
+def track_attributes(*names: str, label: Union[str, Callable[[Any], object], None] = None,
+                     client: Optional[StateTracker] = None) -> Callable[[type], type]:
     """A class decorator: the attributes ``names`` (default: every annotated attribute) of
     every instance record their reads and writes, as with `SharedAttribute`. A class-level
     value of one of them becomes its default; a slot keeps its storage."""
@@ -205,8 +210,8 @@ def track_attributes(*names: str, label: Union[str, Callable[[Any], Any], None] 
     return decorate
 
 
-def _annotated(cls: type) -> list:
-    out = []
+def _annotated(cls: type) -> List[str]:
+    out: List[str] = []
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():
         text = annotation if isinstance(annotation, str) else repr(annotation)
         if "ClassVar" not in text:
