@@ -39,23 +39,35 @@ import concurrent.futures
 import contextvars
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypedDict
 
 from . import _auto
+from ._asyncio_loop import TaskFactory
+from ._joins import Joins, fork_child, running_loop
 from ._location import is_sdk
-from .concurrency import (
-    PENDING_JOINS_LIMIT, ContextAwareThreadPoolExecutor, _fork, _Joins, _running_loop, _TaskFactory,
-    _to_thread_context, _TracedFuture,
-)
-from .context import _current
+from ._threads import PENDING_JOINS_LIMIT, ContextAwareThreadPoolExecutor, TracedFuture, to_thread_context
+from .context import ExecutionContext, _current
+
+if TYPE_CHECKING:
+    from ._client_protocol import ClientLike
 
 __all__ = ["enable_strands", "disable_strands", "strands_enabled"]
 
 _Thread = threading.Thread
 _Pool = concurrent.futures.ThreadPoolExecutor
 _Loop = asyncio.BaseEventLoop
-_originals: Dict[str, Any] = {"start": _Thread.start, "join": _Thread.join, "submit": _Pool.submit,
-                             "shutdown": _Pool.shutdown, "create_task": _Loop.create_task}
+
+
+class _Originals(TypedDict):
+    start: Callable[..., None]  # (thread)
+    join: Callable[..., None]  # (thread, timeout)
+    submit: Callable[..., concurrent.futures.Future[Any]]  # (executor, fn, *args, **kwargs)
+    shutdown: Callable[..., None]  # (executor, wait, **kwargs)
+    create_task: Callable[..., asyncio.Task[Any]]  # (loop, coro, **kwargs)
+
+
+_originals: _Originals = {"start": _Thread.start, "join": _Thread.join, "submit": _Pool.submit,
+                          "shutdown": _Pool.shutdown, "create_task": _Loop.create_task}
 """The methods replaced while strands without setup are on (kept: a call that started before
 `disable_strands` still finds them)."""
 _installed = False
@@ -63,7 +75,7 @@ _lock = threading.Lock()
 _getframe = sys._getframe
 
 
-def _active() -> Any:
+def _active() -> Optional[ClientLike]:
     """The client to record to, when strands without setup are on."""
     return _auto.client if _auto.strands else None
 
@@ -75,16 +87,16 @@ def _thread_start(self: threading.Thread) -> None:
     client = _active()
     if client is not None and not is_sdk(_getframe(1).f_code.co_filename) and not _is_pool_worker(self):
         parent = _auto.ensure()
-        child = _fork(client, parent) if parent is not None else None
-        if child is not None:
-            self.__dict__["_raceway_joins"] = _Joins(client, parent, child)  # type: ignore[arg-type]
+        child = fork_child(client, parent) if parent is not None else None
+        if parent is not None and child is not None:
+            self.__dict__["_raceway_joins"] = Joins(client, parent, child)
             run = self.run
 
             def run_in_own_context() -> None:
                 _current.set(child)  # a new thread starts with a context of its own
                 run()
 
-            self.run = run_in_own_context  # type: ignore[method-assign]
+            self.run = run_in_own_context  # type: ignore[method-assign]  # this thread's own run
     _originals["start"](self)
 
 
@@ -103,16 +115,18 @@ def _thread_join(self: threading.Thread, timeout: Optional[float] = None) -> Non
 # ----------------------------------------------------------------------------------------------
 # Thread pools
 # ----------------------------------------------------------------------------------------------
-def _pool_submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+def _pool_submit(
+    self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> concurrent.futures.Future[Any]:
     submit = _originals["submit"]
     client = _active()
     if client is None or isinstance(self, ContextAwareThreadPoolExecutor) or is_sdk(_getframe(1).f_code.co_filename):
         return submit(self, fn, *args, **kwargs)
     parent = _auto.ensure()
-    child = _fork(client, parent) if parent is not None else None
-    if child is None:
+    child = fork_child(client, parent) if parent is not None else None
+    if parent is None or child is None:
         return submit(self, fn, *args, **kwargs)
-    target = _to_thread_context(fn)
+    target = to_thread_context(fn)
     if target is not None:
         try:
             target.run(_current.set, child)
@@ -122,17 +136,17 @@ def _pool_submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
         future = submit(self, fn, *args, **kwargs)
     else:
         future = submit(self, _in_context(fn, child), *args, **kwargs)
-    joins = _Joins(client, parent, child, _running_loop())
-    future.__class__ = _TracedFuture  # same layout: only result()/exception() change
-    future._raceway_joins = joins
-    pending = self.__dict__.setdefault("_raceway_pending_joins", {})
+    joins = Joins(client, parent, child, running_loop())
+    future.__class__ = TracedFuture  # same layout: only result()/exception() change
+    future._raceway_joins = joins  # type: ignore[attr-defined]  # a TracedFuture's, since the line above
+    pending: Dict[concurrent.futures.Future[Any], Joins] = self.__dict__.setdefault("_raceway_pending_joins", {})
     pending[future] = joins
     while len(pending) > PENDING_JOINS_LIMIT:
         del pending[next(iter(pending))]
     return future
 
 
-def _in_context(fn: Callable[..., Any], child: Any) -> Callable[..., Any]:
+def _in_context(fn: Callable[..., Any], child: ExecutionContext) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         ctx = contextvars.copy_context()  # the worker's own variables, as fn would have seen them
         ctx.run(_current.set, child)
@@ -141,11 +155,11 @@ def _in_context(fn: Callable[..., Any], child: Any) -> Callable[..., Any]:
     return run
 
 
-def _pool_shutdown(self: Any, wait: bool = True, **kwargs: Any) -> None:
+def _pool_shutdown(self: concurrent.futures.ThreadPoolExecutor, wait: bool = True, **kwargs: Any) -> None:
     _originals["shutdown"](self, wait, **kwargs)
     if not wait:
         return
-    pending = self.__dict__.pop("_raceway_pending_joins", None)
+    pending: Optional[Dict[concurrent.futures.Future[Any], Joins]] = self.__dict__.pop("_raceway_pending_joins", None)
     if not pending:
         return
     collector = _auto.ensure()
@@ -159,7 +173,9 @@ def _pool_shutdown(self: Any, wait: bool = True, **kwargs: Any) -> None:
 # ----------------------------------------------------------------------------------------------
 # asyncio
 # ----------------------------------------------------------------------------------------------
-def _create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+def _create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """`BaseEventLoop.create_task`, through a `TaskFactory` when a client is set and a context
+    is (or, strands without setup, can be) current. A task factory's result is a Future."""
     create = _originals["create_task"]
     client = _active()
     if client is None or self._task_factory is not None:  # type: ignore[attr-defined]
@@ -174,13 +190,13 @@ def _create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> async
             kwargs["context"] = given
     elif given is None and _auto.ensure() is None:
         return create(self, coro, **kwargs)
-    return _TaskFactory(client)(self, coro, **kwargs)
+    return TaskFactory(client)(self, coro, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
 # The switch
 # ----------------------------------------------------------------------------------------------
-def enable_strands(client: Any = None) -> None:
+def enable_strands(client: Optional[ClientLike] = None) -> None:
     """Turns strands without setup on (see the module's documentation). ``client``, when given,
     becomes the client automatic tracking records to. Calling it again is harmless."""
     global _installed
@@ -191,9 +207,10 @@ def enable_strands(client: Any = None) -> None:
             _installed = True
             _Thread.start = _thread_start  # type: ignore[method-assign]
             _Thread.join = _thread_join  # type: ignore[method-assign]
-            _Pool.submit = _pool_submit  # type: ignore[method-assign]
-            _Pool.shutdown = _pool_shutdown  # type: ignore[method-assign]
-            _Loop.create_task = _create_task  # type: ignore[method-assign]
+            # The replacements take the originals' arguments (typeshed's generic signatures aside).
+            _Pool.submit = _pool_submit  # type: ignore[method-assign, assignment]
+            _Pool.shutdown = _pool_shutdown  # type: ignore[method-assign, assignment]
+            _Loop.create_task = _create_task  # type: ignore[method-assign, assignment]
         _auto.set_strands(True)
 
 
