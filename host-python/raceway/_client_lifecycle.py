@@ -27,7 +27,7 @@ log = logging.getLogger("raceway")
 MUTED = (
     "track_state_change", "track_function_call", "track_http_request", "track_http_response",
     "track_lock_acquire", "track_lock_release", "track_error", "track_custom", "_record",
-    "_append", "happens_before", "happens_after",
+    "happens_before", "happens_after",
 )
 """The client's methods that record: no-ops once it is muted."""
 
@@ -59,7 +59,7 @@ class ClientLifecycle:
         raise NotImplementedError  # the client's
 
     def _mute(self) -> None:
-        """Every tracking method (and `_record`, which the middleware uses) becomes a no-op on
+        """Every tracking method (and `_record`, which `fork` and `join` use) becomes a no-op on
         this instance, and so does its recorder (`EventRecorder.mute`: the helpers' path).
         Contexts still work, so the application's code runs unchanged."""
         for name in MUTED:
@@ -70,7 +70,7 @@ class ClientLifecycle:
         """Fail-open: logs ``reason`` once at ERROR, turns tracking into a no-op and lets the
         flusher deliver what it still can and stop. Propagation headers degrade to the extra
         headers the caller passes and incoming headers are no longer parsed (``_codec`` is
-        None); `_record` is muted too, so the middleware, `fork` and `join` record nothing.
+        None); the recorder is muted too, so the middleware, `fork` and `join` record nothing.
         Safe on any thread, the flusher's included (it never waits for the flusher)."""
         with self._disable_lock:
             if self._disabled:

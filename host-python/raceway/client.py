@@ -100,7 +100,6 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
     # when muted): instance attributes, so the hot path finds them with one lookup.
     _pressure: Callable[[int], None]
     _record: Callable[..., None]
-    _append: Callable[..., None]
     _warn_once: Callable[..., None]
 
     def __init__(self, config: Optional[Config] = None):
@@ -122,9 +121,8 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         self._stack_depth = recorder.stack_depth
         self._pressure = recorder.pressure
         self._warned = recorder.warned
-        # The names the helpers used before `recorder_of`: kept until every helper has moved.
+        # The client's own shorthand for its recorder's (helpers use `recorder_of`, never these).
         self._record = recorder.record
-        self._append = recorder.append
         self._warn_once = recorder.warn_once
         self._stats = Stats()
         self._http_session = None

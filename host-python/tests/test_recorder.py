@@ -1,0 +1,134 @@
+"""What a client lends its helpers (raceway/_recorder.py): the recorder, its one accessor, and
+muting that covers the helpers' path as well as the client's own methods."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+from typing import Any, List
+
+import pytest
+
+import raceway
+from raceway import Config, RacewayClient
+from raceway._recorder import EventRecorder, recorder_of, warn_once
+from raceway._recording import record_event
+
+
+def _idle_client() -> RacewayClient:
+    """No endpoint, and a flusher that does not wake on its own: what is recorded stays in the log."""
+    return RacewayClient(Config(endpoint=None, batch_size=10**6, flush_interval=3600, report_races_at_shutdown=False))
+
+
+class _Double:
+    """A test double: the public tracking methods, no recorder."""
+
+    def __init__(self) -> None:
+        self.calls: List[Any] = []
+
+    def track_state_change(self, variable: str, old_value: Any, new_value: Any, access_type: str = "Write") -> None:
+        self.calls.append((variable, old_value, new_value, access_type))
+
+
+def test_the_accessor_finds_a_clients_recorder_and_nothing_else() -> None:
+    client = _idle_client()
+    try:
+        recorder = recorder_of(client)
+        assert isinstance(recorder, EventRecorder)
+        assert recorder.queue is client._queue  # the log the hot path appends to
+        assert recorder_of(_Double()) is None
+        assert recorder_of(None) is None
+        assert recorder_of(object()) is None
+    finally:
+        client.shutdown(timeout=5)
+
+
+def test_helpers_and_the_client_append_to_one_log_located_at_the_application() -> None:
+    client = _idle_client()
+    try:
+        recorder = recorder_of(client)
+        assert recorder is not None
+        d = raceway.shared({"k": 1}, "d", client=client)
+        with client.trace() as ctx:
+            client.track_custom("by-the-client")
+            recorder.record(ctx, "Custom", ("by-a-helper", {}))
+            d["k"] = 2
+            assert record_event(client, ctx, "Custom", ("through-record-event", {}))
+        kinds = [(r[8], r[9][0]) for r in client._queue]
+        assert ("Custom", "by-the-client") in kinds
+        assert ("Custom", "by-a-helper") in kinds
+        assert ("Custom", "through-record-event") in kinds
+        assert ("StateChange", "d['k']") in kinds
+        helper = next(r for r in client._queue if r[9][0] == "by-a-helper")
+        assert helper[6] == __file__  # the caller's frame, not the recorder's
+        seqs = [r[2] for r in client._queue if r[0] is ctx]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # one sequence per context
+    finally:
+        client.shutdown(timeout=5)
+
+
+def test_a_shut_down_client_records_nothing_through_any_path() -> None:
+    client = _idle_client()
+    recorder = recorder_of(client)
+    assert recorder is not None and recorder.active
+    d = raceway.shared({"k": 1}, "d", client=client)
+    with client.trace() as ctx:
+        client.shutdown(timeout=5)
+        assert not recorder.active
+        before = len(recorder.queue)
+        client.track_state_change("x", 1, 2)
+        client.track_custom("late")
+        recorder.record(ctx, "Custom", ("late", {}))
+        recorder.append(ctx, ("f.py", 1, "m", None, "f.py:1 in f"), "Custom", ("late", {}))
+        d["k"] = 3
+        record_event(client, ctx, "Custom", ("late", {}))
+        client.fork(ctx)
+        assert len(recorder.queue) == before
+
+
+def test_a_disabled_client_mutes_its_recorder() -> None:
+    client = _idle_client()
+    recorder = recorder_of(client)
+    assert recorder is not None
+    with client.trace() as ctx:
+        client._disable("a test turned it off")  # what a core failure does
+        recorder.record(ctx, "Custom", ("late", {}))
+        assert not recorder.active and len(recorder.queue) == 0
+        assert recorder.codec is None and client._codec is None
+
+
+def test_a_test_double_gets_the_public_call() -> None:
+    double = _Double()
+    d = raceway.shared({"k": 1}, "d", client=double)
+    client = _idle_client()
+    try:
+        with client.trace():
+            d["k"] = 2
+    finally:
+        client.shutdown(timeout=5)
+    assert ("d['k']", None, 2, "Write") in double.calls
+    ctx = raceway.create_context()
+    assert record_event(double, ctx, "Custom", ("x", {})) is False  # type: ignore[arg-type]
+
+
+def test_warn_once_logs_once_per_key_through_the_recorder(caplog: pytest.LogCaptureFixture) -> None:
+    client = _idle_client()
+    try:
+        with caplog.at_level(logging.ERROR, logger="raceway"):
+            for _ in range(3):
+                warn_once(client, "k", "raceway: trouble %d", 1)
+                warn_once(_Double(), "k", "raceway: a double's trouble")
+        assert [r.getMessage() for r in caplog.records].count("raceway: trouble 1") == 1
+        assert [r.getMessage() for r in caplog.records].count("raceway: a double's trouble") == 3
+    finally:
+        client.shutdown(timeout=5)
+
+
+def test_the_exit_and_fork_hooks_hold_the_client_weakly() -> None:
+    client = _idle_client()
+    client.shutdown(timeout=5)
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None  # the hooks registered with atexit and os.register_at_fork keep no client alive
