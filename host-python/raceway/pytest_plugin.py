@@ -29,17 +29,20 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Generator, Iterable, List, Optional, Tuple
 
 import pytest
 
 from . import __version__, _auto
 from .client import RacewayClient
 from .config import Config
-from .context import ExecutionContext, reset_context, set_context
+from .context import CurrentToken, ExecutionContext, reset_context, set_context
 from .primitives import instrument_primitives, instrumented, uninstrument_primitives
 from .races import Race
 from .strands import disable_strands, enable_strands, strands_enabled
+
+if TYPE_CHECKING:
+    from ._client_protocol import ClientLike
 
 __all__ = ["RacewayPlugin", "RacewayRaceWarning", "instrument_session"]
 
@@ -53,7 +56,7 @@ class RacewayRaceWarning(UserWarning):
     """A test's code raced (``--raceway-on-race=warn``); the message is the race report."""
 
 
-def instrument_session(config: Any) -> None:
+def instrument_session(config: pytest.Config) -> None:
     """From before the conftest files are imported: primitives created from now on record
     (to each test's client, while it runs)."""
     if not instrumented():
@@ -64,8 +67,8 @@ def instrument_session(config: Any) -> None:
 @dataclasses.dataclass
 class _TestRun:
     client: RacewayClient
-    token: Any
-    previous: Any
+    token: CurrentToken
+    previous: Optional[ClientLike]
     strands_were_on: bool
     on_race: str
     races: List[Race] = dataclasses.field(default_factory=list)
@@ -77,7 +80,7 @@ _RUN = pytest.StashKey[_TestRun]()
 class RacewayPlugin:
     """Registered as ``raceway-session`` by the entry point when the plugin is on."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: pytest.Config):
         self.config = config
         on_race = config.getoption("raceway_on_race", None) or config.getini("raceway_on_race") or "fail"
         if on_race not in ("fail", "warn"):
@@ -87,7 +90,7 @@ class RacewayPlugin:
                                        config.getini("raceway_suppressions"))
         self.sarif = config.getoption("raceway_sarif", None)
         self.html = config.getoption("raceway_html", None)
-        self.findings: Dict[Tuple[Any, ...], Race] = {}
+        self.findings: Dict[Tuple[str, str, str], Race] = {}
         self.raced: List[str] = []
         self.tests = 0
         if not instrumented():  # registered without the entry point's early hook
@@ -101,16 +104,16 @@ class RacewayPlugin:
         return None  # Config falls back to RACEWAY_SUPPRESSIONS
 
     # -- one test ---------------------------------------------------------------------------
-    def client_of(self, item: Any) -> Optional[RacewayClient]:
+    def client_of(self, item: pytest.Item) -> Optional[RacewayClient]:
         run = item.stash.get(_RUN, None)
         return run.client if run is not None else None
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: Any) -> Any:
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, object, object]:
         self._start(item)
         return (yield)
 
-    def _start(self, item: Any) -> None:
+    def _start(self, item: pytest.Item) -> None:
         marker = item.get_closest_marker("raceway")
         options = dict(marker.kwargs) if marker is not None else {}
         if not options.get("enabled", True):
@@ -128,7 +131,7 @@ class RacewayPlugin:
         self.tests += 1
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: Any) -> Any:
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         run = item.stash.get(_RUN, None)
         if run is None:
             return (yield)
@@ -147,7 +150,7 @@ class RacewayPlugin:
                 pytest.fail(report, pytrace=False)
         return result
 
-    def _check(self, item: Any, run: _TestRun) -> Tuple[List[Race], str]:
+    def _check(self, item: pytest.Item, run: _TestRun) -> Tuple[List[Race], str]:
         client = run.client
         races = client.races(timeout=RACES_TIMEOUT) if client.stats()["recorded"] else []
         run.races = races
@@ -159,7 +162,9 @@ class RacewayPlugin:
         return races, f"raceway: the code of this test raced\n\n{report}"
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(self, item: Any, nextitem: Any) -> Any:
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: Optional[pytest.Item]
+    ) -> Generator[None, object, object]:
         try:
             return (yield)
         finally:
@@ -167,7 +172,7 @@ class RacewayPlugin:
             if run is not None:
                 self._finish(item, run)
 
-    def _finish(self, item: Any, run: _TestRun) -> None:
+    def _finish(self, item: pytest.Item, run: _TestRun) -> None:
         client = run.client
         try:
             reset_context(run.token)
@@ -186,7 +191,7 @@ class RacewayPlugin:
         self._add(races)
 
     # -- the session ------------------------------------------------------------------------
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.tests:
             return
         found = len(self.findings)
@@ -197,7 +202,7 @@ class RacewayPlugin:
             if path:
                 terminalreporter.write_line(f"raceway: {what} report written to {path}")
 
-    def pytest_sessionfinish(self, session: Any) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # a pytest-xdist worker: the controller reports for all
             workeroutput["raceway"] = json.dumps({
@@ -218,7 +223,7 @@ class RacewayPlugin:
                 f.write(text)
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+    def pytest_testnodedown(self, node: Any, error: object) -> None:  # node: pytest-xdist's WorkerController
         """pytest-xdist's controller: a worker's findings join the run's."""
         data = getattr(node, "workeroutput", {}).get("raceway")
         if not data:
@@ -228,13 +233,13 @@ class RacewayPlugin:
         self.raced.extend(found.get("raced", []))
         self.tests += int(found.get("tests", 0))
 
-    def _add(self, races: Any) -> None:
+    def _add(self, races: Iterable[Race]) -> None:
         from .report.sarif import fingerprint
 
         for race in races:
             self.findings.setdefault((race.kind, race.variable, fingerprint(race)), race)
 
-    def pytest_unconfigure(self, config: Any) -> None:
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
         if config.stash.get(_PATCHED, False):
             uninstrument_primitives()
             config.stash[_PATCHED] = False

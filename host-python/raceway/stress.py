@@ -66,7 +66,8 @@ def threads(fn: Callable[..., Any], n: int = 8, *, args: Sequence[Any] = (), kwa
     for t in started:
         t.join(timeout)
     if any(t.is_alive() for t in started):
-        raise TimeoutError(f"stress.threads: {sum(t.is_alive() for t in started)} of {n} threads still running after {timeout} s")
+        running = sum(t.is_alive() for t in started)
+        raise TimeoutError(f"stress.threads: {running} of {n} threads still running after {timeout} s")
     for e in errors:
         if e is not None:
             raise e

@@ -9,15 +9,18 @@ ini file) registers `raceway.pytest_plugin.RacewayPlugin`, which does the work (
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, List, Optional
 
 import pytest
+
+if TYPE_CHECKING:
+    from raceway.client import RacewayClient
 
 PLUGIN_NAME = "raceway-session"
 """The name the active plugin object is registered under."""
 
 
-def pytest_addoption(parser: Any) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("raceway", "race detection (raceway)")
     group.addoption("--raceway", action="store_true", default=None, dest="raceway",
                     help="find data races and lost updates in each test (off by default)")
@@ -36,7 +39,7 @@ def pytest_addoption(parser: Any) -> None:
     parser.addini("raceway_suppressions", default="", help="suppressions file, relative to the rootdir")
 
 
-def _enabled(option: Any, config: Any) -> bool:
+def _enabled(option: object, config: pytest.Config) -> bool:
     if option is not None:
         return bool(option)
     try:
@@ -46,7 +49,7 @@ def _enabled(option: Any, config: Any) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> None:
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: List[str]) -> None:
     """Before conftest files and test modules are imported: the primitives they create at
     import time (a module-level ``threading.Lock()``) must be instrumented too."""
     if _enabled(getattr(early_config.known_args_namespace, "raceway", None), early_config):
@@ -55,7 +58,7 @@ def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> 
         instrument_session(early_config)
 
 
-def pytest_configure(config: Any) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "raceway(on_race='fail'|'warn', enabled=True): the race detection of this test "
@@ -67,11 +70,11 @@ def pytest_configure(config: Any) -> None:
 
 
 @pytest.fixture
-def raceway_client(request: Any) -> Any:
+def raceway_client(request: pytest.FixtureRequest) -> RacewayClient:
     """The test's own `raceway.RacewayClient` (in-process detector, nothing sent), under
     ``pytest --raceway``; the test is skipped when the plugin is off."""
     plugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
-    client = plugin.client_of(request.node) if plugin is not None else None
+    client: Optional[RacewayClient] = plugin.client_of(request.node) if plugin is not None else None
     if client is None:
         pytest.skip("raceway_client needs pytest --raceway")
     return client

@@ -183,9 +183,9 @@ def _show_balances(bank: Bank, out: TextIO) -> bool:
     for name in OPENING:
         mark = "" if actual[name] == expected[name] else f"   <-- should be {expected[name]}"
         out.write(f"    {name:<6} {actual[name]:>5}{mark}\n")
-    total = sum(actual.values())
-    out.write(f"    total  {total:>5}   (the bank holds {sum(OPENING.values())}: "
-              f"{'correct' if total == sum(OPENING.values()) else f'{total - sum(OPENING.values()):+d} out of thin air'})\n")
+    total, held = sum(actual.values()), sum(OPENING.values())
+    verdict = "correct" if total == held else f"{total - held:+d} out of thin air"
+    out.write(f"    total  {total:>5}   (the bank holds {held}: {verdict})\n")
     return actual != expected
 
 
@@ -207,7 +207,7 @@ def run(html: Optional[str] = None, out: TextIO = sys.stdout) -> int:
     client = _client(events_file)
     try:
         lost = False
-        for attempt in range(ROUNDS):
+        for _attempt in range(ROUNDS):
             bank = _run_round(client, locked=False)
             if bank.balances() != _expected():
                 lost = True
