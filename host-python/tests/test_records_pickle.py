@@ -321,3 +321,18 @@ def test_no_pickle_when_an_events_file_wants_the_json(tmp_path) -> None:
     sink = EventsFile(str(tmp_path / "events.jsonl"))
     f = Flusher(deque_of([]), CoreInstance(), None, 50, 3600.0, Stats(), detect=True, sink=sink)
     assert not f.pickle
+
+
+def test_the_public_calling_path_reads_the_pickle_form_alike(quiet) -> None:
+    """When the direct caller is off (`_core.CoreInstance._check_direct_calls`), every call goes
+    through wasmtime-py's API: the pickle form must give the same answers there."""
+    records = record_all(quiet, [("balance", 1), ("é", {"k": [1.5, None]}), ("big", 2**70)])
+    a, b = pair()
+    b._fast = dict.fromkeys(b._fast)  # as after a disagreement: the public API serves every call
+    text, pickled = _records.encode_safely(records[:8]), _records.encode_pickle(records[:8])
+    assert pickled is not None
+    assert b.observe_pickle(pickled, 50) == a.observe(text, 50)
+    assert b.encode_batch_pickle(pickled, 50) == a.encode_batch(text, 50)
+    with pytest.raises(CoreError, match="pickle"):
+        b.observe_pickle(_records.encode_pickle(records), 50)  # the int beyond 64 bits
+    assert b.races() == a.races()
