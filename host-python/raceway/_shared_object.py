@@ -16,9 +16,12 @@ one visible change.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Dict, FrozenSet, SupportsIndex, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, SupportsIndex, TypeVar
 
 from ._recording import ABSENT, Recorder, emit
+
+if TYPE_CHECKING:
+    from ._client_protocol import StateTracker
 
 _DESCRIPTOR = object()
 _T = TypeVar("_T")
@@ -47,7 +50,7 @@ def _check(cls: type) -> None:
                         "dicts, lists and sets it holds, or use track_state_change")
 
 
-def share_object(obj: _T, name: str, client: Any) -> _T:
+def share_object(obj: _T, name: str, client: Optional[StateTracker]) -> _T:
     """``obj`` tracked in place (its class swapped for a subclass that records); ``TypeError``
     when it cannot be (see `raceway.shared`)."""
     if isinstance(obj, (str, bytes, int, float, complex, tuple, frozenset, type(None), bool)):

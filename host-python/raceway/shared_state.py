@@ -68,6 +68,7 @@ from typing import (
     Dict,
     Iterable,
     Iterator,
+    Optional,
     Protocol,
     Self,
     SupportsIndex,
@@ -80,6 +81,8 @@ from ._recording import ABSENT, WHOLE_ITEMS, Recorder, emit
 
 if TYPE_CHECKING:
     from _typeshed import SupportsKeysAndGetItem
+
+    from ._client_protocol import ClientLike, StateTracker
 
 __all__ = ["shared", "is_shared", "record_to", "SharedDict", "SharedList", "SharedSet"]
 
@@ -121,7 +124,7 @@ class _Silent:
     records nothing."""
 
     @staticmethod
-    def track_state_change(*_args: object) -> None:
+    def track_state_change(variable: str, old_value: object, new_value: object, access_type: str = "Write") -> None:
         return None
 
 
@@ -132,7 +135,7 @@ def _off() -> Recorder:
     return Recorder("<untracked>", _SILENT)
 
 
-def record_to(client: Any) -> Any:
+def record_to(client: Optional[ClientLike]) -> Optional[ClientLike]:
     """Makes ``client`` the one shared objects without a client of their own record to (None:
     nobody). Returns the previous one. The pytest plugin does this for each test."""
     return _auto.set_client(client)
@@ -1023,7 +1026,7 @@ def _fill(wrapper: _Shared, obj: _Container) -> None:
     _copy_attributes(obj, wrapper)
 
 
-def _wrap_container(obj: _C, name: str, client: Any, deep: bool) -> _C:
+def _wrap_container(obj: _C, name: str, client: Optional[StateTracker], deep: bool) -> _C:
     cls = _container_class(type(obj))
     # `__new__` of whichever wrapper class it is (the checker cannot pick one from the union).
     wrapper: _Shared = cls.__new__(cls)  # type: ignore[type-var]
@@ -1035,7 +1038,7 @@ def _wrap_container(obj: _C, name: str, client: Any, deep: bool) -> _C:
     return wrapper  # type: ignore[return-value]  # an instance of a subclass of obj's class
 
 
-def _wrap_nested(wrapper: _Shared, name: str, client: Any) -> None:
+def _wrap_nested(wrapper: _Shared, name: str, client: Optional[StateTracker]) -> None:
     rec = Recorder(name, client)
     if isinstance(wrapper, dict):
         for key, value in list(dict.items(wrapper)):
@@ -1054,7 +1057,7 @@ def _wrappable(value: object) -> bool:
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
-def shared(obj: _T, name: str, *, client: Any = None, deep: bool = False) -> _T:
+def shared(obj: _T, name: str, *, client: Optional[StateTracker] = None, deep: bool = False) -> _T:
     """``obj``, tracked: every read and write of its items (a dict, list or set, or a
     subclass of one) or of its attributes (any other object) is recorded as a ``StateChange``
     of ``name[key]`` / ``name.attr`` (see the module's documentation).
