@@ -182,12 +182,13 @@ class _LooksLikeTheOriginal:
         self._raceway_read_all()
         return self._raceway_original()
 
-    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
-        self._raceway_read_all()  # type: ignore[attr-defined]
-        return _reduced(self._raceway_original())  # type: ignore[attr-defined]
+    def __reduce_ex__(self: _Wrapper[object], protocol: SupportsIndex) -> tuple[Any, ...]:
+        self._raceway_read_all()
+        return _reduced(self._raceway_original())
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return self.__reduce_ex__(2)
+    def __reduce__(self: _Wrapper[object]) -> tuple[Any, ...]:
+        self._raceway_read_all()
+        return _reduced(self._raceway_original())
 
 
 def _reading_first(cls: type, *names: str) -> None:
@@ -425,7 +426,8 @@ _reading_first(_DictMixin, "__eq__", "__ne__", "__repr__")
 def _original_dict(wrapper: _DictMixin[_K, _V], base: type[dict[Any, Any]]) -> dict[_K, _V]:
     items: list[tuple[_K, _V]]
     if issubclass(base, collections.OrderedDict):
-        items = list(collections.OrderedDict.items(wrapper))  # type: ignore[arg-type]  # one of base's
+        # `wrapper`'s class is made from `base` (`_container_class`): an OrderedDict too.
+        items = list(collections.OrderedDict.items(wrapper))  # type: ignore[arg-type]
     else:
         items = list(dict.items(wrapper))
     if base is dict:
