@@ -9,14 +9,14 @@ update rule, what is not detected) is in docs/races.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import List, Tuple
 
-from ._core_types import AccessJSON, RaceJSON
+from ._core_types import AccessJSON, AccessType, JSONValue, RaceJSON, RaceKind, Severity
 
-DATA_RACE = "data-race"
+DATA_RACE: RaceKind = "data-race"
 """Two accesses to one variable from different strands, at least one a write, not ordered by
 happens-before (and not both atomic)."""
-LOST_UPDATE = "lost-update"
+LOST_UPDATE: RaceKind = "lost-update"
 """A strand read a variable, another strand wrote it, then the first wrote it based on the
 value it had read (its ``old_value`` is not what the other strand left)."""
 
@@ -25,7 +25,7 @@ value it had read (its ``old_value`` is not what the other strand left)."""
 class Access:
     """One side of a race."""
 
-    access_type: str
+    access_type: AccessType
     """``Read``, ``Write``, ``AtomicRead``, ``AtomicWrite`` or ``AtomicRMW``."""
     location: str
     """``file:line``."""
@@ -42,8 +42,11 @@ class Access:
     unix_nanos: int = 0
     locks: Tuple[str, ...] = ()
     """Lock ids held at the access."""
-    old_value: Any = None
-    new_value: Any = None
+    old_value: JSONValue = None
+    """The value before the access, as recorded (a long one cut: a string ending
+    ``…[+N bytes]``)."""
+    new_value: JSONValue = None
+    """The value after the access, kept as ``old_value`` is."""
 
     @classmethod
     def from_json(cls, a: AccessJSON) -> "Access":
@@ -55,7 +58,8 @@ class Access:
             old_value=a.get("old_value"), new_value=a.get("new_value"),
         )
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> AccessJSON:
+        """The core's form of this access (`from_json` reads it back)."""
         return {
             "access_type": self.access_type, "location": self.location, "stack": list(self.stack),
             "thread_id": self.thread_id, "component": self.component, "trace_id": self.trace_id,
@@ -70,9 +74,9 @@ class Race:
     """One distinct race (the same variable and locations), with how often it happened."""
 
     variable: str
-    kind: str
+    kind: RaceKind
     """`DATA_RACE` (``"data-race"``) or `LOST_UPDATE` (``"lost-update"``)."""
-    severity: str
+    severity: Severity
     """``CRITICAL`` (write/write, lost update) or ``WARNING`` (read/write)."""
     count: int
     first_seen: str
@@ -89,7 +93,8 @@ class Race:
             accesses=tuple(Access.from_json(a) for a in r["accesses"]),
         )
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> RaceJSON:
+        """The core's form of this race (`from_json` reads it back)."""
         return {
             "variable": self.variable, "kind": self.kind, "severity": self.severity,
             "count": self.count, "first_seen": self.first_seen, "last_seen": self.last_seen,
@@ -102,4 +107,5 @@ class Race:
 
 
 def races_from_json(races: List[RaceJSON]) -> List[Race]:
+    """`Race.from_json` of each, in order."""
     return [Race.from_json(r) for r in races]
