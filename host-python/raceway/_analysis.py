@@ -132,20 +132,20 @@ class _Interner:
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> bool:
     return v.__class__ is int
 
 
 _CONTEXT_TEXT = ("trace_id", "thread_id", "component", "span_id", "id_base")
 
 
-def _valid_context(c: Any) -> bool:
+def _valid_context(c: object) -> bool:
     """A context row the core takes (it refuses a whole batch for one bad row)."""
     return (isinstance(c, dict) and all(isinstance(c.get(k), str) for k in _CONTEXT_TEXT)
             and (c.get("upstream_span_id") is None or isinstance(c.get("upstream_span_id"), str)))
 
 
-def _valid_state(s: Any) -> bool:
+def _valid_state(s: object) -> bool:
     if not isinstance(s, dict):
         return False
     clock, locks = s.get("clock", []), s.get("locks", [])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from contextvars import ContextVar, Token
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import _values
@@ -135,7 +135,7 @@ class Call:
         if recorder is not None:
             recorder.record(self.ctx, kind, fields, duration_ns)
 
-    def end(self, status: Any = 0, error: Optional[BaseException] = None) -> None:
+    def end(self, status: object = 0, error: Optional[BaseException] = None) -> None:
         """The library returned a response with ``status``, or raised ``error``. Records the
         response once; never raises."""
         if self.ended:
@@ -162,7 +162,7 @@ class Call:
             self.tracer.warn("record", e)
 
 
-def begin(method: Any, url: Any, names: Iterable[Any] = ()) -> Optional[Call]:
+def begin(method: object, url: object, names: Iterable[object] = ()) -> Optional[Call]:
     """Starts tracing one call of ``method`` to the absolute ``url``, where ``names`` are the
     header names the caller set (any case). None: the call is not traced (go through
     untouched). Otherwise the caller adds ``call.headers`` and calls `Call.end` exactly once,

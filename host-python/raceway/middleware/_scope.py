@@ -32,7 +32,7 @@ from .._recorder import EventRecorder, Fields, warn_once
 from ..context import ExecutionContext, _current, current_task
 
 T = TypeVar("T")
-_UNSET: Any = object()
+_UNSET = object()
 """`RequestScope.collect`'s default: "what is current now" (None is a value it may be given)."""
 
 
@@ -141,7 +141,7 @@ class RequestScope:
         self.body = child
         return child
 
-    def collect(self, current: Any = _UNSET) -> None:
+    def collect(self, current: object = _UNSET) -> None:
         """Joins into the request's context a child of it that is current in the request's
         ``contextvars.Context`` when the application returns (or ``current``: what a body left
         current at its end). asgiref's ``sync_to_async``/``async_to_sync`` (Django's sync views
