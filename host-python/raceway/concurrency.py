@@ -30,23 +30,12 @@ anyio), raceway/_threads.py (threads and executors), raceway/_handoffs.py (``cap
 
 from __future__ import annotations
 
-from ._asyncio_loop import RacewayTask as _RacewayTask
-from ._asyncio_loop import TaskFactory as _TaskFactory
 from ._asyncio_loop import instrument_loop
 from ._continue_trace import continue_trace
 from ._handoffs import Handoff, bind, capture, run_with_context
-from ._joins import Joins as _Joins
-from ._joins import fork_child as _fork
-from ._joins import running_loop as _running_loop
 from ._threads import PENDING_JOINS_LIMIT, ContextAwareThread, ContextAwareThreadPoolExecutor
-from ._threads import TracedFuture as _TracedFuture
-from ._threads import to_thread_context as _to_thread_context
 
 __all__ = [
     "PENDING_JOINS_LIMIT", "ContextAwareThread", "ContextAwareThreadPoolExecutor", "Handoff", "bind", "capture",
     "continue_trace", "instrument_loop", "run_with_context",
 ]
-
-# The private names raceway/strands.py imported from here before the split (kept until it
-# imports them from their modules: raceway._joins, raceway._asyncio_loop, raceway._threads).
-_PRIVATE_ALIASES = (_RacewayTask, _TaskFactory, _Joins, _fork, _running_loop, _TracedFuture, _to_thread_context)
