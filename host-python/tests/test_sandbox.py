@@ -96,7 +96,7 @@ def test_a_core_that_traps_leaves_the_apps_requests_answering(app_server, collec
     errors = raceway_errors(caplog)
     assert len(errors) == 1, errors
     assert "core failed" in errors[0] and "fuel" in errors[0]
-    trapped = ("parse-incoming", "encode-outgoing") if on_request_thread else ("encode-batch", "observe")
+    trapped = ("parse-incoming", "encode-outgoing") if on_request_thread else ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
     assert any(f"call {name}:" in errors[0] for name in trapped), errors[0]
     assert client._codec is None and not client._flusher.alive
     recorded = client.stats()["recorded"]
