@@ -6,7 +6,14 @@ directory, not the word "raceway", keeps user folders named ``raceway`` visible.
 Call sites are cached. Reading ``frame.f_lineno`` walks the code's line table from its start:
 ~40 ns near the top of a function, over 1 µs three hundred lines down. A call site (a code
 object and an instruction offset) always has the same file, line and module, so the hot path
-looks them up by ``(id(code), frame.f_lasti)`` and computes them once per site.
+looks them up and computes them once per site.
+
+Two caches. `sites`, by ``(id(code), f_lasti)``, holds every user site seen. `by_offset`, by
+``f_lasti`` alone, holds the last user site seen at each instruction offset, and is the one the
+hot paths read first: an int key needs no ``id()`` call and no key tuple to build and hash, and
+checking the entry's code object (``entry[3] is frame.f_code``) makes a hit exact. Two sites at
+the same offset in different functions take turns in it, each miss costing the `sites` lookup
+the hot paths did before (measured: ``track_state_change`` 1.15 -> 0.82 µs per call).
 """
 
 from __future__ import annotations
@@ -22,20 +29,26 @@ DEMO_DIR = PACKAGE_DIR + "demo" + os.sep
 
 getframe = sys._getframe
 
-Site = Tuple[str, int, str, object, str]
-"""``(file, line, module, code, frame)``, ``frame`` being ``file:line in function`` (a stack
-frame of race reports). The entry holds its code object, so the id in its key cannot be reused
-by another code object while the entry exists."""
+Site = Tuple[str, int, str, object, str, Tuple[str, ...]]
+"""``(file, line, module, code, frame, stack1)``, ``frame`` being ``file:line in function`` (a
+stack frame of race reports) and ``stack1`` the one-frame stack ``(frame,)`` (the default
+``race_stack_frames=1``, made once per site instead of once per event; ``()`` for `UNKNOWN`).
+The entry holds its code object, so the id in its key cannot be reused by another code object
+while the entry exists."""
 
 sites: Dict[Tuple[int, int], Site] = {}
 """Call sites of user code by ``(id(code), f_lasti)``."""
+
+by_offset: Dict[int, Site] = {}
+"""The last user site seen at each ``f_lasti``: a hit is an entry whose code object is the
+frame's own (``entry[3] is frame.f_code``). Written by `locate` only."""
 
 MAX_SITES = 4096
 """Code compiled at run time (``exec``, template engines) could add sites without end, and each
 entry keeps its code object alive: past this many the cache starts over. Real applications
 call ``track_*`` from far fewer places."""
 
-UNKNOWN: Site = ("<unknown>", 0, "app", None, "<unknown>:0 in <unknown>")
+UNKNOWN: Site = ("<unknown>", 0, "app", None, "<unknown>:0 in <unknown>", ())
 
 
 def is_sdk(filename: str) -> bool:
@@ -65,10 +78,27 @@ def site(frame: Optional[FrameType]) -> Site:
     line = frame.f_lineno or 0
     name = getattr(code, "co_qualname", code.co_name)
     module = frame.f_globals.get("__name__", "app")
-    found = (code.co_filename, line, module, code, f"{code.co_filename}:{line} in {name}")
+    frame_text = f"{code.co_filename}:{line} in {name}"
+    found = (code.co_filename, line, module, code, frame_text, (frame_text,))
     if len(sites) >= MAX_SITES:
         sites.clear()
+        by_offset.clear()
     sites[key] = found
+    return found
+
+
+def locate(frame: FrameType) -> Site:
+    """The call site of the first user frame from ``frame`` outwards, as `site`, remembered in
+    `by_offset` when it is ``frame``'s own (an SDK frame's caller differs from call to call). The
+    hot paths call it on a `by_offset` miss::
+
+        where = by_offset.get(f.f_lasti)
+        if where is None or where[3] is not f.f_code:
+            where = locate(f)
+    """
+    found = site(frame)
+    if found[3] is frame.f_code:
+        by_offset[frame.f_lasti] = found
     return found
 
 

@@ -29,9 +29,9 @@ from typing import Any, Dict, Optional, Set, Tuple
 from . import _auto
 from ._client_protocol import ClientLike, StateTracker
 from ._location import UNKNOWN as _UNKNOWN
+from ._location import by_offset as _by_offset
 from ._location import is_sdk
-from ._location import site as _site
-from ._location import sites as _sites
+from ._location import locate as _locate
 from ._location import stack as _stack
 from ._recorder import EventRecorder, Fields, recorder_of
 from ._values import cut
@@ -165,10 +165,14 @@ def _record(log: Optional[EventRecorder], client: StateTracker, ctx: ExecutionCo
         client.track_state_change(var, old, new, access)
         return
     # _record <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
-    f = _application_frame(_getframe(3))
-    where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
+    f = _getframe(3)
+    app: Optional[FrameType] = f
+    where = _by_offset.get(f.f_lasti)
+    if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
+        app = _application_frame(f)
+        where = _locate(app) if app is not None else _UNKNOWN
     depth = log.stack_depth
-    stack = _stack(f, depth) if depth and f is not None else ()
+    stack = where[5] if depth == 1 else _stack(app, depth) if depth and app is not None else ()
     if old.__class__ not in _PLAIN:
         old = _snapshot(old)
     if new.__class__ not in _PLAIN:
@@ -199,8 +203,11 @@ def record_event(client: ClientLike, ctx: ExecutionContext, kind: str, fields: F
     log = _auto.recorder if client is _auto.client else recorder_of(client)
     if log is None:
         return False
-    f = _application_frame(_getframe(2))
-    where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f) if f is not None else _UNKNOWN
+    f = _getframe(2)
+    where = _by_offset.get(f.f_lasti)
+    if where is None or where[3] is not f.f_code:
+        app = _application_frame(f)
+        where = _locate(app) if app is not None else _UNKNOWN
     log.append(ctx, where, kind, fields)
     return True
 

@@ -30,9 +30,9 @@ from ._client_propagation import Propagation
 from ._client_races import RaceQueries
 from ._core import CoreInstance, Runtime
 from ._flusher import Flusher
+from ._location import by_offset as _by_offset
 from ._location import getframe
-from ._location import site as _site
-from ._location import sites as _sites
+from ._location import locate as _locate
 from ._location import stack as _stack
 from ._recorder import EventRecorder
 from ._stats import Stats
@@ -236,13 +236,13 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         if new_value.__class__ not in _PLAIN:
             new_value = _snapshot(new_value)
         f = getframe(1)
-        where = _sites.get((id(f.f_code), f.f_lasti))
+        where = _by_offset.get(f.f_lasti)
         depth = self._stack_depth
-        if where is None:  # not a cached user site: the first call from here, or an SDK caller
-            where = _site(f)
-            stack = _stack(f, depth) if depth else ()
+        if where is None or where[3] is not f.f_code:  # not the cached site: new, or an SDK caller
+            where = _locate(f)
+            stack = where[5] if depth == 1 else _stack(f, depth) if depth else ()
         elif depth == 1:  # the default: the access's own frame, already found
-            stack = (where[4],)
+            stack = where[5]
         else:
             stack = (where[4],) + _stack(f.f_back, depth - 1) if depth else ()
         seq = ctx.seq + 1
@@ -270,7 +270,9 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         if duration_ns is not None:
             duration_ns = _non_negative_int(duration_ns, "duration_ns")
         f = getframe(1)
-        where = _sites.get((id(f.f_code), f.f_lasti)) or _site(f)
+        where = _by_offset.get(f.f_lasti)
+        if where is None or where[3] is not f.f_code:
+            where = _locate(f)
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import threading
 
 import pytest
@@ -231,6 +232,52 @@ def test_every_call_site_keeps_its_own_line_in_long_functions_and_in_loops(colle
         assert [e["kind"]["StateChange"]["location"] for e in evs[:3]] == [f"/srv/{name}.py:403"] * 3
         call = evs[3]["kind"]["FunctionCall"]
         assert (call["file"], call["line"], call["module"]) == (f"/srv/{name}.py", 404, name)
+
+
+def test_sites_at_the_same_offset_in_two_functions_taking_turns_keep_their_own_place(make_client, tmp_path):
+    """The hot paths look a site up by instruction offset first (raceway/_location.py,
+    `by_offset`), checking the entry's code object: two functions with the same body, so the
+    same offsets, called in turn, keep their own file, line and stack on every path that
+    locates an event: track_state_change (1 and 3 stack frames), track_function_call,
+    raceway.shared, a tracked lock. Read from the records themselves (the events file), which
+    carry the stacks."""
+    src = ("def view(client, d, lock):\n"
+           "    client.track_state_change('v', 0, 1, 'Write')\n"
+           "    client.track_function_call('f')\n"
+           "    d['k'] = 1\n"
+           "    with raceway.tracked_lock(client, lock, 'l'):\n"
+           "        pass\n")
+    names = ("turn_a", "turn_b")
+    views = []
+    for name in names:
+        ns = {"__name__": name, "raceway": raceway}
+        exec(compile(src, f"/srv/{name}.py", "exec"), ns)
+        views.append(ns["view"])
+    for frames in (1, 3):
+        path = tmp_path / f"events-{frames}.jsonl"
+        client = make_client(endpoint=None, race_stack_frames=frames, events_file=str(path))
+        d = raceway.shared({}, "d", client=client)
+        lock = threading.Lock()
+        with client.trace():
+            for _ in range(3):
+                for view in views:
+                    view(client, d, lock)
+        client.shutdown(timeout=5)
+        records = [r for line in path.read_text().splitlines() for r in json.loads(line)["events"]]
+        calls = -1
+        for record in records:
+            file, line, kind, fields = record[6:10]
+            if kind == "StateChange" and fields[0] == "v":
+                calls += 1  # each call of a view starts with it
+            name = names[calls % 2]
+            expected = {"FunctionCall": 3, "LockAcquire": 5, "LockRelease": 5,
+                        "StateChange": 2 if fields[0] == "v" else 4}[kind]
+            assert (file, line) == (f"/srv/{name}.py", expected), (calls, record)
+            if kind == "StateChange":
+                stack = fields[4]
+                assert stack[0] == f"/srv/{name}.py:{expected} in view", record
+                assert 1 <= len(stack) <= frames
+        assert calls == 5
 
 
 def test_the_call_site_cache_is_bounded(collector, make_client, monkeypatch):
