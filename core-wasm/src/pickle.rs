@@ -34,8 +34,11 @@ use std::fmt;
 
 /// The deepest nesting read (serde_json's own limit for JSON is 128).
 pub const MAX_DEPTH: u32 = 100;
-/// The largest pickle read, in bytes; a larger batch is refused (the host sends it as JSON).
-pub const MAX_INPUT: usize = 4 * 1024 * 1024;
+/// The largest pickle read, as the UTF-8 length of the host's string (a pickle byte from 0x80
+/// takes two); a larger batch is refused (the host sends it as JSON; it pickles at most 1 MiB,
+/// which is at most 2 MiB here). At most one node per byte: the nodes, stack and memo of the
+/// worst 2 MiB stay well within the instance's 256 MiB.
+pub const MAX_INPUT: usize = 2 * 1024 * 1024;
 /// Bytes of values' JSON written per byte of input, at most (plus `VALUES_SLACK`).
 const VALUES_PER_BYTE: usize = 64;
 const VALUES_SLACK: usize = 64 * 1024;
@@ -88,7 +91,7 @@ const NONE: (u32, u32) = (u32::MAX, u32::MAX);
 /// reads the bytes back from that string's UTF-8 as it goes (a byte under 0x80 is itself,
 /// one from 0x80 is two), and a string of the pickle that is all ASCII is borrowed as it is.
 pub fn check_size(text: &str) -> Result<(), String> {
-    if text.len() > 2 * MAX_INPUT {
+    if text.len() > MAX_INPUT {
         return err(format_args!("more than {MAX_INPUT} bytes"));
     }
     Ok(())
@@ -160,7 +163,7 @@ impl<'a> Tree<'a> {
     /// string's UTF-8 (see `check_size`), with the opcodes listed in the module's documentation.
     pub fn read(data: &'a [u8]) -> Result<Self, String> {
         let mut tree = Tree {
-            nodes: Vec::with_capacity(data.len() / 2),
+            nodes: Vec::with_capacity(data.len() / 4),
             owned: Vec::new(),
             items: Vec::new(),
             lists: Vec::new(),

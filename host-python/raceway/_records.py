@@ -186,7 +186,8 @@ def encode_safely(records: Sequence[Record]) -> str:
 
 
 MAX_PICKLE_BYTES = 1024 * 1024
-"""Largest pickle handed to the core (its own bound is 4 MiB); a larger part goes as JSON,
+"""Largest pickle handed to the core, in bytes (its own bound is 2 MiB of the string's UTF-8,
+where a byte from 0x80 takes two); a larger part goes as JSON,
 which `encode_parts` splits by size."""
 
 

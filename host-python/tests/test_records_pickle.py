@@ -239,6 +239,8 @@ def hostile() -> Iterator[str]:
     yield (b"\x80\x05j" + struct.pack("<I", 2**32 - 1) + b".").decode("latin-1")  # an unknown memo index
     yield "\x80\x05" + "(" * 100_000 + "."  # marks without end
     yield "\x80\x05" + "N" * 100_000 + "."  # a stack left full
+    yield "\x80\x05" + "N\x94" * 1_000_000 + "."  # the largest read: a node and a memo entry per byte
+    yield "\x80\x05" + "N" * 3_000_000 + "."  # past the largest read
     yield "\x80\x05ae."  # append to nothing
     yield "\x80\x05\u0101."  # a character beyond U+00FF
     yield as_pickle({"contexts": [], "states": [], "events": []}) + "N"  # data after the end
