@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import pathlib
-import warnings
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
@@ -188,8 +187,7 @@ def concurrency_private_imports(root: pathlib.Path) -> List[Tuple[str, str, int]
 
 
 def _stale(entries: Set[object], name: str) -> None:
-    if entries:
-        warnings.warn(f"no longer needed: remove from {name}: {sorted(map(str, entries))}", stacklevel=2)
+    assert not entries, f"no longer needed: remove from {name}: {sorted(map(str, entries))}"
 
 
 # ----------------------------------------------------------------------------------------------
