@@ -226,9 +226,12 @@ impl<'a> Tree<'a> {
                     tree.dicts.push(Vec::new());
                 }
                 b')' => push!(Node::Tuple(tree.items.len() as u32, 0)),
+                // The list (dict) must be in the current frame, below what is appended to it:
+                // after `APPEND` (`SETITEM`) pops one value (a key and a value), or `APPENDS`
+                // (`SETITEMS`) pops to the mark.
                 b'a' | b'e' => {
-                    let from = if op == b'a' { stack.len().saturating_sub(1).max(floor(&marks)) } else { mark!() };
-                    if from == 0 || (op == b'a' && from == stack.len()) {
+                    let from = if op == b'a' { stack.len().saturating_sub(1) } else { mark!() };
+                    if from <= floor(&marks) || from > stack.len() || (op == b'a' && from == stack.len()) {
                         return err("append to nothing");
                     }
                     let Node::List(l) = tree.nodes[stack[from - 1] as usize] else { return err("append to a non-list") };
@@ -236,8 +239,10 @@ impl<'a> Tree<'a> {
                     stack.truncate(from);
                 }
                 b's' | b'u' => {
-                    let from = if op == b's' { stack.len().saturating_sub(2).max(floor(&marks)) } else { mark!() };
-                    if from == 0 || (op == b's' && from + 2 != stack.len()) || (stack.len() - from) % 2 != 0 {
+                    let from = if op == b's' { stack.len().saturating_sub(2) } else { mark!() };
+                    if from <= floor(&marks) || from > stack.len() || (op == b's' && from + 2 != stack.len())
+                        || !(stack.len() - from).is_multiple_of(2)
+                    {
                         return err("setitems without a dict, a key or a value");
                     }
                     let Node::Dict(d) = tree.nodes[stack[from - 1] as usize] else { return err("setitem on a non-dict") };
@@ -735,5 +740,115 @@ impl<'t> MapAccess<'t> for RawValueMap<'t> {
     fn next_value_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<S::Value, Error> {
         let json = self.json.take().ok_or_else(|| Error("no raw value".to_owned()))?;
         seed.deserialize(BorrowedStrDeserializer::new(json))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ProcessConfig;
+    use crate::pipeline::{process_batch, process_pickle};
+
+    /// `pickle.dumps(batch, 5)` by Python 3.11 of the batch in `BATCH_JSON` (tuples for the
+    /// records, as the host's are): non-ASCII strings, a nested value, the memo, ints at both
+    /// ends of 64 bits, floats, a lower-case access type.
+    const BATCH: &[u8] = b"\x80\x05\x95\xec\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94}\x94(\x8c\x08trace_id\x94\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\tthread_id\x94\x8c\rpython-1-main\x94\x8c\tcomponent\x94\x8c\rsvc#host/main\x94\x8c\x07span_id\x94\x8c\x10b7ad6b7169203331\x94\x8c\x10upstream_span_id\x94N\x8c\x07id_base\x94\x8c 00000000000000000000000000000001\x94ua\x8c\x06states\x94]\x94}\x94(\x8c\x05clock\x94\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x05locks\x94\x8c\x01L\x94\x85\x94ua\x8c\x06events\x94]\x94((K\x00K\x00K\x01K\x00M\xe8\x03N\x8c\x06app.py\x94K\x03\x8c\x0bStateChange\x94(\x8c\x01x\x94N}\x94\x8c\x02\xc3\xa9\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00\x88\x8c\x04\xf0\x9f\x98\x80\x94es\x8c\x05Write\x94\x8c\rapp.py:3 in f\x94\x85\x94t\x94t\x94(K\x00K\x00K\x02K\x01M\xd0\x07K\x07h\x1bK\x04\x8c\x06Custom\x94\x8c\x01n\x94\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80\x86\x94t\x94(K\x00K\x00K\x03K\x02M\xb8\x0bNh\x1bK\x05h\x1c(h\x1d\x8a\t\xff\xff\xff\xff\xff\xff\xff\xff\x00G>\xe4\xf8\xb5\x88\xe3h\xf1\x8c\x04read\x94t\x94t\x94eu.";
+
+    /// `json.dumps(batch, separators=(",", ":"))` of the same batch.
+    const BATCH_JSON: &str = r#"{"contexts":[{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"python-1-main","component":"svc#host/main","span_id":"b7ad6b7169203331","upstream_span_id":null,"id_base":"00000000000000000000000000000001"}],"states":[{"clock":[["up#h/1",3]],"locks":["L"]}],"events":[[0,0,1,0,1000,null,"app.py",3,"StateChange",["x",null,{"\u00e9":[1,2.5,true,"\ud83d\ude00"]},"Write",["app.py:3 in f"]]],[0,0,2,1,2000,7,"app.py",4,"Custom",["n",-9223372036854775808]],[0,0,3,2,3000,null,"app.py",5,"StateChange",["x",18446744073709551615,1e-05,"read"]]]}"#;
+
+    /// As the host passes a pickle: one character per byte.
+    fn host_string(bytes: &[u8]) -> String {
+        bytes.iter().map(|&b| b as char).collect()
+    }
+
+    fn config() -> ProcessConfig {
+        ProcessConfig { service_name: "svc".into(), ..ProcessConfig::default() }
+    }
+
+    #[test]
+    fn a_pythons_pickle_gives_what_its_json_gives() {
+        for per_body in [0, 1, 50] {
+            let pickled = process_pickle(&config(), &host_string(BATCH), per_body, None).unwrap();
+            let json = process_batch(&config(), BATCH_JSON, per_body, None).unwrap();
+            assert_eq!(pickled.summary.events, 3);
+            assert_eq!(pickled.into_wire(), json.into_wire());
+        }
+    }
+
+    #[test]
+    fn floats_are_written_as_pythons_repr() {
+        let cases: [(f64, &str); 14] = [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e-4, "0.0001"),
+            (1e-5, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ];
+        for (x, repr) in cases {
+            let mut out = Vec::new();
+            python_float(&mut out, x).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), repr);
+        }
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(python_float(&mut Vec::new(), x).is_err());
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_pythons_json_with_ensure_ascii() {
+        let mut out = Vec::new();
+        ascii_string(&mut out, "aé😀\u{7f}\u{1}\"\\\n\r\t\u{8}\u{c}/");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\u00e9\ud83d\ude00\u007f\u0001\"\\\n\r\t\b\f/""#);
+    }
+
+    fn refused(bytes: &[u8]) -> String {
+        process_pickle(&config(), &host_string(bytes), 50, None).map(|_| ()).unwrap_err()
+    }
+
+    #[test]
+    fn malformed_and_hostile_pickles_are_errors() {
+        for n in 0..BATCH.len() {
+            assert!(process_pickle(&config(), &host_string(&BATCH[..n]), 50, None).is_err(), "cut at {n}");
+        }
+        // A Custom record whose data is `data`, in a batch.
+        let custom = |data: &[u8]| {
+            let mut b = b"\x80\x05}(\x8c\x08contexts]\x8c\x06states]\x8c\x06events](".to_vec();
+            b.extend_from_slice(b"(K\x00K\x00K\x01K\x00K\x00N\x8c\x01aK\x01\x8c\x06Custom(\x8c\x01n");
+            b.extend_from_slice(data);
+            b.extend_from_slice(b"tteu.");
+            b
+        };
+        let deep = [vec![b']'; 5000], vec![b'a'; 4999]].concat();
+        assert!(refused(&custom(&deep)).contains("nested too deep"));
+        // A list that holds itself.
+        assert!(refused(&custom(b"]\x94h\x00a")).contains("nested too deep"));
+        // Lists 60 deep, each holding the one below twice: 2^60 leaves if written out.
+        let mut shared = Vec::new();
+        for _ in 0..59 {
+            shared.extend_from_slice(b"]\x94(");
+        }
+        shared.extend_from_slice(b"]\x94K\x01a");
+        for j in 0..59u8 {
+            shared.extend_from_slice(&[b'h', 59 - j, b'e']);
+        }
+        assert!(refused(&custom(&shared)).contains("too many references"));
+        assert!(refused(b"\x80\x05\x8c\x02osK\x00\x93.").contains("global"));
+        assert!(refused(b"\x80\x05\x8a\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01.").contains("beyond 64 bits"));
+        assert!(refused(b"\x80\x05\x8c\x03\xed\xb2\x80.").contains("not UTF-8"));
+        assert!(refused(b"\x80\x05\x8d\x00\x00\x00\x00\x00\x00\x00\x80x.").contains("truncated"));
+        assert!(refused(b"\x80\x05ae.").contains("append to nothing"));
+        assert!(refused(b"\x80\x05N.N").contains("after the end"));
+        assert!(process_pickle(&config(), "\u{80}\u{5}\u{101}.", 50, None).unwrap_err().contains("beyond U+00FF"));
+        assert!(process_pickle(&config(), &"N".repeat(MAX_INPUT + 1), 50, None).unwrap_err().contains("more than"));
     }
 }
