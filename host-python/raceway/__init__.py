@@ -59,6 +59,7 @@ def __getattr__(name: str) -> object:
     globals()[name] = value
     return value
 
+
 __all__ = [
     "RacewayClient",
     "Config",

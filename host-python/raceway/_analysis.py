@@ -45,7 +45,7 @@ BATCH_EVENTS = 500
 REASONS = {
     "broken_line": "broken lines (not JSON)",
     "truncated_line": "truncated last line",
-    "foreign_line": "foreign lines (JSON without \"raceway\": \"records/1\")",
+    "foreign_line": 'foreign lines (JSON without "raceway": "records/1")',
     "unsupported_version": "lines of another records format version",
     "malformed_batch": "malformed batch lines",
     "malformed_event": "malformed events",
@@ -141,17 +141,23 @@ _CONTEXT_TEXT = ("trace_id", "thread_id", "component", "span_id", "id_base")
 
 def _valid_context(c: object) -> bool:
     """A context row the core takes (it refuses a whole batch for one bad row)."""
-    return (isinstance(c, dict) and all(isinstance(c.get(k), str) for k in _CONTEXT_TEXT)
-            and (c.get("upstream_span_id") is None or isinstance(c.get("upstream_span_id"), str)))
+    return (
+        isinstance(c, dict)
+        and all(isinstance(c.get(k), str) for k in _CONTEXT_TEXT)
+        and (c.get("upstream_span_id") is None or isinstance(c.get("upstream_span_id"), str))
+    )
 
 
 def _valid_state(s: object) -> bool:
     if not isinstance(s, dict):
         return False
     clock, locks = s.get("clock", []), s.get("locks", [])
-    return (isinstance(clock, list) and isinstance(locks, list)
-            and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and _is_int(e[1]) for e in clock)
-            and all(isinstance(lock, str) for lock in locks))
+    return (
+        isinstance(clock, list)
+        and isinstance(locks, list)
+        and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and _is_int(e[1]) for e in clock)
+        and all(isinstance(lock, str) for lock in locks)
+    )
 
 
 def _open(path: str) -> Tuple[io.BufferedIOBase, io.BufferedIOBase]:
@@ -205,9 +211,16 @@ def read_records(paths: Sequence[str]) -> Recording:
     return rec
 
 
-def _read_file(rec: Recording, summary: FileSummary, file_i: int, reader: io.BufferedIOBase,
-               procs: _Interner, ctxs: _Interner, states: _Interner,
-               strands: Dict[Tuple[str, str], int]) -> None:
+def _read_file(
+    rec: Recording,
+    summary: FileSummary,
+    file_i: int,
+    reader: io.BufferedIOBase,
+    procs: _Interner,
+    ctxs: _Interner,
+    states: _Interner,
+    strands: Dict[Tuple[str, str], int],
+) -> None:
     events = rec.events
     skipped = summary.skipped
     try:
@@ -229,8 +242,12 @@ def _read_file(rec: Recording, summary: FileSummary, file_i: int, reader: io.Buf
                 continue
             process = obj.get("process")
             b_contexts, b_states, b_events = obj.get("contexts"), obj.get("states"), obj.get("events")
-            if not (isinstance(process, dict) and isinstance(b_contexts, list)
-                    and isinstance(b_states, list) and isinstance(b_events, list)):
+            if not (
+                isinstance(process, dict)
+                and isinstance(b_contexts, list)
+                and isinstance(b_states, list)
+                and isinstance(b_events, list)
+            ):
                 skipped["malformed_batch"] += 1
                 continue
             proc_i = procs.add(process)
@@ -248,8 +265,16 @@ def _read_file(rec: Recording, summary: FileSummary, file_i: int, reader: io.Buf
                     bad += 1
                     continue
                 c, s, seq, ts = ev[0], ev[1], ev[2], ev[4]
-                if not (_is_int(c) and _is_int(s) and _is_int(seq) and _is_int(ts) and _is_int(ev[3])
-                        and 0 <= c < n_ctx and 0 <= s < n_state and isinstance(ev[8], str)):
+                if not (
+                    _is_int(c)
+                    and _is_int(s)
+                    and _is_int(seq)
+                    and _is_int(ts)
+                    and _is_int(ev[3])
+                    and 0 <= c < n_ctx
+                    and 0 <= s < n_state
+                    and isinstance(ev[8], str)
+                ):
                     bad += 1
                     continue
                 gc, gs = ctx_map[c], state_map[s]
@@ -315,8 +340,9 @@ class Batch:
 
     __slots__ = ("process", "contexts", "states", "_events")
 
-    def __init__(self, process: Dict[str, Any], contexts: List[Dict[str, Any]], states: List[Dict[str, Any]],
-                 events: List[str]):
+    def __init__(
+        self, process: Dict[str, Any], contexts: List[Dict[str, Any]], states: List[Dict[str, Any]], events: List[str]
+    ):
         self.process = process
         self.contexts = contexts
         self.states = states
@@ -327,8 +353,9 @@ class Batch:
 
     def to_json(self) -> str:
         """The records object, as `Detector.observe` takes it."""
-        return (f'{{"contexts":{_dumps(self.contexts)},"states":{_dumps(self.states)},'
-                f'"events":[{",".join(self._events)}]}}')
+        return (
+            f'{{"contexts":{_dumps(self.contexts)},"states":{_dumps(self.states)},"events":[{",".join(self._events)}]}}'
+        )
 
     def as_line(self) -> Dict[str, Any]:
         """The records-file line's object (``raceway``, ``process``, then the tables)."""
@@ -376,10 +403,13 @@ class Analysis:
     drop_reasons: Counter[str] = field(default_factory=Counter)
 
     def stats(self) -> Dict[str, Any]:
-        return {**self.recording.stats(), "events_analysed": len(self.recording.events) - self.dropped,
-                "events_dropped_by_detector": self.dropped,
-                **{f"detector_{k}": v for k, v in self.detector_stats.items()},
-                "suppressed": self.suppressed}
+        return {
+            **self.recording.stats(),
+            "events_analysed": len(self.recording.events) - self.dropped,
+            "events_dropped_by_detector": self.dropped,
+            **{f"detector_{k}": v for k, v in self.detector_stats.items()},
+            "suppressed": self.suppressed,
+        }
 
 
 @dataclass
@@ -397,8 +427,9 @@ class Detection:
 MAX_REASONS = 20
 
 
-def detect(batches: Iterable[Batch], options: Optional[DetectorOptionsJSON] = None,
-           keep: Optional[List[Dict[str, Any]]] = None) -> Detection:
+def detect(
+    batches: Iterable[Batch], options: Optional[DetectorOptionsJSON] = None, keep: Optional[List[Dict[str, Any]]] = None
+) -> Detection:
     """Feeds the batches to one `raceway._detector.Detector`. With ``keep``, each batch's line
     object is appended to it. A batch the detector refuses is counted, not fatal.
 
@@ -452,8 +483,13 @@ def load_suppressions(path: str) -> Suppressions:
         raise InputError(f"invalid suppressions file: {e}") from None
 
 
-def analyze_recording(rec: Recording, suppressions: Optional[Suppressions] = None, keep_batches: bool = False,
-                      options: Optional[DetectorOptionsJSON] = None, per_batch: int = BATCH_EVENTS) -> Analysis:
+def analyze_recording(
+    rec: Recording,
+    suppressions: Optional[Suppressions] = None,
+    keep_batches: bool = False,
+    options: Optional[DetectorOptionsJSON] = None,
+    per_batch: int = BATCH_EVENTS,
+) -> Analysis:
     """Merges (`merge_order`) and analyses what `read_records` read.
 
     :param suppressions: a `raceway.report.Suppressions` (see `load_suppressions`), or None.
@@ -469,8 +505,12 @@ def analyze_recording(rec: Recording, suppressions: Optional[Suppressions] = Non
     return Analysis(rec, races, found.stats, kept, suppressed, suppressions, found.dropped, found.reasons)
 
 
-def analyze(paths: Sequence[str], suppressions: Optional[str] = None, keep_batches: bool = False,
-            options: Optional[DetectorOptionsJSON] = None) -> Analysis:
+def analyze(
+    paths: Sequence[str],
+    suppressions: Optional[str] = None,
+    keep_batches: bool = False,
+    options: Optional[DetectorOptionsJSON] = None,
+) -> Analysis:
     """Reads, merges and analyses records files (`read_records`, then `analyze_recording`).
 
     :param suppressions: the path of a suppressions file, or None.
@@ -482,5 +522,6 @@ def analyze(paths: Sequence[str], suppressions: Optional[str] = None, keep_batch
 
 def has_no_records(rec: Recording) -> bool:
     """True when the files held content but not one records line (the wrong files?)."""
-    return (not any(f.batches for f in rec.files)
-            and any(f.skipped and set(f.skipped) != {"duplicate_file"} for f in rec.files))
+    return not any(f.batches for f in rec.files) and any(
+        f.skipped and set(f.skipped) != {"duplicate_file"} for f in rec.files
+    )

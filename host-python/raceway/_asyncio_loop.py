@@ -99,15 +99,17 @@ class TaskFactory:
             task._raceway_joins = Joins(self.client, parent, child)
         return task
 
-    def _make(self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Dict[str, Any],
-              cls: Type[asyncio.Task[Any]]) -> asyncio.Future[Any]:
+    def _make(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, kwargs: Dict[str, Any], cls: Type[asyncio.Task[Any]]
+    ) -> asyncio.Future[Any]:
         if self.inner is not None:
             return self.inner(loop, coro, **kwargs)
         return cls(coro, loop=loop, **kwargs)
 
 
-def instrument_loop(client: Optional[ClientLike], loop: Optional[asyncio.AbstractEventLoop] = None, *,
-                    default_executor: bool = True) -> bool:
+def instrument_loop(
+    client: Optional[ClientLike], loop: Optional[asyncio.AbstractEventLoop] = None, *, default_executor: bool = True
+) -> bool:
     """Makes every task created on ``loop`` (default: the running one) while a context is
     current run in a child context, and, with ``default_executor``, makes ``asyncio.to_thread``
     and ``run_in_executor(None, ...)`` do the same through a `ContextAwareThreadPoolExecutor`.
@@ -128,9 +130,7 @@ def instrument_loop(client: Optional[ClientLike], loop: Optional[asyncio.Abstrac
         return False
 
 
-_anyio_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Optional[ClientLike]] = (
-    weakref.WeakKeyDictionary()
-)
+_anyio_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Optional[ClientLike]] = weakref.WeakKeyDictionary()
 """The client each instrumented loop records with (the task factory keeps its own the same way)."""
 
 

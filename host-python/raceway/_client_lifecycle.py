@@ -25,9 +25,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("raceway")
 
 MUTED = (
-    "track_state_change", "track_function_call", "track_http_request", "track_http_response",
-    "track_lock_acquire", "track_lock_release", "track_error", "track_custom", "_record",
-    "happens_before", "happens_after",
+    "track_state_change",
+    "track_function_call",
+    "track_http_request",
+    "track_http_response",
+    "track_lock_acquire",
+    "track_lock_release",
+    "track_error",
+    "track_custom",
+    "_record",
+    "happens_before",
+    "happens_after",
 )
 """The client's methods that record: no-ops once it is muted."""
 
@@ -104,8 +112,12 @@ class ClientLifecycle:
                 self._closed = True
                 self._mute()
                 # A second past the budget for the worker to finish writing the spool.
-                flusher.stop(self.settings.shutdown_timeout, reason="the process exited",
-                             stall=self.config.shutdown_stall, grace=1.0)
+                flusher.stop(
+                    self.settings.shutdown_timeout,
+                    reason="the process exited",
+                    stall=self.config.shutdown_stall,
+                    grace=1.0,
+                )
             self.shutdown(timeout=0)
         except Exception:  # pragma: no cover - never fail interpreter exit
             pass

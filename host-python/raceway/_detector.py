@@ -14,7 +14,11 @@ from ._core_types import BatchSummaryJSON, DetectorOptionsJSON, FindingsJSON
 from .races import Race, races_from_json
 
 _UNCONFIGURED: Dict[str, Any] = {
-    "service_name": "", "environment": "", "instance_id": "", "process_id": 0, "tags": {},
+    "service_name": "",
+    "environment": "",
+    "instance_id": "",
+    "process_id": 0,
+    "tags": {},
 }
 """A process description with every field empty (`raceway._core_types.ProcessConfigJSON`)."""
 
@@ -50,8 +54,12 @@ class Detector:
             self._process = dict(process) if process is not None else _UNCONFIGURED
             self._core.configure(self._process)
         summary = self._core.observe(batch_json, 0)
-        return {"counts": summary["counts"], "events": summary["events"], "dropped": summary["dropped"],
-                "errors": summary["errors"]}
+        return {
+            "counts": summary["counts"],
+            "events": summary["events"],
+            "dropped": summary["dropped"],
+            "errors": summary["errors"],
+        }
 
     def findings(self) -> FindingsJSON:
         """The races so far and the detector's counters, as the core answers them."""

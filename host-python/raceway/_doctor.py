@@ -24,9 +24,16 @@ WASMTIME_MAJOR = 50
 """The wasmtime major the package is built for (pyproject.toml: ``wasmtime>=50,<51``)."""
 
 KNOWN_VARIABLES = (
-    "RACEWAY_ENDPOINT", "RACEWAY_API_KEY", "RACEWAY_INSTANCE_ID", "RACEWAY_EVENTS_FILE",
-    "RACEWAY_SUPPRESSIONS", "RACEWAY_SHUTDOWN_TIMEOUT", "RACEWAY_SPOOL", "RACEWAY_SPOOL_DIR",
-    "RACEWAY_OPTIONS", "RACEWAY_CLIENT",
+    "RACEWAY_ENDPOINT",
+    "RACEWAY_API_KEY",
+    "RACEWAY_INSTANCE_ID",
+    "RACEWAY_EVENTS_FILE",
+    "RACEWAY_SUPPRESSIONS",
+    "RACEWAY_SHUTDOWN_TIMEOUT",
+    "RACEWAY_SPOOL",
+    "RACEWAY_SPOOL_DIR",
+    "RACEWAY_OPTIONS",
+    "RACEWAY_CLIENT",
 )
 """The variables the package reads (RACEWAY_OPTIONS and RACEWAY_CLIENT are set by the pytest
 plugin for its worker processes)."""
@@ -103,12 +110,18 @@ def _package(report: Report) -> None:
     installed = _version(DISTRIBUTION)
     where = os.path.dirname(os.path.abspath(raceway.__file__))
     if installed is None:
-        report.warn("package", f"raceway {raceway.__version__} at {where}, but no {DISTRIBUTION} "
-                    "distribution is installed (run from a source tree?)",
-                    f"pip install {DISTRIBUTION} (in a checkout: make build)")
+        report.warn(
+            "package",
+            f"raceway {raceway.__version__} at {where}, but no {DISTRIBUTION} "
+            "distribution is installed (run from a source tree?)",
+            f"pip install {DISTRIBUTION} (in a checkout: make build)",
+        )
     elif installed != raceway.__version__:
-        report.fail("package", f"{DISTRIBUTION} {installed} is installed but raceway {raceway.__version__} "
-                    f"is imported from {where}", REINSTALL)
+        report.fail(
+            "package",
+            f"{DISTRIBUTION} {installed} is installed but raceway {raceway.__version__} is imported from {where}",
+            REINSTALL,
+        )
     else:
         report.ok("package", f"{DISTRIBUTION} {installed} (import raceway from {where})")
     report.info(f"python {sys.version.split()[0]} ({sys.executable})")
@@ -117,8 +130,11 @@ def _package(report: Report) -> None:
     if wasmtime_version is None:
         report.fail("wasmtime", "not installed", f"pip install 'wasmtime>={WASMTIME_MAJOR},<{WASMTIME_MAJOR + 1}'")
     elif wasmtime_version.split(".")[0] != str(WASMTIME_MAJOR):
-        report.fail("wasmtime", f"{wasmtime_version}, but this package needs {WASMTIME_MAJOR}.x",
-                    f"pip install 'wasmtime>={WASMTIME_MAJOR},<{WASMTIME_MAJOR + 1}'")
+        report.fail(
+            "wasmtime",
+            f"{wasmtime_version}, but this package needs {WASMTIME_MAJOR}.x",
+            f"pip install 'wasmtime>={WASMTIME_MAJOR},<{WASMTIME_MAJOR + 1}'",
+        )
     else:
         report.ok("wasmtime", wasmtime_version)
 
@@ -149,20 +165,26 @@ def _runtime(report: Report, wasm: bytes) -> Optional[Runtime]:
     try:
         runtime = Runtime.shared()
     except Exception as e:  # deliberate: whatever wasmtime says, said once
-        report.fail("compile", f"wasmtime cannot compile the component: {type(e).__name__}: {e}",
-                    f"{REINSTALL}; check that wasmtime {WASMTIME_MAJOR}.x is installed")
+        report.fail(
+            "compile",
+            f"wasmtime cannot compile the component: {type(e).__name__}: {e}",
+            f"{REINSTALL}; check that wasmtime {WASMTIME_MAJOR}.x is installed",
+        )
         return None
     if runtime.from_cache:
         state = "used (loaded the compiled component from it)"
     elif path.is_file():
-        state = ("was stale or unreadable, compiled again and rewritten" if existed
-                 else "empty, compiled now and written")
+        state = (
+            "was stale or unreadable, compiled again and rewritten" if existed else "empty, compiled now and written"
+        )
     else:
         state = None
     if state is None:
-        report.warn("cache", f"{path} cannot be written: every process compiles the component "
-                    "again (~1 s at start-up)",
-                    f"make {cache_dir()} writable, or set XDG_CACHE_HOME to a writable directory")
+        report.warn(
+            "cache",
+            f"{path} cannot be written: every process compiles the component again (~1 s at start-up)",
+            f"make {cache_dir()} writable, or set XDG_CACHE_HOME to a writable directory",
+        )
     else:
         report.ok("cache", f"{path}: {state}")
     return runtime
@@ -186,8 +208,11 @@ def _instance(report: Report, runtime: Runtime) -> None:
         core = CoreInstance(runtime)
         answer = core.parse_incoming({})
     except Exception as e:  # deliberate: report it, never a traceback
-        report.fail("instance", f"the component does not run: {type(e).__name__}: {e}",
-                    f"{REINSTALL}; if it persists, report it with this output")
+        report.fail(
+            "instance",
+            f"the component does not run: {type(e).__name__}: {e}",
+            f"{REINSTALL}; if it persists, report it with this output",
+        )
         return
     report.ok("instance", f"instantiated and answered a call ({len(json.dumps(answer, default=str))} bytes)")
 
@@ -199,8 +224,11 @@ def _configuration(report: Report) -> Optional[str]:
     present = sorted(name for name in os.environ if name.startswith("RACEWAY_"))
     for name in present:
         if name not in KNOWN_VARIABLES:
-            report.warn("environment", f"{name} is set but raceway does not read it (a typo?)",
-                        f"one of {', '.join(KNOWN_VARIABLES[:6])}...")
+            report.warn(
+                "environment",
+                f"{name} is set but raceway does not read it (a typo?)",
+                f"one of {', '.join(KNOWN_VARIABLES[:6])}...",
+            )
     try:
         settings = Settings.resolve(Config())
     except ValueError as e:
@@ -217,8 +245,9 @@ def _configuration(report: Report) -> Optional[str]:
     report.info(f"spool_dir      {settings.spool_dir}")
     report.info(f"shutdown       {settings.shutdown_timeout:g} s")
     if settings.suppressions and not os.path.isfile(settings.suppressions):
-        report.fail("suppressions", f"{settings.suppressions} is not a file",
-                    "create it, or unset RACEWAY_SUPPRESSIONS")
+        report.fail(
+            "suppressions", f"{settings.suppressions} is not a file", "create it, or unset RACEWAY_SUPPRESSIONS"
+        )
     return settings.endpoint
 
 
@@ -227,8 +256,10 @@ def _health(report: Report, endpoint: Optional[str], timeout: float) -> None:
         report.ok("endpoint", "none (nothing is sent over the network): /health not checked")
         return
     url = endpoint.rstrip("/") + "/health"
-    fix = (f"start the Raceway server at {endpoint}, set RACEWAY_ENDPOINT to where it runs, or, to "
-           "detect races locally only, use Config(endpoint=None) (and doctor --endpoint none)")
+    fix = (
+        f"start the Raceway server at {endpoint}, set RACEWAY_ENDPOINT to where it runs, or, to "
+        "detect races locally only, use Config(endpoint=None) (and doctor --endpoint none)"
+    )
     try:
         # No proxy from the environment: the client's own transport (urllib3) uses none either.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -31,8 +31,9 @@ class Handoff:
         self.identity = ctx.identity
 
     def child(self) -> ExecutionContext:
-        return ExecutionContext(self.trace_id, self.span_id, self.upstream_span_id, self.tracestate,
-                                self.flags, self.clock, self.identity)
+        return ExecutionContext(
+            self.trace_id, self.span_id, self.upstream_span_id, self.tracestate, self.flags, self.clock, self.identity
+        )
 
 
 def capture(ctx: Optional[ExecutionContext] = None) -> Optional[Handoff]:
@@ -43,8 +44,9 @@ def capture(ctx: Optional[ExecutionContext] = None) -> Optional[Handoff]:
     return Handoff(ctx) if ctx is not None else None
 
 
-def run_with_context(ctx: Union[Handoff, ExecutionContext, contextvars.Context, None], fn: Callable[..., T],
-                     *args: Any, **kwargs: Any) -> T:
+def run_with_context(
+    ctx: Union[Handoff, ExecutionContext, contextvars.Context, None], fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
     """Runs ``fn(*args, **kwargs)`` in a new child of ``ctx`` and returns its result; the
     caller's context is as before afterwards. Meant for work handed to a plain thread pool or a
     library's thread (the seed's pattern):

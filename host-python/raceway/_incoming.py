@@ -98,4 +98,3 @@ def response_traceparent(ctx: ExecutionContext) -> str:
     """``traceparent`` naming this service's span, for a response header: version 00, the
     trace, our span, the sampled and random flags as received."""
     return f"00-{ctx.trace_id.replace('-', '')}-{ctx.span_id}-{ctx.flags & 0x03:02x}"
-

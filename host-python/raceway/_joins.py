@@ -50,8 +50,13 @@ class Joins:
 
     __slots__ = ("client", "parent", "child", "loop", "collectors", "lock", "initial")
 
-    def __init__(self, client: Optional[ClientLike], parent: ExecutionContext, child: ExecutionContext,
-                 loop: Optional[asyncio.AbstractEventLoop] = None):
+    def __init__(
+        self,
+        client: Optional[ClientLike],
+        parent: ExecutionContext,
+        child: ExecutionContext,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ):
         self.client = client
         self.parent = parent
         self.child = child

@@ -83,8 +83,9 @@ class EventRecorder:
         self.codec = None
         self.active = True
 
-    def append(self, ctx: ExecutionContext, where: Site, kind: str, fields: Fields,
-               duration_ns: Optional[int] = None) -> None:
+    def append(
+        self, ctx: ExecutionContext, where: Site, kind: str, fields: Fields, duration_ns: Optional[int] = None
+    ) -> None:
         """Appends one record of ``ctx`` located at ``where`` (a `raceway._location.Site`):
         ``kind`` is the event kind (``StateChange``, ``LockAcquire``, ``Custom``, ...),
         ``fields`` its kind-specific fields (docs/record-format.md), ``duration_ns`` the

@@ -152,8 +152,9 @@ def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
         pass
 
 
-def _record(log: Optional[EventRecorder], client: StateTracker, ctx: ExecutionContext, var: str, old: Any,
-            new: Any, access: str) -> None:
+def _record(
+    log: Optional[EventRecorder], client: StateTracker, ctx: ExecutionContext, var: str, old: Any, new: Any, access: str
+) -> None:
     """``client.track_state_change(var, old, new, access)`` made by the application's frame.
 
     With the client's recorder (``log``: a `RacewayClient`'s) the record is appended here, as

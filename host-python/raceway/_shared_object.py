@@ -39,15 +39,21 @@ def _slots(cls: type) -> FrozenSet[str]:
 
 def _check(cls: type) -> None:
     if type(cls) not in (type, abc.ABCMeta):
-        raise TypeError(f"raceway.shared() cannot track a {cls.__name__} in place: its class has a custom "
-                        f"metaclass ({type(cls).__name__}); use raceway.attributes or track_state_change")
+        raise TypeError(
+            f"raceway.shared() cannot track a {cls.__name__} in place: its class has a custom "
+            f"metaclass ({type(cls).__name__}); use raceway.attributes or track_state_change"
+        )
     for klass in cls.__mro__[:-1]:
         if "__init_subclass__" in klass.__dict__:
-            raise TypeError(f"raceway.shared() cannot track a {cls.__name__} in place: {klass.__name__} defines "
-                            "__init_subclass__; use raceway.attributes or track_state_change")
+            raise TypeError(
+                f"raceway.shared() cannot track a {cls.__name__} in place: {klass.__name__} defines "
+                "__init_subclass__; use raceway.attributes or track_state_change"
+            )
     if not cls.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE: a class written in Python
-        raise TypeError(f"raceway.shared() cannot track a {cls.__name__} in place (a C type): wrap the "
-                        "dicts, lists and sets it holds, or use track_state_change")
+        raise TypeError(
+            f"raceway.shared() cannot track a {cls.__name__} in place (a C type): wrap the "
+            "dicts, lists and sets it holds, or use track_state_change"
+        )
 
 
 def share_object(obj: _T, name: str, client: Optional[StateTracker]) -> _T:
@@ -61,10 +67,16 @@ def share_object(obj: _T, name: str, client: Optional[StateTracker]) -> _T:
     _check(original)
     rec = Recorder(name, client, attrs=True)
     namespace: Dict[str, Any] = _methods(original, rec)
-    namespace.update({
-        "__slots__": (), "__module__": original.__module__, "__qualname__": original.__qualname__,
-        "_raceway_shared": True, "_raceway_rec": rec, "_raceway_base": original,
-    })
+    namespace.update(
+        {
+            "__slots__": (),
+            "__module__": original.__module__,
+            "__qualname__": original.__qualname__,
+            "_raceway_shared": True,
+            "_raceway_rec": rec,
+            "_raceway_base": original,
+        }
+    )
     cls = type(original.__name__, (original,), namespace)
     try:
         obj.__class__ = cls
@@ -150,5 +162,9 @@ def _methods(original: type[object], rec: Recorder) -> Dict[str, Callable[..., A
             if attr[:2] != "__":
                 rec.read(attr, value)
 
-    return {"__getattribute__": __getattribute__, "__setattr__": __setattr__,
-            "__delattr__": __delattr__, "__reduce_ex__": __reduce_ex__}
+    return {
+        "__getattribute__": __getattribute__,
+        "__setattr__": __setattr__,
+        "__delattr__": __delattr__,
+        "__reduce_ex__": __reduce_ex__,
+    }

@@ -175,7 +175,8 @@ class EventsFile:
                 "raceway: a batch could not be written to the records file %s: %s; it is left "
                 "out, later writes try again, and later failures are not logged (the "
                 "application and delivery carry on)",
-                self._template, reason,
+                self._template,
+                reason,
             )
 
 
@@ -218,4 +219,4 @@ def _line(process: Dict[str, Any], records_json: str) -> bytes:
     body = records_json.encode("utf-8")
     # Whitespace is ASCII, so the character counts around the object are byte counts.
     trailing = len(records_json) - end
-    return b"".join((head, b",", memoryview(body)[start + 1:len(body) - trailing], b"\n"))
+    return b"".join((head, b",", memoryview(body)[start + 1 : len(body) - trailing], b"\n"))

@@ -224,8 +224,12 @@ class Writer:
         try:
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self._file = os.fdopen(fd, "wb")
-            header = {"raceway_spool": FORMAT, "endpoint": spool.endpoint, "pid": os.getpid(),
-                      "host": socket.gethostname()}
+            header = {
+                "raceway_spool": FORMAT,
+                "endpoint": spool.endpoint,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+            }
             self._write(json.dumps(header).encode() + b"\n")
         except OSError as e:
             self.abort()

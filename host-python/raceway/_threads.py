@@ -76,9 +76,15 @@ class ContextAwareThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     Pass ``client`` to also record ``AsyncSpawn``/``AsyncAwait`` events; without it the edges are
     carried by the clocks alone."""
 
-    def __init__(self, max_workers: Optional[int] = None, thread_name_prefix: str = "",
-                 initializer: Optional[Callable[..., Any]] = None, initargs: Tuple[Any, ...] = (), *,
-                 client: Optional[ClientLike] = None):
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        thread_name_prefix: str = "",
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Tuple[Any, ...] = (),
+        *,
+        client: Optional[ClientLike] = None,
+    ):
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
         self._raceway_client = client
         self._raceway_pending: Dict[concurrent.futures.Future[Any], Joins] = {}

@@ -180,7 +180,7 @@ class Backoff:
     def next_delay(self) -> float:
         retry = self._current().increment(method="POST", url="/events")
         if len(retry.history) > self._HISTORY:
-            retry = retry.new(history=retry.history[-self._HISTORY:])
+            retry = retry.new(history=retry.history[-self._HISTORY :])
         self._retry = retry
         return retry.get_backoff_time()
 
@@ -252,7 +252,12 @@ class Transport:
 
         try:
             resp = self.pool.request(
-                "POST", self.url, body=data, headers=self.headers, retries=False, redirect=False,
+                "POST",
+                self.url,
+                body=data,
+                headers=self.headers,
+                retries=False,
+                redirect=False,
                 timeout=urllib3.Timeout(total=max(0.001, timeout)),
             )
         except HTTPError as e:
@@ -495,7 +500,7 @@ class Pacer:
         if self.rate is None:
             # Nothing to estimate the server's speed from (a 206 after a quiet spell): hold
             # back, longer at each 206 in a row, until the server takes something.
-            self._next = now + min(self.HOLD_MAX, self.HOLD * 2 ** self._holds)
+            self._next = now + min(self.HOLD_MAX, self.HOLD * 2**self._holds)
             self._holds += 1
         else:
             self._next = now + events / self.rate

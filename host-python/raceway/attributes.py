@@ -87,8 +87,13 @@ class SharedAttribute:
 
     Values are whatever the instances hold (``Any``, as for a ``property``)."""
 
-    def __init__(self, default: Any = _NO_DEFAULT, *, label: Union[str, Callable[[Any], object], None] = None,
-                 client: Optional[StateTracker] = None):
+    def __init__(
+        self,
+        default: Any = _NO_DEFAULT,
+        *,
+        label: Union[str, Callable[[Any], object], None] = None,
+        client: Optional[StateTracker] = None,
+    ):
         self.default = default
         self.label = label
         self.name = "<unnamed>"
@@ -182,8 +187,9 @@ class SharedAttribute:
         return f"<SharedAttribute {self.name}>"
 
 
-def track_attributes(*names: str, label: Union[str, Callable[[Any], object], None] = None,
-                     client: Optional[StateTracker] = None) -> Callable[[type], type]:
+def track_attributes(
+    *names: str, label: Union[str, Callable[[Any], object], None] = None, client: Optional[StateTracker] = None
+) -> Callable[[type], type]:
     """A class decorator: the attributes ``names`` (default: every annotated attribute) of
     every instance record their reads and writes, as with `SharedAttribute`. A class-level
     value of one of them becomes its default; a slot keeps its storage."""

@@ -61,14 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     analyze.add_argument("files", nargs="+", metavar="FILE", help="records files (plain or gzip)")
-    analyze.add_argument("--json", action="store_true",
-                         help='print {"races": [...], "skipped": {...}, "stats": {...}} instead of the text report')
+    analyze.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"races": [...], "skipped": {...}, "stats": {...}} instead of the text report',
+    )
     analyze.add_argument("--sarif", metavar="OUT", help="also write a SARIF 2.1.0 report to OUT")
     analyze.add_argument("--html", metavar="OUT", help="also write an HTML report to OUT")
-    analyze.add_argument("--suppressions", metavar="FILE",
-                         help="suppressions file (default: $RACEWAY_SUPPRESSIONS if set)")
-    analyze.add_argument("--fail-on-race", action="store_true",
-                         help="exit with status 1 when a race is reported")
+    analyze.add_argument(
+        "--suppressions", metavar="FILE", help="suppressions file (default: $RACEWAY_SUPPRESSIONS if set)"
+    )
+    analyze.add_argument("--fail-on-race", action="store_true", help="exit with status 1 when a race is reported")
 
     demo = commands.add_parser(
         "demo",
@@ -91,10 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit 1, with the fix printed, when something is wrong."
         ),
     )
-    doctor.add_argument("--endpoint", metavar="URL",
-                        help="check this endpoint instead of the resolved one ('none': skip the /health check)")
-    doctor.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
-                        help="how long GET /health may take (default 2)")
+    doctor.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="check this endpoint instead of the resolved one ('none': skip the /health check)",
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=2.0, metavar="SECONDS", help="how long GET /health may take (default 2)"
+    )
     return parser
 
 
@@ -152,7 +159,7 @@ def _analyze(args: argparse.Namespace) -> int:
             parts = [f"{n} {REASONS.get(reason, reason)}" for reason, n in sorted(summary.skipped.items())]
             _err(f"{prog}: {summary.path}: skipped {', '.join(parts)}")
     if _analysis.has_no_records(rec):
-        _err(f"{prog}: no raceway records (lines with \"raceway\": \"records/1\") in the given files")
+        _err(f'{prog}: no raceway records (lines with "raceway": "records/1") in the given files')
         return EXIT_USAGE
 
     from ._core import CoreError
@@ -230,4 +237,3 @@ def _quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-

@@ -111,7 +111,9 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         queue_limit, self._chunk = split_budget(self.config.max_queue_size)
         wanted = self.config.detect_races or self.settings.events_file is not None
         recorder = self._recorder = EventRecorder(
-            queue_limit, self.config.batch_size, self.config.race_stack_frames if wanted else 0,
+            queue_limit,
+            self.config.batch_size,
+            self.config.race_stack_frames if wanted else 0,
         )
         # The hot path reads these as attributes of the client (a lookup less than through the
         # recorder); each is the recorder's own object or constant for the client's whole life.
@@ -143,8 +145,11 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
             log.setLevel(logging.DEBUG)
             log.debug(
                 "raceway: endpoint=%s service=%s instance=%s batch_size=%d flush_interval=%s",
-                settings.endpoint, settings.service_name, settings.instance_id,
-                self.config.batch_size, self.config.flush_interval,
+                settings.endpoint,
+                settings.service_name,
+                settings.instance_id,
+                self.config.batch_size,
+                self.config.flush_interval,
             )
         _lifecycle.register(self._exit_flush, self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
@@ -157,7 +162,9 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         config = self.config
         transport = (
             Transport(
-                self.settings.endpoint, self.settings.api_key, config.timeout,
+                self.settings.endpoint,
+                self.settings.api_key,
+                config.timeout,
                 RetryPolicy(config.retries, config.retry_backoff, config.retry_backoff_max),
             )
             if self.settings.endpoint
@@ -178,9 +185,19 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
 
             spool = Spool(self.settings.spool_dir, endpoint, config.spool_max_bytes)
         self._flusher = Flusher(
-            self._queue, pipeline, transport, config.batch_size, config.flush_interval, self._stats,
-            chunk=self._chunk, on_fatal=self._on_core_failure, log_drops=self._recorder.dropped_so_far,
-            detect=config.detect_races, sink=sink, process=self._process_config(), spool=spool,
+            self._queue,
+            pipeline,
+            transport,
+            config.batch_size,
+            config.flush_interval,
+            self._stats,
+            chunk=self._chunk,
+            on_fatal=self._on_core_failure,
+            log_drops=self._recorder.dropped_so_far,
+            detect=config.detect_races,
+            sink=sink,
+            process=self._process_config(),
+            spool=spool,
         ).start()
         self._recorder.wake = self._flusher.wake
 
@@ -251,8 +268,20 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         q = self._queue
         if len(q) >= self._wake_at:
             self._pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), None, where[0], where[1],
-                  "StateChange", (variable, old_value, new_value, access, stack)))
+        q.append(
+            (
+                ctx,
+                ctx.state,
+                seq,
+                prev,
+                _time_ns(),
+                None,
+                where[0],
+                where[1],
+                "StateChange",
+                (variable, old_value, new_value, access, stack),
+            )
+        )
 
     def track_function_call(self, function_name: str, args: Any = None, duration_ns: Optional[int] = None) -> None:
         """Records a call of ``function_name`` with ``args`` (any value; converted if needed)."""
@@ -279,8 +308,20 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         q = self._queue
         if len(q) >= self._wake_at:
             self._pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1],
-                  "FunctionCall", (function_name, where[2], args)))
+        q.append(
+            (
+                ctx,
+                ctx.state,
+                seq,
+                prev,
+                _time_ns(),
+                duration_ns,
+                where[0],
+                where[1],
+                "FunctionCall",
+                (function_name, where[2], args),
+            )
+        )
 
     def _outside(self, method: str) -> None:
         if self.config.strict_context:
@@ -292,8 +333,9 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
     # ------------------------------------------------------------------------------------------
     # Other tracking methods
     # ------------------------------------------------------------------------------------------
-    def track_http_request(self, method: str, url: str, headers: Optional[Mapping[str, object]] = None,
-                           body: Any = None) -> None:
+    def track_http_request(
+        self, method: str, url: str, headers: Optional[Mapping[str, object]] = None, body: Any = None
+    ) -> None:
         """Records an outgoing or incoming HTTP request (``headers``: any mapping; the first
         `raceway._values.MAX_ITEMS` are kept, as text)."""
         ctx = strand_context()
@@ -302,8 +344,9 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         fields = (_values.text(method), _values.text(url), _headers(headers, "headers"), _snapshot(body))
         self._record(ctx, "HttpRequest", fields)
 
-    def track_http_response(self, status: int, headers: Optional[Mapping[str, object]] = None, body: Any = None,
-                            duration_ms: float = 0) -> None:
+    def track_http_response(
+        self, status: int, headers: Optional[Mapping[str, object]] = None, body: Any = None, duration_ms: float = 0
+    ) -> None:
         """Records an HTTP response: ``status`` 0-65535, ``duration_ms`` milliseconds (a
         non-negative number; ``ValueError`` otherwise)."""
         ctx = strand_context()
@@ -466,7 +509,6 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         counts["pending"] = flusher.held if flusher is not None else 0
         counts["recorded"] += drops + counts["queued"]
         return counts
-
 
 
 class _Trace:

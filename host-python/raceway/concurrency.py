@@ -36,6 +36,13 @@ from ._handoffs import Handoff, bind, capture, run_with_context
 from ._threads import PENDING_JOINS_LIMIT, ContextAwareThread, ContextAwareThreadPoolExecutor
 
 __all__ = [
-    "PENDING_JOINS_LIMIT", "ContextAwareThread", "ContextAwareThreadPoolExecutor", "Handoff", "bind", "capture",
-    "continue_trace", "instrument_loop", "run_with_context",
+    "PENDING_JOINS_LIMIT",
+    "ContextAwareThread",
+    "ContextAwareThreadPoolExecutor",
+    "Handoff",
+    "bind",
+    "capture",
+    "continue_trace",
+    "instrument_loop",
+    "run_with_context",
 ]

@@ -125,8 +125,14 @@ class Config:
         _whole(self, "events_file_backups", 0, 64)
         _whole(self, "events_file_max_bytes", 1, 2**40)
         _whole(self, "spool_max_bytes", 1, 2**40)
-        for name in ("flush_interval", "timeout", "retry_backoff", "retry_backoff_max", "shutdown_timeout",
-                     "shutdown_stall"):
+        for name in (
+            "flush_interval",
+            "timeout",
+            "retry_backoff",
+            "retry_backoff_max",
+            "shutdown_timeout",
+            "shutdown_stall",
+        ):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):  # 1 means 1.0
                 setattr(self, name, float(value))
@@ -270,7 +276,8 @@ class Settings:
             events_file=_path(config.events_file, "RACEWAY_EVENTS_FILE"),
             suppressions=_path(config.suppressions, "RACEWAY_SUPPRESSIONS"),
             shutdown_timeout=(
-                config.shutdown_timeout if config.shutdown_timeout is not None
+                config.shutdown_timeout
+                if config.shutdown_timeout is not None
                 else _env_seconds("RACEWAY_SHUTDOWN_TIMEOUT") or DEFAULT_SHUTDOWN_TIMEOUT
             ),
             spool_dir=(

@@ -126,9 +126,23 @@ class ExecutionContext:
     middleware; read them with `get_context()`."""
 
     __slots__ = (
-        "trace_id", "span_id", "upstream_span_id", "tracestate", "flags",
-        "thread_id", "component", "id_base", "seq", "last", "state", "outgoing",
-        "owner", "task", "retirable", "anchor", "outer",
+        "trace_id",
+        "span_id",
+        "upstream_span_id",
+        "tracestate",
+        "flags",
+        "thread_id",
+        "component",
+        "id_base",
+        "seq",
+        "last",
+        "state",
+        "outgoing",
+        "owner",
+        "task",
+        "retirable",
+        "anchor",
+        "outer",
     )
 
     def __init__(
@@ -152,7 +166,7 @@ class ExecutionContext:
         # client's when none is named), then this context's own suffix.
         self.component = f"{identity or _identity[0]}/{suffix}"
         self.id_base = os.urandom(16).hex()
-        self.seq = 0   # events (and outgoing calls) so far: this context's own clock counter
+        self.seq = 0  # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
         self.state = State(clock)
         # The outgoing-header template of this context's `state` for one client:
@@ -231,7 +245,12 @@ class ExecutionContext:
     def child(self) -> "ExecutionContext":
         """A new context in the same trace and service span that starts knowing all this one knew."""
         return ExecutionContext(
-            self.trace_id, self.span_id, self.upstream_span_id, self.tracestate, self.flags, self.clock(),
+            self.trace_id,
+            self.span_id,
+            self.upstream_span_id,
+            self.tracestate,
+            self.flags,
+            self.clock(),
             self.identity,
         )
 
@@ -300,8 +319,12 @@ def create_context(
         pairs: List[Tuple[str, int]] = []
         for pair in clock_vector:
             component, counter = pair
-            if (not isinstance(component, str) or isinstance(counter, bool) or not isinstance(counter, int)
-                    or counter < 0):
+            if (
+                not isinstance(component, str)
+                or isinstance(counter, bool)
+                or not isinstance(counter, int)
+                or counter < 0
+            ):
                 raise ValueError(f"clock_vector entries must be (str, non-negative int), got {pair!r}")
             pairs.append((component, counter))
         clock = merge_clocks((), pairs)
@@ -342,7 +365,9 @@ def _valid_or_derived(value: object, argument: str) -> str:
         logging.getLogger("raceway").warning(
             "raceway: create_context(%s=%r): not a valid %s, so %s (derived from it: the same "
             "string always gives the same id) is used; ids on the wire must be W3C ids",
-            argument, text[:100], "trace id (a UUID or 32 hex digits)" if trace else "span id (16 hex digits)",
+            argument,
+            text[:100],
+            "trace id (a UUID or 32 hex digits)" if trace else "span id (16 hex digits)",
             derived,
         )
     return derived

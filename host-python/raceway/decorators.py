@@ -60,7 +60,10 @@ CLIENT_ATTR = "_raceway_client"
 
 
 def _arguments(
-    fn: Callable[..., Any], signature: List[inspect.Signature], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+    fn: Callable[..., Any],
+    signature: List[inspect.Signature],
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
     skip_first: bool,
 ) -> Dict[str, Any]:
     """The call's arguments by parameter name, defaults applied (the reference SDK's
@@ -103,7 +106,11 @@ def _is_bare(target: object) -> bool:
 
 
 def _tracker(
-    client: Optional[ClientLike], client_attr: str, name: Optional[str], capture_args: bool, capture_result: bool,
+    client: Optional[ClientLike],
+    client_attr: str,
+    name: Optional[str],
+    capture_args: bool,
+    capture_result: bool,
     method: bool,
 ) -> Callable[[F], F]:
     """The decorator behind the three public forms. It records with ``client`` or, when that
@@ -124,7 +131,8 @@ def _tracker(
                     log.warning(
                         "raceway: %s: no client to record with (pass a RacewayClient to the decorator, "
                         "or give the instance a %r attribute holding one); its calls run unrecorded",
-                        label, client_attr,
+                        label,
+                        client_attr,
                     )
                 return None
             if _current.get() is None:
@@ -302,8 +310,7 @@ def track_function(
     ``Config.strict_context``, the client raises ``RuntimeError``)."""
     if _is_bare(client):  # ``@track_function`` without parentheses: ``client`` is the function
         return _tracker(None, CLIENT_ATTR, None, False, False, False)(client)
-    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return,
-                    False)
+    return _tracker(client, CLIENT_ATTR, name, capture_args, capture_result or capture_return, False)
 
 
 @overload
@@ -329,8 +336,9 @@ def track_async(
 ) -> Any:
     """The reference SDK's decorator for ``async`` functions: `track_function`, which handles
     ``async`` functions (and plain ones: the reference raises ``TypeError`` for those)."""
-    return track_function(client, name, capture_args=capture_args, capture_result=capture_result,
-                          capture_return=capture_return)
+    return track_function(
+        client, name, capture_args=capture_args, capture_result=capture_result, capture_return=capture_return
+    )
 
 
 @overload

@@ -76,7 +76,8 @@ class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context 
             log.warning(
                 "raceway: tracked_lock(%r) outside an execution context: the lock is taken, nothing is "
                 "recorded (the reference SDK raises RuntimeError here; open a context with client.trace() "
-                "or the middleware to record it)", self.lock_id,
+                "or the middleware to record it)",
+                self.lock_id,
             )
         try:
             self.client.track_lock_acquire(self.lock_id, self.lock_type)

@@ -142,8 +142,9 @@ def _internal(filename: str) -> bool:
     """A constructor called from the SDK or from the standard library gets the original."""
     if is_sdk(filename):
         return True
-    return (filename.startswith(_STDLIB) and "site-packages" not in filename
-            and "dist-packages" not in filename) or filename.startswith("<frozen")
+    return (
+        filename.startswith(_STDLIB) and "site-packages" not in filename and "dist-packages" not in filename
+    ) or filename.startswith("<frozen")
 
 
 def _new_id(kind: str) -> str:
@@ -556,15 +557,23 @@ class _AsyncQueueMixin(_AutoEdges, _AsyncQueueEdges):
 
 # (module, name, mixin): the names replaced, in this order.
 _TABLE: List[Tuple[ModuleType, str, Optional[type]]] = [
-    (threading, "Lock", None), (threading, "RLock", None),
-    (threading, "Condition", _ConditionMixin), (threading, "Semaphore", _SemaphoreMixin),
-    (threading, "BoundedSemaphore", _SemaphoreMixin), (threading, "Event", _EventMixin),
+    (threading, "Lock", None),
+    (threading, "RLock", None),
+    (threading, "Condition", _ConditionMixin),
+    (threading, "Semaphore", _SemaphoreMixin),
+    (threading, "BoundedSemaphore", _SemaphoreMixin),
+    (threading, "Event", _EventMixin),
     (threading, "Barrier", _BarrierMixin),
-    (queue, "Queue", _QueueMixin), (queue, "LifoQueue", _QueueMixin), (queue, "PriorityQueue", _QueueMixin),
-    (asyncio, "Lock", _AsyncLockMixin), (asyncio, "Condition", _AsyncConditionMixin),
-    (asyncio, "Semaphore", _AsyncSemaphoreMixin), (asyncio, "BoundedSemaphore", _AsyncSemaphoreMixin),
+    (queue, "Queue", _QueueMixin),
+    (queue, "LifoQueue", _QueueMixin),
+    (queue, "PriorityQueue", _QueueMixin),
+    (asyncio, "Lock", _AsyncLockMixin),
+    (asyncio, "Condition", _AsyncConditionMixin),
+    (asyncio, "Semaphore", _AsyncSemaphoreMixin),
+    (asyncio, "BoundedSemaphore", _AsyncSemaphoreMixin),
     (asyncio, "Event", _AsyncEventMixin),
-    (asyncio, "Queue", _AsyncQueueMixin), (asyncio, "LifoQueue", _AsyncQueueMixin),
+    (asyncio, "Queue", _AsyncQueueMixin),
+    (asyncio, "LifoQueue", _AsyncQueueMixin),
     (asyncio, "PriorityQueue", _AsyncQueueMixin),
 ]
 # A class, or (threading.Lock and RLock) a factory function.
@@ -592,8 +601,12 @@ def _traced_class(cls: type) -> type:
 
 def _patched_class(module: ModuleType, name: str, mixin: type) -> type:
     original = _ORIGINALS[(module.__name__, name)]
-    namespace = {"__module__": module.__name__, "__qualname__": name, "_raceway_original": original,
-                 "_raceway_accepts": (original,)}
+    namespace = {
+        "__module__": module.__name__,
+        "__qualname__": name,
+        "_raceway_original": original,
+        "_raceway_accepts": (original,),
+    }
     cls = _Patched(name, (mixin, original), namespace)
     _traced_classes[original] = cls
     return cls

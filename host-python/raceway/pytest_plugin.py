@@ -86,8 +86,9 @@ class RacewayPlugin:
         if on_race not in ("fail", "warn"):
             raise pytest.UsageError(f"raceway_on_race must be 'fail' or 'warn', not {on_race!r}")
         self.on_race = on_race
-        self.suppressions = self._path(config.getoption("raceway_suppressions", None),
-                                       config.getini("raceway_suppressions"))
+        self.suppressions = self._path(
+            config.getoption("raceway_suppressions", None), config.getini("raceway_suppressions")
+        )
         self.sarif = config.getoption("raceway_sarif", None)
         self.html = config.getoption("raceway_html", None)
         self.findings: Dict[Tuple[str, str, str], Race] = {}
@@ -119,8 +120,9 @@ class RacewayPlugin:
         if not options.get("enabled", True):
             return
         on_race = options.get("on_race", self.on_race)
-        client = RacewayClient(Config(endpoint=None, service_name="pytest", report_races_at_shutdown=False,
-                                      suppressions=self.suppressions))
+        client = RacewayClient(
+            Config(endpoint=None, service_name="pytest", report_races_at_shutdown=False, suppressions=self.suppressions)
+        )
         previous = _auto.set_client(client)
         strands_were_on = strands_enabled()
         enable_strands()
@@ -195,8 +197,11 @@ class RacewayPlugin:
         if not self.tests:
             return
         found = len(self.findings)
-        line = (f"raceway: {len(self.raced)} of {self.tests} tests raced, {found} distinct race"
-                f"{'' if found == 1 else 's'}" if self.raced else f"raceway: no races in {self.tests} tests")
+        line = (
+            f"raceway: {len(self.raced)} of {self.tests} tests raced, {found} distinct race{'' if found == 1 else 's'}"
+            if self.raced
+            else f"raceway: no races in {self.tests} tests"
+        )
         terminalreporter.write_line(line)
         for path, what in ((self.sarif, "SARIF"), (self.html, "HTML")):
             if path:
@@ -205,8 +210,9 @@ class RacewayPlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:  # a pytest-xdist worker: the controller reports for all
-            workeroutput["raceway"] = json.dumps({
-                "races": [r.to_json() for r in self.findings.values()], "raced": self.raced, "tests": self.tests})
+            workeroutput["raceway"] = json.dumps(
+                {"races": [r.to_json() for r in self.findings.values()], "raced": self.raced, "tests": self.tests}
+            )
             return
         races = list(self.findings.values())
         if self.sarif:

@@ -51,21 +51,37 @@ class Access:
     @classmethod
     def from_json(cls, a: AccessJSON) -> "Access":
         return cls(
-            access_type=a["access_type"], location=a["location"], thread_id=a["thread_id"],
-            trace_id=a["trace_id"], timestamp=a["timestamp"], stack=tuple(a.get("stack", ())),
-            component=a.get("component", ""), service=a.get("service", ""), seq=a.get("seq", 0),
-            unix_nanos=a.get("unix_nanos", 0), locks=tuple(a.get("locks", ())),
-            old_value=a.get("old_value"), new_value=a.get("new_value"),
+            access_type=a["access_type"],
+            location=a["location"],
+            thread_id=a["thread_id"],
+            trace_id=a["trace_id"],
+            timestamp=a["timestamp"],
+            stack=tuple(a.get("stack", ())),
+            component=a.get("component", ""),
+            service=a.get("service", ""),
+            seq=a.get("seq", 0),
+            unix_nanos=a.get("unix_nanos", 0),
+            locks=tuple(a.get("locks", ())),
+            old_value=a.get("old_value"),
+            new_value=a.get("new_value"),
         )
 
     def to_json(self) -> AccessJSON:
         """The core's form of this access (`from_json` reads it back)."""
         return {
-            "access_type": self.access_type, "location": self.location, "stack": list(self.stack),
-            "thread_id": self.thread_id, "component": self.component, "trace_id": self.trace_id,
-            "service": self.service, "seq": self.seq, "timestamp": self.timestamp,
-            "unix_nanos": self.unix_nanos, "locks": list(self.locks),
-            "old_value": self.old_value, "new_value": self.new_value,
+            "access_type": self.access_type,
+            "location": self.location,
+            "stack": list(self.stack),
+            "thread_id": self.thread_id,
+            "component": self.component,
+            "trace_id": self.trace_id,
+            "service": self.service,
+            "seq": self.seq,
+            "timestamp": self.timestamp,
+            "unix_nanos": self.unix_nanos,
+            "locks": list(self.locks),
+            "old_value": self.old_value,
+            "new_value": self.new_value,
         }
 
 
@@ -88,16 +104,24 @@ class Race:
     @classmethod
     def from_json(cls, r: RaceJSON) -> "Race":
         return cls(
-            variable=r["variable"], kind=r["kind"], severity=r["severity"], count=r["count"],
-            first_seen=r["first_seen"], last_seen=r["last_seen"],
+            variable=r["variable"],
+            kind=r["kind"],
+            severity=r["severity"],
+            count=r["count"],
+            first_seen=r["first_seen"],
+            last_seen=r["last_seen"],
             accesses=tuple(Access.from_json(a) for a in r["accesses"]),
         )
 
     def to_json(self) -> RaceJSON:
         """The core's form of this race (`from_json` reads it back)."""
         return {
-            "variable": self.variable, "kind": self.kind, "severity": self.severity,
-            "count": self.count, "first_seen": self.first_seen, "last_seen": self.last_seen,
+            "variable": self.variable,
+            "kind": self.kind,
+            "severity": self.severity,
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
             "accesses": [a.to_json() for a in self.accesses],
         }
 

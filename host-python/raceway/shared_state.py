@@ -195,6 +195,7 @@ def _reading_first(cls: type, *names: str) -> None:
     """Gives ``cls`` the methods ``names`` that read the whole container (`_raceway_read_all`)
     and then do what the next class in the MRO does (the container's own method)."""
     for name in names:
+
         def method(self: _Wrapper[object], *args: object, _name: str = name) -> Any:
             self._raceway_read_all()
             return getattr(super(cls, self), _name)(*args)
@@ -207,6 +208,7 @@ def _on_original(cls: type, *names: str) -> None:
     """Gives ``cls`` the methods ``names`` that read the whole container and then do what the
     original class does, on a copy of the contents as an instance of it (a set's algebra)."""
     for name in names:
+
         def method(self: _Wrapper[object], *args: object, _name: str = name) -> Any:
             self._raceway_read_all()
             return getattr(self._raceway_original(), _name)(*args)
@@ -947,10 +949,24 @@ class _SetMixin(_LooksLikeTheOriginal, _AsSet[_T]):
 
 # The comparisons read the whole set, then compare as a set does; the algebra reads it and
 # answers with an instance of the original class.
-_reading_first(_SetMixin, "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
-               "issubset", "issuperset", "isdisjoint")
-_on_original(_SetMixin, "__or__", "__and__", "__sub__", "__xor__", "__ror__", "__rand__", "__rsub__",
-             "__rxor__", "union", "intersection", "difference", "symmetric_difference")
+_reading_first(
+    _SetMixin, "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "issubset", "issuperset", "isdisjoint"
+)
+_on_original(
+    _SetMixin,
+    "__or__",
+    "__and__",
+    "__sub__",
+    "__xor__",
+    "__ror__",
+    "__rand__",
+    "__rsub__",
+    "__rxor__",
+    "union",
+    "intersection",
+    "difference",
+    "symmetric_difference",
+)
 _in_repr: set[tuple[int, int]] = set()
 
 
@@ -970,11 +986,30 @@ _Container = dict[Any, Any] | list[Any] | set[Any]
 _C = TypeVar("_C", bound=_Container)
 
 _MIXINS = ((dict, _DictMixin, SharedDict), (list, _ListMixin, SharedList), (set, _SetMixin, SharedSet))
-_ALWAYS_OURS = frozenset({
-    "__getitem__", "__setitem__", "__delitem__", "__contains__", "__len__", "__iter__",
-    "__reversed__", "__init__", "__class__", "__reduce_ex__", "__reduce__", "__copy__", "copy",
-    "__hash__", "__slots__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__",
-})
+_ALWAYS_OURS = frozenset(
+    {
+        "__getitem__",
+        "__setitem__",
+        "__delitem__",
+        "__contains__",
+        "__len__",
+        "__iter__",
+        "__reversed__",
+        "__init__",
+        "__class__",
+        "__reduce_ex__",
+        "__reduce__",
+        "__copy__",
+        "copy",
+        "__hash__",
+        "__slots__",
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__dict__",
+        "__weakref__",
+    }
+)
 """Recording overrides a subclass's own methods never replace (they call the subclass's)."""
 _container_classes: Dict[type, type[_Shared]] = {dict: SharedDict, list: SharedList, set: SharedSet}
 _classes_lock = threading.Lock()
@@ -991,8 +1026,12 @@ def _container_class(base: type) -> type[_Shared]:
         if found is None:
             builtin, mixin, _ = next(m for m in _MIXINS if issubclass(base, m[0]))
             namespace: Dict[str, Any] = {
-                "__slots__": ("_raceway_rec",), "_raceway_base": base, "_raceway_wrapper": True,
-                "__module__": base.__module__, "__qualname__": base.__qualname__}
+                "__slots__": ("_raceway_rec",),
+                "_raceway_base": base,
+                "_raceway_wrapper": True,
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+            }
             # A method the subclass defines itself (Counter.update, OrderedDict.popitem...) stays
             # the subclass's: it reaches the items through the overrides that record.
             for attr in vars(mixin):

@@ -66,8 +66,13 @@ class _Originals(TypedDict):
     create_task: Callable[..., asyncio.Task[Any]]  # (loop, coro, **kwargs)
 
 
-_originals: _Originals = {"start": _Thread.start, "join": _Thread.join, "submit": _Pool.submit,
-                          "shutdown": _Pool.shutdown, "create_task": _Loop.create_task}
+_originals: _Originals = {
+    "start": _Thread.start,
+    "join": _Thread.join,
+    "submit": _Pool.submit,
+    "shutdown": _Pool.shutdown,
+    "create_task": _Loop.create_task,
+}
 """The methods replaced while strands without setup are on (kept: a call that started before
 `disable_strands` still finds them)."""
 _installed = False

@@ -38,8 +38,15 @@ __all__ = ["threads", "tasks", "run_tasks"]
 DEFAULT_TIMEOUT = 30.0
 
 
-def threads(fn: Callable[..., Any], n: int = 8, *, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None,
-            index: bool = False, timeout: float = DEFAULT_TIMEOUT) -> List[Any]:
+def threads(
+    fn: Callable[..., Any],
+    n: int = 8,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Optional[Dict[str, Any]] = None,
+    index: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> List[Any]:
     """Calls ``fn(*args, **kwargs)`` (``fn(i, *args, **kwargs)`` with ``index``) from ``n``
     threads released together; returns the ``n`` results in thread order. Raises the first
     thread's exception (in thread order) after all have ended, and ``TimeoutError`` if they
@@ -59,8 +66,9 @@ def threads(fn: Callable[..., Any], n: int = 8, *, args: Sequence[Any] = (), kwa
             errors[i] = e
 
     _auto.ensure()  # with strands without setup: the caller is a strand the threads fork from
-    started = [ContextAwareThread(target=body, args=(i,), client=_auto.client, name=f"raceway-stress-{i}")
-               for i in range(n)]
+    started = [
+        ContextAwareThread(target=body, args=(i,), client=_auto.client, name=f"raceway-stress-{i}") for i in range(n)
+    ]
     for t in started:
         t.start()
     for t in started:
@@ -74,9 +82,15 @@ def threads(fn: Callable[..., Any], n: int = 8, *, args: Sequence[Any] = (), kwa
     return results
 
 
-async def tasks(fn: Callable[..., Awaitable[Any]], n: int = 8, *, args: Sequence[Any] = (),
-                kwargs: Optional[Dict[str, Any]] = None, index: bool = False,
-                timeout: float = DEFAULT_TIMEOUT) -> List[Any]:
+async def tasks(
+    fn: Callable[..., Awaitable[Any]],
+    n: int = 8,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Optional[Dict[str, Any]] = None,
+    index: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> List[Any]:
     """Awaits ``fn(*args, **kwargs)`` (``fn(i, ...)`` with ``index``) in ``n`` tasks released
     together, on the running loop; returns the results in order (``gather``'s). The loop must
     make tasks strands (strands without setup, `raceway.instrument_loop`, a middleware);
@@ -97,9 +111,15 @@ async def tasks(fn: Callable[..., Awaitable[Any]], n: int = 8, *, args: Sequence
     return await asyncio.wait_for(asyncio.gather(*(body(i) for i in range(n))), timeout)
 
 
-def run_tasks(fn: Callable[..., Awaitable[Any]], n: int = 8, *, args: Sequence[Any] = (),
-              kwargs: Optional[Dict[str, Any]] = None, index: bool = False,
-              timeout: float = DEFAULT_TIMEOUT) -> List[Any]:
+def run_tasks(
+    fn: Callable[..., Awaitable[Any]],
+    n: int = 8,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Optional[Dict[str, Any]] = None,
+    index: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> List[Any]:
     """`tasks` from synchronous code: runs them on a new event loop (``asyncio.run``), made to
     give each task a context of its own, and returns the results."""
 

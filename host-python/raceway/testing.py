@@ -172,7 +172,10 @@ class CollectorServer:
                     parsed = None
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 rec = Received(
-                    self.command, self.path, headers, body if server.keep_bodies else b"",
+                    self.command,
+                    self.path,
+                    headers,
+                    body if server.keep_bodies else b"",
                     parsed if server.keep_bodies else None,
                     [(k.lower(), v) for k, v in self.headers.items()],
                 )
@@ -228,13 +231,17 @@ class CollectorServer:
                     if isinstance(fault, Drop):
                         self._hang_up()
                     elif isinstance(fault, CloseMidResponse):
-                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                         b"Content-Length: 64\r\n\r\n{\"succ")
+                        self.wfile.write(
+                            b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{"succ'
+                        )
                         self._hang_up()
                     elif isinstance(fault, Status):
                         n = _count(parsed)
-                        envelope = {"success": accepted, "data": f"Ingested {n} events" if accepted else None,
-                                    "error": None if accepted else fault.error}
+                        envelope = {
+                            "success": accepted,
+                            "data": f"Ingested {n} events" if accepted else None,
+                            "error": None if accepted else fault.error,
+                        }
                         extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
                         self._answer(fault.status, json.dumps(envelope).encode(), extra)
                     else:
@@ -427,8 +434,14 @@ class QueueingCollector(CollectorServer):
     ``answers`` counts the statuses sent; ``drained`` records ``(monotonic time, total stored)``
     after each drain step, to measure the drain rate."""
 
-    def __init__(self, capacity: int = 10_000, drain_rate: float = 1_000.0, step: int = 100,
-                 host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        drain_rate: float = 1_000.0,
+        step: int = 100,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         super().__init__(responder=self._ingest, host=host, port=port, keep_bodies=False)
         self.capacity = capacity
         self.drain_rate = drain_rate
@@ -508,8 +521,9 @@ class QueueingCollector(CollectorServer):
 
 # -- the core's sandbox ------------------------------------------------------------------------
 @contextmanager
-def core_limits(memory: Optional[int] = None, fuel_base: Optional[int] = None,
-                fuel_per_char: Optional[int] = None) -> Iterator[None]:
+def core_limits(
+    memory: Optional[int] = None, fuel_base: Optional[int] = None, fuel_per_char: Optional[int] = None
+) -> Iterator[None]:
     """Shrinks the core's sandbox limits while the block runs, so the real component traps
     (``fuel_base=1000, fuel_per_char=0``: the next call runs out of fuel). Fuel applies to calls
     made in the block; ``memory`` to instances created in it (clients made in the block)."""

@@ -15,9 +15,20 @@ from typing import Any, Dict, List, Optional, Tuple
 from .config import Config
 
 __all__ = [
-    "Config", "EventMetadata", "StateChangeData", "FunctionCallData", "FunctionReturnData",
-    "AsyncSpawnData", "AsyncAwaitData", "LockAcquireData", "LockReleaseData", "HTTPRequestData",
-    "HTTPResponseData", "ErrorData", "EventKind", "Event",
+    "Config",
+    "EventMetadata",
+    "StateChangeData",
+    "FunctionCallData",
+    "FunctionReturnData",
+    "AsyncSpawnData",
+    "AsyncAwaitData",
+    "LockAcquireData",
+    "LockReleaseData",
+    "HTTPRequestData",
+    "HTTPResponseData",
+    "ErrorData",
+    "EventKind",
+    "Event",
 ]
 
 

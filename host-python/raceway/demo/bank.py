@@ -113,8 +113,9 @@ class _QuietHandler(WSGIRequestHandler):
 def serve(app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
     """Serves ``app`` on 127.0.0.1 (a free port), one thread per request; yields the base URL."""
     server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="raceway-demo-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="raceway-demo-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -136,8 +137,9 @@ def fire_transfers(url: str, transfers: Iterable[Tuple[str, str, int]] = TRANSFE
 
     def send(i: int, source: str, target: str, amount: int) -> None:
         body = json.dumps({"from": source, "to": target, "amount": amount}).encode()
-        request = urllib.request.Request(f"{url}/transfer", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{url}/transfer", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         barrier.wait(10)
         with _opener.open(request, timeout=30) as response:
             response.read()
@@ -154,8 +156,13 @@ def fire_transfers(url: str, transfers: Iterable[Tuple[str, str, int]] = TRANSFE
 def _client(events_file: Optional[str] = None) -> RacewayClient:
     # The demo prints the report itself (not again as a log line at shutdown), with the two
     # frames that matter (the handler and its caller, not the server's).
-    options: Dict[str, Any] = {"endpoint": None, "service_name": "banking-api", "instance_id": "demo-1",
-                               "report_races_at_shutdown": False, "race_stack_frames": 2}
+    options: Dict[str, Any] = {
+        "endpoint": None,
+        "service_name": "banking-api",
+        "instance_id": "demo-1",
+        "report_races_at_shutdown": False,
+        "race_stack_frames": 2,
+    }
     if events_file is not None:
         options["events_file"] = events_file
     return RacewayClient(Config(**options))

@@ -36,8 +36,9 @@ LIBRARIES: Tuple[str, ...] = ("requests", "httpx", "urllib3", "aiohttp")
 _instrumented: Tuple[str, ...] = ()
 
 
-def instrument_http(client: ClientLike, *, libraries: Optional[Iterable[str]] = None,
-                    include_query: bool = False) -> Tuple[str, ...]:
+def instrument_http(
+    client: ClientLike, *, libraries: Optional[Iterable[str]] = None, include_query: bool = False
+) -> Tuple[str, ...]:
     """Switches automatic propagation on for ``client`` (its contexts' headers and events).
 
     ``libraries``: the ones to instrument (default: every one of `LIBRARIES` that is

@@ -95,9 +95,11 @@ class Tracer:
     def warn(self, key: str, error: BaseException) -> None:
         """Logs a failure of ours once per ``key`` (at ERROR, through the client's recorder)."""
         warn_once(
-            self.client, f"http-{key}",
+            self.client,
+            f"http-{key}",
             "raceway: outgoing HTTP instrumentation failed (%s: %s); the call goes out untraced",
-            type(error).__name__, error,
+            type(error).__name__,
+            error,
         )
 
 

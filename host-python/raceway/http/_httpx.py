@@ -28,8 +28,9 @@ def _traced(call: "_call.Call", request: Any) -> Any:
 
         headers = request.headers.copy()
         headers.update(call.headers)
-        return httpx.Request(request.method, request.url, headers=headers, stream=request.stream,
-                             extensions=dict(request.extensions))
+        return httpx.Request(
+            request.method, request.url, headers=headers, stream=request.stream, extensions=dict(request.extensions)
+        )
     except Exception as e:
         call.tracer.warn("headers", e)
         return request

@@ -21,8 +21,9 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
         if _call._active is None:
             return original(self, request, **kwargs)
-        call = _call.begin(getattr(request, "method", None) or "GET", getattr(request, "url", None) or "",
-                           _names(request))
+        call = _call.begin(
+            getattr(request, "method", None) or "GET", getattr(request, "url", None) or "", _names(request)
+        )
         if call is None:
             return original(self, request, **kwargs)
         if call.headers:

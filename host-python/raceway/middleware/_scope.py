@@ -71,8 +71,16 @@ class RequestScope:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, client: ClientLike, headers: Dict[str, List[str]], method: str, path: str,
-             query: str, options: Options, recorder: Optional[EventRecorder]) -> Optional["RequestScope"]:
+    def open(
+        cls,
+        client: ClientLike,
+        headers: Dict[str, List[str]],
+        method: str,
+        path: str,
+        query: str,
+        options: Options,
+        recorder: Optional[EventRecorder],
+    ) -> Optional["RequestScope"]:
         """Makes the request's context current and records the request; None if that failed
         (logged once), in which case the request is served untraced. ``headers``: the trace
         headers' values by lower-case name (`raceway._incoming.gather`); ``recorder``:
@@ -152,8 +160,13 @@ class RequestScope:
         try:
             found = _current.get() if current is _UNSET else current
             ctx = self.ctx
-            if (found is None or found is ctx or not isinstance(found, ExecutionContext)
-                    or found.anchor is not None or found.trace_id != ctx.trace_id):
+            if (
+                found is None
+                or found is ctx
+                or not isinstance(found, ExecutionContext)
+                or found.anchor is not None
+                or found.trace_id != ctx.trace_id
+            ):
                 return
             if all(component != ctx.component for component, _ in found.state.clock):
                 return  # not made from the request's context
@@ -336,4 +349,3 @@ def _end_body(scope: "RequestScope", exc: Optional[BaseException], status: Calla
     except Exception:
         code = 0
     scope.finish(500 if isinstance(exc, Exception) and not sent else code)
-

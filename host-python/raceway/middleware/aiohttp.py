@@ -57,7 +57,12 @@ def aiohttp_middleware(client: ClientLike, **options: Any) -> Middleware:
         if opts.isolate_tasks:
             instrument_loop(client)
         scope = RequestScope.open(
-            client, gather(request.raw_headers), request.method, request.path, request.query_string, opts,
+            client,
+            gather(request.raw_headers),
+            request.method,
+            request.path,
+            request.query_string,
+            opts,
             recorder,
         )
         if scope is None:

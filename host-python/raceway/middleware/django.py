@@ -75,7 +75,8 @@ def _from_settings() -> Tuple[RacewayClient, Options]:
         raise ImproperlyConfigured(
             "raceway: set exactly one of RACEWAY (a dict of raceway.Config fields) and "
             "RACEWAY_CLIENT (the dotted path of a RacewayClient) in the settings"
-            + (" (both are set)" if config is not None else ""))
+            + (" (both are set)" if config is not None else "")
+        )
     client = _named_client(named) if named is not None else _configured_client(config)
     raw = getattr(settings, "RACEWAY_OPTIONS", None) or {}
     try:
@@ -108,7 +109,8 @@ def _named_client(named: object) -> RacewayClient:
         value = value()
     if not isinstance(value, RacewayClient):
         raise ImproperlyConfigured(
-            f"raceway: RACEWAY_CLIENT {named!r} is not a RacewayClient (nor a function returning one): {value!r}")
+            f"raceway: RACEWAY_CLIENT {named!r} is not a RacewayClient (nor a function returning one): {value!r}"
+        )
     return value
 
 

@@ -145,7 +145,8 @@ class FlaskMiddleware:
         return request.environ.pop(self._key, None) if has_request_context() else None
 
 
-def flask_middleware(client: ClientLike, app: "Optional[Union[Flask, Blueprint]]" = None,
-                     **options: Any) -> FlaskMiddleware:
+def flask_middleware(
+    client: ClientLike, app: "Optional[Union[Flask, Blueprint]]" = None, **options: Any
+) -> FlaskMiddleware:
     """The reference SDK's factory. Keyword options: ``include_query``, ``response_traceparent``."""
     return FlaskMiddleware(client, app, **options)

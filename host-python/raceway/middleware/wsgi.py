@@ -56,8 +56,9 @@ class RacewayWSGIMiddleware:
             return self.app(environ, start_response)
         status: List[int] = []
 
-        def traced_start_response(status_line: str, headers: List[Tuple[str, str]],
-                                  exc_info: Optional[OptExcInfo] = None) -> Callable[[bytes], object]:
+        def traced_start_response(
+            status_line: str, headers: List[Tuple[str, str]], exc_info: Optional[OptExcInfo] = None
+        ) -> Callable[[bytes], object]:
             try:
                 status[:] = [int(str(status_line).split(None, 1)[0])]
             except (ValueError, IndexError):

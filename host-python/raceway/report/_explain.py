@@ -21,9 +21,13 @@ def locks_text(locks: Sequence[str]) -> str:
 
 def verb(access: Access) -> str:
     """``read``, ``wrote``, ``atomically read``... for a sentence."""
-    return {"Read": "read", "Write": "wrote", "AtomicRead": "atomically read",
-            "AtomicWrite": "atomically wrote", "AtomicRMW": "atomically updated"}.get(
-                access.access_type, clean(access.access_type, 20).lower())
+    return {
+        "Read": "read",
+        "Write": "wrote",
+        "AtomicRead": "atomically read",
+        "AtomicWrite": "atomically wrote",
+        "AtomicRMW": "atomically updated",
+    }.get(access.access_type, clean(access.access_type, 20).lower())
 
 
 def _who(race: Race, access: Access) -> str:
@@ -37,31 +41,38 @@ def missing(race: Race) -> str:
         read, other, stale = acc[0], acc[1], acc[-1]
         letters = strand_letters(race)
         a, b = letters.get(strand_of(read), "?"), letters.get(strand_of(other), "?")
-        text = (f"strand {a} read {value_seen(read)} at {clean(read.location)}, strand {b} "
-                f"wrote {value_seen(other)} at {clean(other.location)}, then {a} wrote "
-                f"{value_seen(stale)} at {clean(stale.location)} based on the stale value "
-                f"{compact(stale.old_value)}: {b}'s write was lost. {a}'s read and its write "
-                f"were not one atomic step")
+        text = (
+            f"strand {a} read {value_seen(read)} at {clean(read.location)}, strand {b} "
+            f"wrote {value_seen(other)} at {clean(other.location)}, then {a} wrote "
+            f"{value_seen(stale)} at {clean(stale.location)} based on the stale value "
+            f"{compact(stale.old_value)}: {b}'s write was lost. {a}'s read and its write "
+            f"were not one atomic step"
+        )
         if read.locks and stale.locks:
-            text += (f" (it held {locks_text(read.locks)} at the read and "
-                     f"{locks_text(stale.locks)} at the write, but let go in between, and {b} "
-                     f"wrote meanwhile)")
+            text += (
+                f" (it held {locks_text(read.locks)} at the read and "
+                f"{locks_text(stale.locks)} at the write, but let go in between, and {b} "
+                f"wrote meanwhile)"
+            )
         return text + "."
     if len(acc) < 2:
         return "the detector reported fewer than two accesses for this race."
     first, second = acc[0], acc[-1]
     kind1, kind2 = clean(first.access_type, 20).lower(), clean(second.access_type, 20).lower()
-    text = (f"no happens-before edge orders {_who(race, first)}'s {kind1} at "
-            f"{clean(first.location)} and {_who(race, second)}'s {kind2} at "
-            f"{clean(second.location)} (no spawn/join, lock hand-off, queue/event or "
-            f"happens_before/happens_after annotation links them)")
+    text = (
+        f"no happens-before edge orders {_who(race, first)}'s {kind1} at "
+        f"{clean(first.location)} and {_who(race, second)}'s {kind2} at "
+        f"{clean(second.location)} (no spawn/join, lock hand-off, queue/event or "
+        f"happens_before/happens_after annotation links them)"
+    )
     common = [lock for lock in first.locks if lock in second.locks]
     if common:
-        text += (f"; both held {locks_text(common)}, yet no release->acquire of it was "
-                 f"recorded between the two accesses (an acquire or release not tracked?)")
+        text += (
+            f"; both held {locks_text(common)}, yet no release->acquire of it was "
+            f"recorded between the two accesses (an acquire or release not tracked?)"
+        )
     else:
-        text += (f", and they hold no lock in common (locks: {locks_text(first.locks)} vs "
-                 f"{locks_text(second.locks)})")
+        text += f", and they hold no lock in common (locks: {locks_text(first.locks)} vs {locks_text(second.locks)})"
     if (first.access_type in _ATOMIC) != (second.access_type in _ATOMIC):
         text += "; one access is atomic and the other is not"
     return text + "."
@@ -70,22 +81,30 @@ def missing(race: Race) -> str:
 def fix(race: Race) -> str:
     """One sentence: how to order the accesses."""
     if race.kind == LOST_UPDATE:
-        return ("Hold one lock across the read and the write (make the read-modify-write one "
-                "critical section), or re-read the value and compare-and-set it under the lock "
-                "before writing.")
+        return (
+            "Hold one lock across the read and the write (make the read-modify-write one "
+            "critical section), or re-read the value and compare-and-set it under the lock "
+            "before writing."
+        )
     acc = race.accesses
     if len(acc) >= 2:
         first, second = acc[0], acc[-1]
         if any(lock in second.locks for lock in first.locks):
-            return ("Track every acquire and release of the shared lock (raceway.tracked_lock) so "
-                    "the hand-off is seen, or hand the value over through a queue/event.")
+            return (
+                "Track every acquire and release of the shared lock (raceway.tracked_lock) so "
+                "the hand-off is seen, or hand the value over through a queue/event."
+            )
         if is_write(first) and is_write(second):
-            return ("Protect both writes with the same lock, or hand the value over through a "
-                    "queue/event (or client.happens_before/happens_after) so one write happens "
-                    "before the other.")
-    return ("Protect both accesses with the same lock, or hand the value over through a "
-            "queue/event (or client.happens_before/happens_after) so the read happens after "
-            "the write.")
+            return (
+                "Protect both writes with the same lock, or hand the value over through a "
+                "queue/event (or client.happens_before/happens_after) so one write happens "
+                "before the other."
+            )
+    return (
+        "Protect both accesses with the same lock, or hand the value over through a "
+        "queue/event (or client.happens_before/happens_after) so the read happens after "
+        "the write."
+    )
 
 
 def short(race: Race) -> str:

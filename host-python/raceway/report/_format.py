@@ -60,8 +60,7 @@ def compact(value: Any, limit: int = VALUE_LIMIT) -> str:
     """A JSON value shown compactly: ``null``, ``100``, ``"abc"``, ``{"a":1}``; bounded and
     cleaned like `clean` (a string keeps its quotes so ``"1"`` and ``1`` differ)."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True,
-                          default=repr)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, default=repr)
     except (TypeError, ValueError, RecursionError):
         text = repr(value)
     return clean(text, limit)

@@ -88,8 +88,10 @@ def _mark(mark: Mark, x: float, y: float) -> str:
         cls = "m-acq" if kind == "LockAcquire" else "m-rel"
         shape = f'<rect x="{_n(x - 5)}" y="{_n(y - 5)}" width="10" height="10" class="{cls}"/>'
     elif kind in ("AsyncSpawn", "AsyncAwait"):
-        shape = (f'<path d="M{_n(x)} {_n(y - 7)} L{_n(x + 7)} {_n(y)} L{_n(x)} {_n(y + 7)} '
-                 f'L{_n(x - 7)} {_n(y)} Z" class="m-task"/>')
+        shape = (
+            f'<path d="M{_n(x)} {_n(y - 7)} L{_n(x + 7)} {_n(y)} L{_n(x)} {_n(y + 7)} '
+            f'L{_n(x - 7)} {_n(y)} Z" class="m-task"/>'
+        )
     else:
         shape = f'<circle cx="{_n(x)}" cy="{_n(y)}" r="4" class="m-other"/>'
     return f"<g>{title}{shape}</g>"
@@ -106,12 +108,15 @@ def _racing(race: Race, mark: Mark, x: float, y: float, side: str) -> str:
     access = race.accesses[mark.racing - 1]
     title = f"<title>{_e(describe(mark.event))}</title>"
     dy_value, dy_where = _label_offsets(side)
-    return (f'<g class="racing">{title}'
-            f'<circle cx="{_n(x)}" cy="{_n(y)}" r="19" class="halo"/>'
-            f'<circle cx="{_n(x)}" cy="{_n(y)}" r="12.5" class="m-race"/>'
-            + _text(x, y + 4.5, access_letter(access), "race-letter")
-            + _text(x, y + dy_value, above, "race-value")
-            + _text(x, y + dy_where, below, "race-where") + "</g>")
+    return (
+        f'<g class="racing">{title}'
+        f'<circle cx="{_n(x)}" cy="{_n(y)}" r="19" class="halo"/>'
+        f'<circle cx="{_n(x)}" cy="{_n(y)}" r="12.5" class="m-race"/>'
+        + _text(x, y + 4.5, access_letter(access), "race-letter")
+        + _text(x, y + dy_value, above, "race-value")
+        + _text(x, y + dy_where, below, "race-where")
+        + "</g>"
+    )
 
 
 def _racing_boxes(race: Race, mark: Mark, x: float, y: float, side: str) -> List[Box]:
@@ -122,8 +127,7 @@ def _racing_boxes(race: Race, mark: Mark, x: float, y: float, side: str) -> List
     return boxes
 
 
-def _shorten(x1: float, y1: float, x2: float, y2: float, r1: float,
-             r2: float) -> Tuple[float, float, float, float]:
+def _shorten(x1: float, y1: float, x2: float, y2: float, r1: float, r2: float) -> Tuple[float, float, float, float]:
     length = math.hypot(x2 - x1, y2 - y1) or 1.0
     ux, uy = (x2 - x1) / length, (y2 - y1) / length
     return x1 + ux * r1, y1 + uy * r1, x2 - ux * r2, y2 - uy * r2
@@ -136,16 +140,18 @@ def _radius(mark: Mark) -> float:
 def _label_box(x: float, y: float, lines: List[str], cls: str) -> str:
     """A boxed label of one or more lines; (x, y) is the baseline of its first line."""
     width = BOLD_W * max(map(len, lines)) + 14
-    out = [f'<rect x="{_n(x)}" y="{_n(y - 12)}" width="{_n(width)}" '
-           f'height="{_n(15 * len(lines) + 4)}" rx="3" class="{cls}-box"/>']
+    out = [
+        f'<rect x="{_n(x)}" y="{_n(y - 12)}" width="{_n(width)}" '
+        f'height="{_n(15 * len(lines) + 4)}" rx="3" class="{cls}-box"/>'
+    ]
     out.extend(_text(x + 7, y + 15 * i, line, cls, "start") for i, line in enumerate(lines))
     return "".join(out)
 
 
-def _time_axis(timeline: Timeline, xs: List[float], y: float, right: float,
-               marker: str) -> List[str]:
-    out = [f'<line x1="{LABEL_W}" y1="{_n(y)}" x2="{_n(right)}" y2="{_n(y)}" class="axis" '
-           f'marker-end="url(#{marker})"/>']
+def _time_axis(timeline: Timeline, xs: List[float], y: float, right: float, marker: str) -> List[str]:
+    out = [
+        f'<line x1="{LABEL_W}" y1="{_n(y)}" x2="{_n(right)}" y2="{_n(y)}" class="axis" marker-end="url(#{marker})"/>'
+    ]
     if not timeline.marks:
         return out
     t0 = timeline.marks[0].event.nanos
@@ -157,8 +163,7 @@ def _time_axis(timeline: Timeline, xs: List[float], y: float, right: float,
     for mark, x in zip(timeline.marks, xs, strict=True):
         if mark.racing:
             ms = (mark.event.nanos - t0) / 1e6
-            out.append(f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x)}" y2="{_n(y + 4)}" '
-                       f'class="axis"/>')
+            out.append(f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x)}" y2="{_n(y + 4)}" class="axis"/>')
             out.append(_text(x, y + 17, f"+{ms:.3f} ms", "axis-label"))
     out.append(_text(LABEL_W - 12, y + 18, "time → (in order, not to scale)", "axis-label", "end"))
     return out
@@ -184,8 +189,10 @@ def _overlap(a: Box, b: Box) -> bool:
 
 def _hits_segment(box: Box, x1: float, y1: float, x2: float, y2: float) -> bool:
     steps = 24
-    return any(box[0] <= x1 + (x2 - x1) * i / steps <= box[2]
-               and box[1] <= y1 + (y2 - y1) * i / steps <= box[3] for i in range(steps + 1))
+    return any(
+        box[0] <= x1 + (x2 - x1) * i / steps <= box[2] and box[1] <= y1 + (y2 - y1) * i / steps <= box[3]
+        for i in range(steps + 1)
+    )
 
 
 def _missing(race: Race, timeline: Timeline, pos: Positions) -> Optional[Missing]:
@@ -205,12 +212,12 @@ def _missing(race: Race, timeline: Timeline, pos: Positions) -> Optional[Missing
     height = 15 * len(label) + 4
     my = (y1 + y2) / 2 - height / 2 + 12
     mid = (x1 + x2) / 2
-    candidates = [(max(x1, x2) + 26, my), (min(x1, x2) - 26 - width, my),
-                  (mid + 14, my), (mid - 14 - width, my)]
+    candidates = [(max(x1, x2) + 26, my), (min(x1, x2) - 26 - width, my), (mid + 14, my), (mid - 14 - width, my)]
     if y1 == y2:
         candidates = [(mid - width / 2, y1 - 46 - height)]
-    edges = [(pos[id(e.source)], pos[id(e.target)]) for e in timeline.edges
-             if id(e.source) in pos and id(e.target) in pos]
+    edges = [
+        (pos[id(e.source)], pos[id(e.target)]) for e in timeline.edges if id(e.source) in pos and id(e.target) in pos
+    ]
     mx, my = candidates[0]
     for cx, cy in candidates:
         box = (cx, cy - 12, cx + width, cy - 12 + height)
@@ -220,24 +227,23 @@ def _missing(race: Race, timeline: Timeline, pos: Positions) -> Optional[Missing
     return (*_shorten(x1, y1, x2, y2, 13, 13), mx, my, label)
 
 
-def _lanes(timeline: Timeline, rows: Dict[int, int], y_of: Dict[int, float],
-           right: float) -> List[str]:
+def _lanes(timeline: Timeline, rows: Dict[int, int], y_of: Dict[int, float], right: float) -> List[str]:
     out: List[str] = []
     for lane_i, lane in enumerate(timeline.lanes):
         row, y = rows[lane_i], y_of[lane_i]
         band = "band-ctx" if lane.context else ("band-a" if row % 2 else "band-b")
-        out.append(f'<rect x="0" y="{_n(y - ROW_H / 2)}" width="{_n(right)}" height="{ROW_H}" '
-                   f'class="{band}"/>')
-        out.append(f'<line x1="{LABEL_W}" y1="{_n(y)}" x2="{_n(right - 20)}" y2="{_n(y)}" '
-                   f'class="{"lane-ctx" if lane.context else "lane"}"/>')
+        out.append(f'<rect x="0" y="{_n(y - ROW_H / 2)}" width="{_n(right)}" height="{ROW_H}" class="{band}"/>')
+        out.append(
+            f'<line x1="{LABEL_W}" y1="{_n(y)}" x2="{_n(right - 20)}" y2="{_n(y)}" '
+            f'class="{"lane-ctx" if lane.context else "lane"}"/>'
+        )
         if lane.context:
             out.append(_text(16, y - 4, "parent strand", "lane-ctx-name", "start"))
         else:
             out.append(f'<circle cx="30" cy="{_n(y - 6)}" r="14" class="badge"/>')
             out.append(_text(30, y - 1, lane.letter, "badge-letter"))
             out.append(_text(52, y - 8, f"strand {lane.letter}", "lane-name", "start"))
-        out.append(_text(16 if lane.context else 52, y + 12, clean(lane.thread_id, 26),
-                         "lane-id", "start"))
+        out.append(_text(16 if lane.context else 52, y + 12, clean(lane.thread_id, 26), "lane-id", "start"))
         if lane.service:
             out.append(_text(52, y + 26, clean(lane.service, 26), "lane-id", "start"))
     return out
@@ -251,9 +257,10 @@ def _read_modify_write(race: Race, timeline: Timeline, pos: Positions) -> List[s
     if id(read) not in pos or id(stale) not in pos or read.lane != stale.lane:
         return []
     (x1, y), (x2, _) = pos[id(read)], pos[id(stale)]
-    return [f'<rect x="{_n(x1 - 22)}" y="{_n(y - 22)}" width="{_n(x2 - x1 + 44)}" height="44" '
-            f'rx="22" class="rmw"/>',
-            _text((x1 + x2) / 2, y - 6, "read → write not atomic", "rmw-label")]
+    return [
+        f'<rect x="{_n(x1 - 22)}" y="{_n(y - 22)}" width="{_n(x2 - x1 + 44)}" height="44" rx="22" class="rmw"/>',
+        _text((x1 + x2) / 2, y - 6, "read → write not atomic", "rmw-label"),
+    ]
 
 
 def _edges(timeline: Timeline, pos: Positions, placed: List[Box], arrow: str) -> List[str]:
@@ -265,8 +272,10 @@ def _edges(timeline: Timeline, pos: Positions, placed: List[Box], arrow: str) ->
             continue
         (x1, y1), (x2, y2) = pos[id(edge.source)], pos[id(edge.target)]
         x1, y1, x2, y2 = _shorten(x1, y1, x2, y2, _radius(edge.source), _radius(edge.target))
-        out.append(f'<line x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}" '
-                   f'class="hb" marker-end="url(#{arrow})"><title>{_e(edge.label)}</title></line>')
+        out.append(
+            f'<line x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}" '
+            f'class="hb" marker-end="url(#{arrow})"><title>{_e(edge.label)}</title></line>'
+        )
         for t in (0.5, 0.3, 0.7, 0.15, 0.85):
             lx, ly = x1 + (x2 - x1) * t + 6, y1 + (y2 - y1) * t + 4
             box = (lx, ly - 10, lx + CHAR_W * len(edge.label), ly + 3)
@@ -278,12 +287,14 @@ def _edges(timeline: Timeline, pos: Positions, placed: List[Box], arrow: str) ->
 
 
 def _defs(arrow: str, axis_marker: str) -> str:
-    return (f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-            f'markerHeight="7" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" '
-            f'class="arrowhead"/></marker>'
-            f'<marker id="{axis_marker}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
-            f'markerHeight="6" orient="auto"><path d="M0 0 L10 5 L0 10 z" class="axis-head"/>'
-            f'</marker></defs>')
+    return (
+        f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        f'markerHeight="7" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" '
+        f'class="arrowhead"/></marker>'
+        f'<marker id="{axis_marker}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
+        f'markerHeight="6" orient="auto"><path d="M0 0 L10 5 L0 10 z" class="axis-head"/>'
+        f"</marker></defs>"
+    )
 
 
 def render(race: Race, timeline: Timeline, uid: str) -> str:
@@ -304,23 +315,24 @@ def render(race: Race, timeline: Timeline, uid: str) -> str:
         right = max(right, max(b[2] for b in boxes) + 20)
     if missing is not None:
         mx, my, label = missing[4:]
-        placed.append((mx, my - 12, mx + BOLD_W * max(map(len, label)) + 14,
-                       my + 15 * len(label) - 8))
+        placed.append((mx, my - 12, mx + BOLD_W * max(map(len, label)) + 14, my + 15 * len(label) - 8))
         right = max(right, placed[-1][2] + 20)
     height = TOP + len(timeline.lanes) * ROW_H + BOTTOM
     arrow, axis_marker = f"hb{uid}", f"ax{uid}"
-    out = [f'<svg class="timeline" width="{_n(right)}" height="{_n(height)}" '
-           f'style="min-width:{_n(min(right, max(640.0, right * 0.6)))}px" '
-           f'viewBox="0 0 {_n(right)} {_n(height)}" role="img" '
-           f'aria-label="{_e("timeline of race " + uid)}">', _defs(arrow, axis_marker)]
+    out = [
+        f'<svg class="timeline" width="{_n(right)}" height="{_n(height)}" '
+        f'style="min-width:{_n(min(right, max(640.0, right * 0.6)))}px" '
+        f'viewBox="0 0 {_n(right)} {_n(height)}" role="img" '
+        f'aria-label="{_e("timeline of race " + uid)}">',
+        _defs(arrow, axis_marker),
+    ]
     out.extend(_lanes(timeline, rows, y_of, right))
     out.extend(_read_modify_write(race, timeline, pos))
     out.extend(_edges(timeline, pos, placed, arrow))
     out.extend(_mark(m, x, y_of[m.lane]) for m, x in zip(timeline.marks, xs, strict=True) if not m.racing)
     if missing is not None:
         sx1, sy1, sx2, sy2, mx, my, label = missing
-        out.append(f'<line x1="{_n(sx1)}" y1="{_n(sy1)}" x2="{_n(sx2)}" y2="{_n(sy2)}" '
-                   f'class="missing"/>')
+        out.append(f'<line x1="{_n(sx1)}" y1="{_n(sy1)}" x2="{_n(sx2)}" y2="{_n(sy2)}" class="missing"/>')
         out.append(_label_box(mx, my, label, "missing-label"))
     out.extend(_racing(race, m, *pos[id(m)], sides.get(id(m), "")) for m in racing)
     out.extend(_time_axis(timeline, xs, height - BOTTOM + 22, right - 20, axis_marker))

@@ -101,8 +101,7 @@ class EventIndex:
     """Task ids (``id_base`` as a UUID) and thread ids -> component."""
 
     @classmethod
-    def from_batches(cls, batches: Iterable[Mapping[str, Any]],
-                     components: Optional[Set[str]] = None) -> "EventIndex":
+    def from_batches(cls, batches: Iterable[Mapping[str, Any]], components: Optional[Set[str]] = None) -> "EventIndex":
         """Indexes all events of `components` (every component when None) and the spawn and
         join events of every other component, from record batches."""
         index = cls()
@@ -127,14 +126,19 @@ class EventIndex:
                 ctx_i, state_i, seq, _prev, nanos, _dur, file, line, kind, fields = record
                 ctx = contexts[ctx_i]
                 component = ctx["component"]
-                if (components is not None and component not in components
-                        and kind not in _TASK_KINDS):
+                if components is not None and component not in components and kind not in _TASK_KINDS:
                     continue
                 state = states[state_i] if 0 <= state_i < len(states) else {}
                 locks = tuple(str(lock) for lock in (state.get("locks") or ()))
-                event = Event(str(component), int(seq), int(nanos), str(kind),
-                              list(fields) if isinstance(fields, list) else [],
-                              f"{file}:{line}", locks)
+                event = Event(
+                    str(component),
+                    int(seq),
+                    int(nanos),
+                    str(kind),
+                    list(fields) if isinstance(fields, list) else [],
+                    f"{file}:{line}",
+                    locks,
+                )
             except (TypeError, ValueError, KeyError, AttributeError, IndexError):
                 continue
             self.events.setdefault(event.component, {})[event.seq] = event
@@ -156,16 +160,16 @@ def describe(event: Event) -> str:
 
 def _access_event(access: Access, race: Race) -> Event:
     fields = [race.variable, access.old_value, access.new_value, access.access_type]
-    return Event(strand_of(access), access.seq, access.unix_nanos, "StateChange", fields,
-                 access.location, tuple(access.locks))
+    return Event(
+        strand_of(access), access.seq, access.unix_nanos, "StateChange", fields, access.location, tuple(access.locks)
+    )
 
 
 def _is_access(event: Event, race: Race) -> bool:
     return event.kind == "StateChange" and bool(event.fields) and event.fields[0] == race.variable
 
 
-def _edges(lanes: List[Lane], marks: Dict[Tuple[int, int], Mark],
-           index: EventIndex) -> List[Edge]:
+def _edges(lanes: List[Lane], marks: Dict[Tuple[int, int], Mark], index: EventIndex) -> List[Edge]:
     by_lane: Dict[int, List[Mark]] = {}
     for mark in sorted(marks.values(), key=lambda m: m.event.seq):
         by_lane.setdefault(mark.lane, []).append(mark)
@@ -185,8 +189,10 @@ def _edges(lanes: List[Lane], marks: Dict[Tuple[int, int], Mark],
             else:
                 before = [m for m in by_lane[j] if m.event.nanos <= ev.nanos] or by_lane[j]
                 edges.append(Edge("join", before[-1], mark, "join"))
-    locks = sorted((m for m in marks.values() if m.event.kind in ("LockAcquire", "LockRelease")
-                    and m.event.fields), key=lambda m: (m.event.nanos, m.lane, m.event.seq))
+    locks = sorted(
+        (m for m in marks.values() if m.event.kind in ("LockAcquire", "LockRelease") and m.event.fields),
+        key=lambda m: (m.event.nanos, m.lane, m.event.seq),
+    )
     released: Dict[str, Mark] = {}
     for mark in locks:
         lock = str(mark.event.fields[0])
@@ -204,8 +210,10 @@ def _thin(marks: List[Mark], keep: Set[int]) -> Tuple[List[Mark], int]:
     if len(marks) <= MAX_MARKS:
         return marks, 0
     racing_at = [i for i, m in enumerate(marks) if m.racing]
+
     def distance(i: int) -> int:
         return min((abs(i - r) for r in racing_at), default=i)
+
     chosen = {i for i, m in enumerate(marks) if id(m) in keep}
     for i in sorted(range(len(marks)), key=distance):
         if len(chosen) >= MAX_MARKS:
@@ -240,8 +248,7 @@ def _parents(index: EventIndex, children: Set[str]) -> List[Tuple[str, List[Even
 
 
 def _thread_of(index: EventIndex, component: str) -> str:
-    return next((task for task, comp in index.tasks.items()
-                 if comp == component and not _is_uuid(task)), component)
+    return next((task for task, comp in index.tasks.items() if comp == component and not _is_uuid(task)), component)
 
 
 def _is_uuid(text: str) -> bool:

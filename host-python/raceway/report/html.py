@@ -22,8 +22,7 @@ from . import _explain, _svg
 from ._format import clean, ordered, strand_letters, strand_of, summary, value_seen
 from ._timeline import EventIndex, build
 
-CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-       "form-action 'none'")
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 """The page's Content-Security-Policy (a ``<meta http-equiv>``): no script at all."""
 
 _STYLE = """
@@ -72,21 +71,22 @@ svg text{font:11px system-ui,sans-serif}
 _LEGEND = (
     '<div class="legend">'
     '<span><svg width="22" height="22"><circle cx="11" cy="11" r="9" fill="#d62728"/></svg>'
-    'racing access (R read, W write)</span>'
+    "racing access (R read, W write)</span>"
     '<span><svg width="36" height="10"><line x1="0" y1="5" x2="36" y2="5" stroke="#d62728" '
     'stroke-width="2.5" stroke-dasharray="7 5"/></svg>missing ordering</span>'
     '<span><svg width="36" height="10"><line x1="0" y1="5" x2="30" y2="5" stroke="#1b8a5a" '
     'stroke-width="2"/><path d="M28 0 L36 5 L28 10 z" fill="#1b8a5a"/></svg>happens-before '
-    '(spawn, join, lock hand-off)</span>'
+    "(spawn, join, lock hand-off)</span>"
     '<span><svg width="12" height="12"><circle cx="6" cy="6" r="5" fill="#4c78a8"/></svg>state '
-    'access</span>'
+    "access</span>"
     '<span><svg width="12" height="12"><rect x="1" y="1" width="10" height="10" '
     'fill="#8e5cc8"/></svg>lock acquire</span>'
     '<span><svg width="12" height="12"><rect x="1" y="1" width="10" height="10" fill="#fff" '
     'stroke="#8e5cc8" stroke-width="2"/></svg>lock release</span>'
     '<span><svg width="14" height="14"><path d="M7 0 L14 7 L7 14 L0 7 Z" fill="#1b8a5a"/></svg>'
-    'spawn / join</span>'
-    '</div>')
+    "spawn / join</span>"
+    "</div>"
+)
 
 
 def _e(text: object) -> str:
@@ -96,15 +96,17 @@ def _e(text: object) -> str:
 def _access_row(race: Race, index: int, access: Access) -> str:
     letter = strand_letters(race).get(strand_of(access), "?")
     stack = "\n".join(clean(frame) for frame in access.stack) or "(no stack)"
-    return (f"<tr><td>{index}</td>"
-            f"<td><b>{_e(letter)}</b> <code>{_e(clean(access.thread_id, 80))}</code></td>"
-            f"<td>{_e(clean(access.access_type, 20))}</td>"
-            f"<td><code>{_e(clean(access.location))}</code></td>"
-            f"<td><code>{_e(value_seen(access))}</code></td>"
-            f"<td><code>{_e(_explain.locks_text(access.locks))}</code></td>"
-            f"<td><code>{_e(clean(access.trace_id, 80))}</code><br>"
-            f"{_e(clean(access.timestamp, 40))}</td>"
-            f"<td><pre>{_e(stack)}</pre></td></tr>")
+    return (
+        f"<tr><td>{index}</td>"
+        f"<td><b>{_e(letter)}</b> <code>{_e(clean(access.thread_id, 80))}</code></td>"
+        f"<td>{_e(clean(access.access_type, 20))}</td>"
+        f"<td><code>{_e(clean(access.location))}</code></td>"
+        f"<td><code>{_e(value_seen(access))}</code></td>"
+        f"<td><code>{_e(_explain.locks_text(access.locks))}</code></td>"
+        f"<td><code>{_e(clean(access.trace_id, 80))}</code><br>"
+        f"{_e(clean(access.timestamp, 40))}</td>"
+        f"<td><pre>{_e(stack)}</pre></td></tr>"
+    )
 
 
 def _race(race: Race, number: int, index: EventIndex) -> str:
@@ -118,15 +120,16 @@ def _race(race: Race, number: int, index: EventIndex) -> str:
     return (
         f'<section class="race{" critical" if critical else ""}" id="race-{number}">'
         f'<h2><span class="sev">{_e(clean(race.severity, 20))}</span>{what} on '
-        f'<code>{_e(clean(race.variable))}</code></h2>'
+        f"<code>{_e(clean(race.variable))}</code></h2>"
         f'<p class="meta">seen {race.count} time{"s" if race.count != 1 else ""} · first '
-        f'{_e(clean(race.first_seen, 40))} · last {_e(clean(race.last_seen, 40))}{_e(note)}</p>'
+        f"{_e(clean(race.first_seen, 40))} · last {_e(clean(race.last_seen, 40))}{_e(note)}</p>"
         f'<div class="drawing">{_svg.render(race, timeline, str(number))}</div>'
         f'<p class="why"><b>Missing ordering:</b> {_e(_explain.missing(race))}</p>'
         f'<p class="fix"><b>How to fix:</b> {_e(_explain.fix(race))}</p>'
         f"<table><thead><tr><th>#</th><th>strand</th><th>access</th><th>location</th>"
         f"<th>value</th><th>locks held</th><th>trace / time</th><th>stack</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></section>")
+        f"<tbody>{rows}</tbody></table></section>"
+    )
 
 
 def render(races: Iterable[Race], batches: Iterable[Mapping[str, Any]] = ()) -> str:
@@ -147,10 +150,11 @@ def render(races: Iterable[Race], batches: Iterable[Mapping[str, Any]] = ()) -> 
         body.append('<p class="none">No races found.</p>')
     title = f"raceway: {summary(races)}" if races else "raceway: no races found"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">'
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
         f"<header><h1>Race report</h1><p>{_e(title)}</p></header>"
-        f"<main>{''.join(body)}</main></body></html>\n")
+        f"<main>{''.join(body)}</main></body></html>\n"
+    )

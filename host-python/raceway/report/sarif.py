@@ -31,16 +31,21 @@ FINGERPRINT_KEY = "racewayRace/v1"
 
 _RULES: Dict[Tuple[str, str], Tuple[str, str, str]] = {
     ("lost-update", "CRITICAL"): (
-        "LostUpdate", "Lost update",
+        "LostUpdate",
+        "Lost update",
         "A strand read a variable, another strand wrote it, then the first strand wrote it "
-        "based on the value it had read: the other strand's write was lost."),
+        "based on the value it had read: the other strand's write was lost.",
+    ),
     ("data-race", "CRITICAL"): (
-        "DataRaceWriteWrite", "Write/write data race",
-        "Two strands wrote one variable with no happens-before ordering between the writes."),
+        "DataRaceWriteWrite",
+        "Write/write data race",
+        "Two strands wrote one variable with no happens-before ordering between the writes.",
+    ),
     ("data-race", "WARNING"): (
-        "DataRaceReadWrite", "Read/write data race",
-        "One strand read a variable another strand wrote, with no happens-before ordering "
-        "between the two accesses."),
+        "DataRaceReadWrite",
+        "Read/write data race",
+        "One strand read a variable another strand wrote, with no happens-before ordering between the two accesses.",
+    ),
 }
 _LEVEL = {"CRITICAL": "error", "WARNING": "warning"}
 _DRIVE = re.compile(r"^[A-Za-z]:/")
@@ -99,54 +104,64 @@ def _code_flow(race: Race) -> Dict[str, Any]:
     flows: Dict[str, Dict[str, Any]] = {}
     for order, access in enumerate(race.accesses, start=1):
         key = strand_of(access)
-        flow = flows.setdefault(key, {"id": clean(access.thread_id, 200),
-                                      "message": {"text": _strand(race, access)},
-                                      "locations": []})
-        step: Dict[str, Any] = {"location": _physical(access.location,
-                                                      _access_message(race, access)),
-                                "executionOrder": order}
+        flow = flows.setdefault(
+            key, {"id": clean(access.thread_id, 200), "message": {"text": _strand(race, access)}, "locations": []}
+        )
+        step: Dict[str, Any] = {
+            "location": _physical(access.location, _access_message(race, access)),
+            "executionOrder": order,
+        }
         if _is_time(access.timestamp):
             step["executionTimeUtc"] = access.timestamp
         if access.stack:
-            step["stack"] = {"frames": [{"location": _physical(frame_location(f), clean(f))}
-                                        for f in access.stack]}
+            step["stack"] = {"frames": [{"location": _physical(frame_location(f), clean(f))} for f in access.stack]}
         flow["locations"].append(step)
     return {"message": {"text": _explain.missing(race)}, "threadFlows": list(flows.values())}
 
 
 def _result(race: Race, rule_index: int) -> Dict[str, Any]:
     accesses = race.accesses
-    message = (f"{headline(race)} on \"{clean(race.variable)}\" ({race.count}x): "
-               f"{_explain.missing(race)} {_explain.fix(race)}")
+    message = (
+        f'{headline(race)} on "{clean(race.variable)}" ({race.count}x): {_explain.missing(race)} {_explain.fix(race)}'
+    )
     result: Dict[str, Any] = {
-        "ruleId": rule_id(race), "ruleIndex": rule_index,
+        "ruleId": rule_id(race),
+        "ruleIndex": rule_index,
         "level": _LEVEL.get(race.severity, "note"),
         "message": {"text": message},
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(race)},
         "occurrenceCount": max(1, race.count),
-        "properties": {"variable": race.variable, "kind": race.kind, "count": race.count,
-                       "firstSeen": race.first_seen, "lastSeen": race.last_seen,
-                       "strands": sorted({a.thread_id for a in accesses}),
-                       "traceIds": sorted({a.trace_id for a in accesses})},
+        "properties": {
+            "variable": race.variable,
+            "kind": race.kind,
+            "count": race.count,
+            "firstSeen": race.first_seen,
+            "lastSeen": race.last_seen,
+            "strands": sorted({a.thread_id for a in accesses}),
+            "traceIds": sorted({a.trace_id for a in accesses}),
+        },
     }
     if accesses:
         primary = accesses[-1]
         result["locations"] = [_physical(primary.location)]
         result["relatedLocations"] = [
-            dict(_physical(a.location, _access_message(race, a)), id=i)
-            for i, a in enumerate(accesses[:-1], start=1)]
+            dict(_physical(a.location, _access_message(race, a)), id=i) for i, a in enumerate(accesses[:-1], start=1)
+        ]
         result["codeFlows"] = [_code_flow(race)]
     return result
 
 
 def _rule(key: Tuple[str, str], rid: str) -> Dict[str, Any]:
     name, short, full = _RULES.get(key, ("Race", f"{rid} race", f"A race of kind {rid}."))
-    return {"id": rid, "name": name, "shortDescription": {"text": short},
-            "fullDescription": {"text": full},
-            "help": {"text": full + " See the result's message for the ordering that was "
-                                    "missing and how to fix it."},
-            "defaultConfiguration": {"level": _LEVEL.get(key[1], "note")},
-            "properties": {"tags": ["concurrency", "race-condition"], "precision": "high"}}
+    return {
+        "id": rid,
+        "name": name,
+        "shortDescription": {"text": short},
+        "fullDescription": {"text": full},
+        "help": {"text": full + " See the result's message for the ordering that was missing and how to fix it."},
+        "defaultConfiguration": {"level": _LEVEL.get(key[1], "note")},
+        "properties": {"tags": ["concurrency", "race-condition"], "precision": "high"},
+    }
 
 
 def render(races: Iterable[Race], *, tool_version: str) -> Dict[str, Any]:
@@ -163,11 +178,18 @@ def render(races: Iterable[Race], *, tool_version: str) -> Dict[str, Any]:
     return {
         "$schema": SCHEMA_URI,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "raceway", "version": str(tool_version),
-                                "rules": [_rule(k, rid) for k, rid in zip(keys, ids, strict=True)]}},
-            "results": [_result(r, index[(r.kind, r.severity)]) for r in races],
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "raceway",
+                        "version": str(tool_version),
+                        "rules": [_rule(k, rid) for k, rid in zip(keys, ids, strict=True)],
+                    }
+                },
+                "results": [_result(r, index[(r.kind, r.severity)]) for r in races],
+            }
+        ],
     }
 
 
@@ -190,5 +212,4 @@ def write(path: Union[str, Path], races: Iterable[Race], tool_version: str) -> N
         raise
 
 
-__all__ = ["FINGERPRINT_KEY", "SCHEMA_URI", "artifact_uri", "fingerprint", "render", "rule_id",
-           "write"]
+__all__ = ["FINGERPRINT_KEY", "SCHEMA_URI", "artifact_uri", "fingerprint", "render", "rule_id", "write"]

@@ -97,8 +97,9 @@ class Suppressions:
             if not sep or not kind:
                 raise ValueError(f"{source}:{number}: expected 'type:pattern', got {raw!r}")
             if kind not in TYPES:
-                raise ValueError(f"{source}:{number}: unknown suppression type {kind!r} "
-                                 f"(expected one of: {', '.join(TYPES)})")
+                raise ValueError(
+                    f"{source}:{number}: unknown suppression type {kind!r} (expected one of: {', '.join(TYPES)})"
+                )
             if not pattern:
                 raise ValueError(f"{source}:{number}: empty pattern in {raw!r}")
             rules.append(Rule(kind, pattern, source, number, raw.rstrip("\r\n")))

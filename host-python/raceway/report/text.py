@@ -22,9 +22,14 @@ WIDTH = 100
 
 
 def _wrap(label: str, text: str, indent: str = "  ") -> List[str]:
-    return textwrap.wrap(f"{label} {text}", width=WIDTH, initial_indent=indent,
-                         subsequent_indent=indent + "  ", break_long_words=False,
-                         break_on_hyphens=False)
+    return textwrap.wrap(
+        f"{label} {text}",
+        width=WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _role(race: Race, index: int, access: Access) -> str:
@@ -36,23 +41,27 @@ def _role(race: Race, index: int, access: Access) -> str:
 
 def _access(race: Race, index: int, access: Access) -> List[str]:
     letter = strand_letters(race).get(strand_of(access), "?")
-    lines = [f"  {index + 1}. {_role(race, index, access)} by strand {letter} "
-             f"({clean(access.thread_id, 80)}) at {clean(access.location)}",
-             f"       value: {value_seen(access)}",
-             f"       trace: {clean(access.trace_id, 80)}, service: {clean(access.service, 80)}, "
-             f"at {clean(access.timestamp, 40)}",
-             f"       locks held: {_explain.locks_text(access.locks)}"]
+    lines = [
+        f"  {index + 1}. {_role(race, index, access)} by strand {letter} "
+        f"({clean(access.thread_id, 80)}) at {clean(access.location)}",
+        f"       value: {value_seen(access)}",
+        f"       trace: {clean(access.trace_id, 80)}, service: {clean(access.service, 80)}, "
+        f"at {clean(access.timestamp, 40)}",
+        f"       locks held: {_explain.locks_text(access.locks)}",
+    ]
     for frame in access.stack:
         lines.append(f"         {clean(frame)}")
     return lines
 
 
 def _race(race: Race) -> List[str]:
-    lines = [RULE,
-             f"{headline(race)} on variable \"{clean(race.variable)}\"",
-             f"  seen {race.count} time{'s' if race.count != 1 else ''}, first "
-             f"{clean(race.first_seen, 40)}, last {clean(race.last_seen, 40)}",
-             ""]
+    lines = [
+        RULE,
+        f'{headline(race)} on variable "{clean(race.variable)}"',
+        f"  seen {race.count} time{'s' if race.count != 1 else ''}, first "
+        f"{clean(race.first_seen, 40)}, last {clean(race.last_seen, 40)}",
+        "",
+    ]
     for index, access in enumerate(race.accesses):
         lines.extend(_access(race, index, access))
         lines.append("")
@@ -62,8 +71,7 @@ def _race(race: Race) -> List[str]:
     return lines
 
 
-def render(races: Iterable[Race], *, suppressed: int = 0,
-           unmatched_rules: Sequence[object] = ()) -> str:
+def render(races: Iterable[Race], *, suppressed: int = 0, unmatched_rules: Sequence[object] = ()) -> str:
     """The report for `races` as text (ends with a newline).
 
     `suppressed`: how many races suppressions silenced (said in the summary line).
