@@ -80,8 +80,8 @@ test-python: build
 # configured in host-python/pyproject.toml, where the chosen rule set is written down.
 lint: build
 	cd host-python && ../$(PY) -m mypy
-	$(PY) -m ruff check host-python/raceway
-	$(PY) -m ruff format --check host-python/raceway
+	$(PY) -m ruff check host-python/raceway host-python/raceway_pytest
+	$(PY) -m ruff format --check host-python/raceway host-python/raceway_pytest
 
 # Headless Chromium for the HTML report's browser test: installed from Debian when run as root
 # and missing; otherwise nothing (the test skips itself when no browser is found).

@@ -22,18 +22,47 @@ PLUGIN_NAME = "raceway-session"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("raceway", "race detection (raceway)")
-    group.addoption("--raceway", action="store_true", default=None, dest="raceway",
-                    help="find data races and lost updates in each test (off by default)")
-    group.addoption("--no-raceway", action="store_false", dest="raceway",
-                    help="turn the race detection off (when the ini file turns it on)")
-    group.addoption("--raceway-on-race", choices=("fail", "warn"), default=None, dest="raceway_on_race",
-                    help="a test that raced fails (default) or gets a warning")
-    group.addoption("--raceway-sarif", metavar="FILE", default=None, dest="raceway_sarif",
-                    help="write the races of the whole run to FILE as SARIF 2.1.0")
-    group.addoption("--raceway-html", metavar="FILE", default=None, dest="raceway_html",
-                    help="write the races of the whole run to FILE as an HTML page")
-    group.addoption("--raceway-suppressions", metavar="FILE", default=None, dest="raceway_suppressions",
-                    help="suppressions file (docs/races.md); default: the ini key, then RACEWAY_SUPPRESSIONS")
+    group.addoption(
+        "--raceway",
+        action="store_true",
+        default=None,
+        dest="raceway",
+        help="find data races and lost updates in each test (off by default)",
+    )
+    group.addoption(
+        "--no-raceway",
+        action="store_false",
+        dest="raceway",
+        help="turn the race detection off (when the ini file turns it on)",
+    )
+    group.addoption(
+        "--raceway-on-race",
+        choices=("fail", "warn"),
+        default=None,
+        dest="raceway_on_race",
+        help="a test that raced fails (default) or gets a warning",
+    )
+    group.addoption(
+        "--raceway-sarif",
+        metavar="FILE",
+        default=None,
+        dest="raceway_sarif",
+        help="write the races of the whole run to FILE as SARIF 2.1.0",
+    )
+    group.addoption(
+        "--raceway-html",
+        metavar="FILE",
+        default=None,
+        dest="raceway_html",
+        help="write the races of the whole run to FILE as an HTML page",
+    )
+    group.addoption(
+        "--raceway-suppressions",
+        metavar="FILE",
+        default=None,
+        dest="raceway_suppressions",
+        help="suppressions file (docs/races.md); default: the ini key, then RACEWAY_SUPPRESSIONS",
+    )
     parser.addini("raceway", type="bool", default=False, help="turn the race detection on (like --raceway)")
     parser.addini("raceway_on_race", default="fail", help="fail or warn: what a test that raced gets")
     parser.addini("raceway_suppressions", default="", help="suppressions file, relative to the rootdir")
@@ -61,8 +90,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "raceway(on_race='fail'|'warn', enabled=True): the race detection of this test "
-        "(under pytest --raceway)")
+        "raceway(on_race='fail'|'warn', enabled=True): the race detection of this test (under pytest --raceway)",
+    )
     if _enabled(config.getoption("raceway", None), config):
         from raceway.pytest_plugin import RacewayPlugin
 
