@@ -17,7 +17,8 @@ from typing import Any, Awaitable, Callable, Dict, Generator, Optional, Type, Ty
 from ._client_protocol import ClientLike
 from ._joins import Joins, collecting_context, fork_child, running_loop, warn_once
 from ._threads import ContextAwareThreadPoolExecutor
-from .context import _current, strand_context
+from .context import current_var as _current
+from .context import strand_context
 
 T = TypeVar("T")
 

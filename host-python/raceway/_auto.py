@@ -17,7 +17,8 @@ from typing import Optional
 
 from ._client_protocol import ClientLike
 from ._recorder import EventRecorder, recorder_of
-from .context import ExecutionContext, _current, strand_context
+from .context import ExecutionContext, strand_context
+from .context import current_var as _current
 
 client: Optional[ClientLike] = None
 """The client automatic tracking records to, or None."""

@@ -9,7 +9,8 @@ import functools
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from ._joins import warn_once
-from .context import ExecutionContext, _current, strand_context
+from .context import ExecutionContext, strand_context
+from .context import current_var as _current
 
 T = TypeVar("T")
 

@@ -15,7 +15,8 @@ import threading
 from typing import Any, List, Optional, Set
 
 from ._client_protocol import ClientLike
-from .context import ExecutionContext, _current, current_task, strand_context
+from .context import ExecutionContext, current_task, strand_context
+from .context import current_var as _current
 
 log = logging.getLogger("raceway")
 

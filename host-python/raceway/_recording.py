@@ -36,7 +36,8 @@ from ._location import stack as _stack
 from ._recorder import EventRecorder, Fields, recorder_of
 from ._values import cut
 from ._values import snapshot as _snapshot
-from .context import ExecutionContext, _current, current_task
+from .context import ExecutionContext, current_task
+from .context import current_var as _current
 
 ABSENT = "<absent>"
 """The value of a key, item or attribute that is not there (read by ``in``, ``get``, ``hasattr``;
@@ -57,7 +58,7 @@ _task = current_task
 _SCALARS = frozenset({int, float, bool, type(None), str})
 _PLAIN = frozenset({int, float, bool, type(None)})
 _getframe = sys._getframe
-_busy: Set[int] = set()
+busy: Set[int] = set()
 """Threads converting a value: they record nothing meanwhile."""
 
 
@@ -124,7 +125,7 @@ def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
         if client is None:
             return
         log = _auto.recorder
-    if _busy and _ident() in _busy:
+    if busy and _ident() in busy:
         return
     ctx = _current.get()
     if ctx is None or ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
@@ -143,11 +144,11 @@ def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
             _record(log, client, ctx, var, old, new, access)
             return
         ident = _ident()
-        _busy.add(ident)  # converting a value may run its code: that is not the application's
+        busy.add(ident)  # converting a value may run its code: that is not the application's
         try:
             _record(log, client, ctx, var, _plain(old), _plain(new), access)
         finally:
-            _busy.discard(ident)
+            busy.discard(ident)
     except Exception:  # never raise into the application
         pass
 

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, cast
 
 from ._client_protocol import ClientLike
 from ._joins import Joins, collecting_context, fork_child, running_loop
-from .context import ExecutionContext, _current, strand_context
+from .context import ExecutionContext, strand_context
+from .context import current_var as _current
 
 T = TypeVar("T")
 

@@ -32,7 +32,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Union
 
-from ._recording import ABSENT, Recorder, _busy, emit
+from ._recording import ABSENT, Recorder, busy, emit
 
 if TYPE_CHECKING:
     from ._client_protocol import StateTracker
@@ -115,8 +115,8 @@ class SharedAttribute:
     def _label_text(self, obj: object) -> str:
         label = self.label
         ident = _ident()
-        nested = ident in _busy
-        _busy.add(ident)  # the label's own reads are not the application's
+        nested = ident in busy
+        busy.add(ident)  # the label's own reads are not the application's
         try:
             if isinstance(label, str):
                 try:
@@ -130,7 +130,7 @@ class SharedAttribute:
             return "?"
         finally:
             if not nested:
-                _busy.discard(ident)
+                busy.discard(ident)
 
     # -- storage ---------------------------------------------------------------------------
     def _load(self, obj: Any) -> Any:
@@ -173,7 +173,7 @@ class SharedAttribute:
         self._emit(obj, None, ABSENT, "Write")
 
     def _emit(self, obj: Any, old: Any, new: Any, access: str) -> None:
-        if _busy and _ident() in _busy:
+        if busy and _ident() in busy:
             return
         rec = self.rec
         if rec.client is None:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from ._recorder import warn_once
 from .concurrency import instrument_loop
-from .context import CurrentToken, ExecutionContext, _current, enter, leave, strand_context
+from .context import CurrentToken, ExecutionContext, enter, leave, strand_context
+from .context import current_var as _current
 
 if TYPE_CHECKING:
     from ._client_protocol import ClientLike

@@ -38,9 +38,10 @@ from ._recorder import EventRecorder
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from .config import Config, Settings
-from .context import ExecutionContext, _current, _ident, set_identity, strand_context
+from .context import ExecutionContext, set_identity, strand_context
 from .context import claim as _claim
 from .context import current_task as _task
+from .context import current_var as _current
 from .context import enter as enter_context
 from .context import leave as leave_context
 from .lock_helpers import tracked_lock as TrackedLock
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_ident = threading.get_ident
 log = logging.getLogger("raceway")
 
 _ACCESS = {name: name for name in ("Read", "Write", "AtomicRead", "AtomicWrite", "AtomicRMW")}

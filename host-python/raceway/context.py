@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 Clock = Tuple[Tuple[str, int], ...]
 
-_current: ContextVar[Optional["ExecutionContext"]] = ContextVar("raceway_context", default=None)
+current_var: ContextVar[Optional["ExecutionContext"]] = ContextVar("raceway_context", default=None)
+"""The running strand's (thread's or task's) execution context, or None: what `get_context`
+reads. The SDK's modules read and set it directly on their hot paths."""
+_current = current_var
 
 CurrentToken = Token[Optional["ExecutionContext"]]
 """What setting the current context returns, and undoing it takes."""
@@ -329,9 +332,9 @@ def create_context(
             pairs.append((component, counter))
         clock = merge_clocks((), pairs)
     return ExecutionContext(
-        _valid_or_derived(trace_id, "trace_id") if trace_id is not None else new_trace_id(),
-        _valid_or_derived(span_id, "span_id") if span_id is not None else new_span_id(),
-        _valid_or_derived(parent_span_id, "parent_span_id") if parent_span_id is not None else None,
+        valid_or_derived(trace_id, "trace_id") if trace_id is not None else new_trace_id(),
+        valid_or_derived(span_id, "span_id") if span_id is not None else new_span_id(),
+        valid_or_derived(parent_span_id, "parent_span_id") if parent_span_id is not None else None,
         tracestate,
         1,
         clock,
@@ -341,7 +344,7 @@ def create_context(
 _derived_warned: Set[str] = set()
 
 
-def _valid_or_derived(value: object, argument: str) -> str:
+def valid_or_derived(value: object, argument: str) -> str:
     """``value`` as a valid id (a ``trace_id`` as a hyphenated UUID, a span id as 16 hex
     digits) or, when it is not one, an id derived from its text: the first 32 (16) hex digits
     of SHA-256 over the kind of id and the text. One WARNING per argument per process."""

@@ -39,7 +39,8 @@ from typing import (
 
 from ._recorder import recorder_of
 from ._values import snapshot
-from .context import ExecutionContext, _current, strand_context
+from .context import ExecutionContext, strand_context
+from .context import current_var as _current
 
 if TYPE_CHECKING:
     from ._client_protocol import ClientLike

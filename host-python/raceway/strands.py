@@ -46,7 +46,8 @@ from ._asyncio_loop import TaskFactory
 from ._joins import Joins, fork_child, running_loop
 from ._location import is_sdk
 from ._threads import PENDING_JOINS_LIMIT, ContextAwareThreadPoolExecutor, TracedFuture, to_thread_context
-from .context import ExecutionContext, _current
+from .context import ExecutionContext
+from .context import current_var as _current
 
 if TYPE_CHECKING:
     from ._client_protocol import ClientLike

@@ -52,7 +52,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Hashable, Literal, Optional, TypeVar
 
-from .context import _current
+from .context import current_var as _current
 
 __all__ = ["TrackedQueue", "TrackedAsyncQueue", "TrackedEvent", "TrackedAsyncEvent"]
 

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
-from .context import _valid_or_derived, new_span_id, new_trace_id
+from .context import new_span_id, new_trace_id, valid_or_derived
 
 if TYPE_CHECKING:
     from ._core import CoreInstance
@@ -127,8 +127,8 @@ def build_propagation_headers(
     next_clock = increment_clock_vector(clock_vector, service_name=service_name, instance_id=instance_id)
     child = new_span_id()
     request = {
-        "trace_id": _valid_or_derived(trace_id, "trace_id"),
-        "parent_span_id": _valid_or_derived(current_span_id, "span_id"),
+        "trace_id": valid_or_derived(trace_id, "trace_id"),
+        "parent_span_id": valid_or_derived(current_span_id, "span_id"),
         "span_id": child,
         "flags": 1,
         "tracestate": tracestate,

@@ -31,7 +31,8 @@ from .. import _values
 from .._client_protocol import ClientLike
 from .._recorder import EventRecorder, Fields, recorder_of, warn_once
 from .._transport import FLUSHER_THREAD
-from ..context import ExecutionContext, _current, strand_context
+from ..context import ExecutionContext, strand_context
+from ..context import current_var as _current
 
 TAKES_CHARGE = frozenset({"traceparent", "raceway-clock"})
 """Header names that, set by the caller, mean it propagates this call itself: we add none."""

@@ -29,7 +29,8 @@ from .. import _values
 from .._client_protocol import ClientLike
 from .._incoming import context_from_headers, response_traceparent
 from .._recorder import EventRecorder, Fields, warn_once
-from ..context import ExecutionContext, _current, current_task
+from ..context import ExecutionContext, current_task
+from ..context import current_var as _current
 
 T = TypeVar("T")
 _UNSET = object()
