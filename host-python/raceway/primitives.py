@@ -57,7 +57,7 @@ from ._location import is_sdk
 from ._recording import record_event, strand
 from ._values import text as _text
 from .context import ExecutionContext, strand_context
-from .sync import _AsyncEventEdges, _AsyncQueueEdges, _ThreadEventEdges, _ThreadQueueEdges
+from .sync import AsyncEventEdges, AsyncQueueEdges, ThreadEventEdges, ThreadQueueEdges
 
 if TYPE_CHECKING:
     import _thread
@@ -539,19 +539,19 @@ class _AutoEdges:
         _after(token)
 
 
-class _EventMixin(_AutoEdges, _ThreadEventEdges):
+class _EventMixin(_AutoEdges, ThreadEventEdges):
     pass
 
 
-class _AsyncEventMixin(_AutoEdges, _AsyncEventEdges):
+class _AsyncEventMixin(_AutoEdges, AsyncEventEdges):
     pass
 
 
-class _QueueMixin(_AutoEdges, _ThreadQueueEdges):
+class _QueueMixin(_AutoEdges, ThreadQueueEdges):
     pass
 
 
-class _AsyncQueueMixin(_AutoEdges, _AsyncQueueEdges):
+class _AsyncQueueMixin(_AutoEdges, AsyncQueueEdges):
     pass
 
 

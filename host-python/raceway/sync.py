@@ -155,13 +155,13 @@ class _QueueEdges(_QueueBase):
         super().task_done()
 
 
-class _ThreadQueueEdges(_QueueEdges, _ThreadQueue):
+class ThreadQueueEdges(_QueueEdges, _ThreadQueue):
     def join(self) -> None:
         super().join()
         self._raceway_after(_done_token(self))
 
 
-class _AsyncQueueEdges(_QueueEdges, _AsyncQueue):
+class AsyncQueueEdges(_QueueEdges, _AsyncQueue):
     async def join(self) -> None:
         await super().join()
         self._raceway_after(_done_token(self))
@@ -188,7 +188,7 @@ class _EventEdges(_EventBase):
         return flag
 
 
-class _ThreadEventEdges(_EventEdges, _ThreadEvent):
+class ThreadEventEdges(_EventEdges, _ThreadEvent):
     def wait(self, timeout: Optional[float] = None) -> bool:
         signaled = super().wait(timeout)
         if signaled:
@@ -196,7 +196,7 @@ class _ThreadEventEdges(_EventEdges, _ThreadEvent):
         return signaled
 
 
-class _AsyncEventEdges(_EventEdges, _AsyncEvent):
+class AsyncEventEdges(_EventEdges, _AsyncEvent):
     async def wait(self) -> Literal[True]:
         signaled = await super().wait()
         if signaled:
@@ -223,7 +223,7 @@ class _OwnClient:
             _after(self._raceway_client, token)
 
 
-class TrackedQueue(_OwnClient, _ThreadQueueEdges, queue.Queue[_T]):
+class TrackedQueue(_OwnClient, ThreadQueueEdges, queue.Queue[_T]):
     """A ``queue.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedQueue(client, maxsize=0)``; everything else is ``queue.Queue``'s. A put records
@@ -233,7 +233,7 @@ class TrackedQueue(_OwnClient, _ThreadQueueEdges, queue.Queue[_T]):
     """
 
 
-class TrackedAsyncQueue(_OwnClient, _AsyncQueueEdges, asyncio.Queue[_T]):
+class TrackedAsyncQueue(_OwnClient, AsyncQueueEdges, asyncio.Queue[_T]):
     """An ``asyncio.Queue`` whose put -> get hand-offs are happens-before edges.
 
     ``TrackedAsyncQueue(client, maxsize=0)``; ``await put()``, ``put_nowait()``, ``await get()``,
@@ -243,7 +243,7 @@ class TrackedAsyncQueue(_OwnClient, _AsyncQueueEdges, asyncio.Queue[_T]):
     """
 
 
-class TrackedEvent(_OwnClient, _ThreadEventEdges, threading.Event):
+class TrackedEvent(_OwnClient, ThreadEventEdges, threading.Event):
     """A ``threading.Event`` whose set -> wait hand-off is a happens-before edge.
 
     ``TrackedEvent(client)``. ``set()`` records ``client.happens_before(event)`` before the
@@ -252,7 +252,7 @@ class TrackedEvent(_OwnClient, _ThreadEventEdges, threading.Event):
     """
 
 
-class TrackedAsyncEvent(_OwnClient, _AsyncEventEdges, asyncio.Event):
+class TrackedAsyncEvent(_OwnClient, AsyncEventEdges, asyncio.Event):
     """An ``asyncio.Event`` whose set -> wait hand-off is a happens-before edge.
 
     ``TrackedAsyncEvent(client)``; ``set()``, ``is_set()`` and ``await wait()`` as in

@@ -186,6 +186,33 @@ def concurrency_private_imports(root: pathlib.Path) -> List[Tuple[str, str, int]
     return found
 
 
+def private_name_imports(root: pathlib.Path) -> List[Tuple[str, str, int]]:
+    """``(module, name, line)`` for each private name (``_x``, not a module) a package module
+    imports from another: what several modules share is given a public name in its module."""
+    modules = _modules(root)
+    known = set(modules)
+    found = []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        package = [p for p in package if p]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and (node.module == "raceway" or node.module.startswith("raceway.")):
+                prefix = node.module[len("raceway.") :] if node.module != "raceway" else ""
+            else:
+                continue
+            for alias in node.names:
+                sub = f"{prefix}.{alias.name}" if prefix else alias.name
+                if alias.name.startswith("_") and not alias.name.startswith("__") and sub not in known:
+                    found.append((name, alias.name, node.lineno))
+    return found
+
+
 def _stale(entries: Set[object], name: str) -> None:
     assert not entries, f"no longer needed: remove from {name}: {sorted(map(str, entries))}"
 
@@ -226,9 +253,20 @@ def test_no_module_imports_the_private_names_concurrency_keeps() -> None:
     _stale(set(ALLOWED_CONCURRENCY_PRIVATES) - {m for m, _, _ in found}, "ALLOWED_CONCURRENCY_PRIVATES")
 
 
+def test_no_module_imports_another_modules_private_names() -> None:
+    found = [f"raceway/{m}.py:{line}: {n}" for m, n, line in private_name_imports(PACKAGE)]
+    assert found == [], "give these a public name in their module:\n" + "\n".join(found)
+
+
 # ----------------------------------------------------------------------------------------------
 # The checks can fail
 # ----------------------------------------------------------------------------------------------
+def test_a_private_name_import_is_found_and_a_private_module_is_not(tmp_path: pathlib.Path) -> None:
+    root = _fake_package(tmp_path, {"__init__.py": "", "_impl.py": "_x = 1\n",
+                                    "user.py": "from . import _impl\nfrom ._impl import _x\n"})
+    assert [(m, n) for m, n, _ in private_name_imports(root)] == [("user", "_x")]
+
+
 def _fake_package(tmp_path: pathlib.Path, files: Dict[str, str]) -> pathlib.Path:
     root = tmp_path / "raceway"
     for rel, text in files.items():
