@@ -2,9 +2,13 @@
 
 `track_*` calls append one tuple per event to a deque:
 ``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``.
-The flusher thread drains tuples and `encode` turns them into the compact JSON the core's
-``encode-batch`` reads (format: docs/record-format.md). Contexts and states are shared objects,
-so they are written once per batch in tables and events refer to them by index.
+The flusher thread drains tuples and writes each part of them for the core in one of two
+forms (docs/record-format.md): `encode_pickle`, the pickle form that ``encode-batch-pickle``
+and ``observe-pickle`` read (the default: about three times cheaper to write), or `encode`,
+the compact JSON that ``encode-batch`` and ``observe`` read (every other host's form, and the
+Python host's whenever the core refuses a pickle). Both give the core the same batch, and the
+core answers both alike. Contexts and states are shared objects, so they are written once per
+batch in tables and events refer to them by index.
 """
 
 from __future__ import annotations
@@ -253,7 +257,7 @@ def encode_parts(
     characters are bytes."""
     per_call = max(1, per_call)
     for start in range(0, len(records), per_call):
-        stack = [records[start:start + per_call]]
+        stack = [records[start : start + per_call]]
         while stack:
             part = stack.pop()
             text = encode_safely(part)
