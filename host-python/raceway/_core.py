@@ -87,12 +87,22 @@ character per byte."""
 
 PROBES: Tuple[Tuple[str, Tuple[Any, ...]], ...] = (
     ("parse-incoming", ('{"traceparent":["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]}',)),
-    ("encode-outgoing", ('{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5",'
-                         '"parent_span_id":"b7ad6b7169203331","service":"s","instance":"i",'
-                         '"clock":[["s#i/1",2]],"component":"s#i/1"}',)),
+    (
+        "encode-outgoing",
+        (
+            '{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5",'
+            '"parent_span_id":"b7ad6b7169203331","service":"s","instance":"i",'
+            '"clock":[["s#i/1",2]],"component":"s#i/1"}',
+        ),
+    ),
     ("encode-outgoing", ("not json",)),
-    ("outgoing-template", ('{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","parent_span_id":"b7ad6b7169203331",'
-                           '"service":"s","instance":"i","component":"s#i/1","clock":[]}',)),
+    (
+        "outgoing-template",
+        (
+            '{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","parent_span_id":"b7ad6b7169203331",'
+            '"service":"s","instance":"i","component":"s#i/1","clock":[]}',
+        ),
+    ),
     ("encode-batch", ('{"contexts":[],"states":[],"events":[]}', 50)),
     ("observe", ('{"contexts":[],"states":[],"events":[]}', 0)),
     ("encode-batch-pickle", (EMPTY_PICKLE, 50)),
@@ -135,7 +145,7 @@ def _headers_json(headers: Dict[str, List[str]]) -> str:
     try:
         parts = []
         for name, values in headers.items():
-            parts.append(f'{_quote(name)}:[{",".join(map(_quote, values))}]')
+            parts.append(f"{_quote(name)}:[{','.join(map(_quote, values))}]")
         return "{" + ",".join(parts) + "}"
     except TypeError:  # not all str: json says what is wrong with it
         return json.dumps(headers)
@@ -151,7 +161,7 @@ def cache_dir() -> Path:
     return Path(base) / "raceway"
 
 
-def _cache_path(wasm: bytes) -> Path:
+def cache_path(wasm: bytes) -> Path:
     # A checksum, not a cryptographic hash: the cache is the user's own directory (whoever can
     # write there can already run code as the user), and hashlib costs milliseconds to import.
     key = f"{zlib.crc32(wasm):08x}{len(wasm):x}"
@@ -206,7 +216,7 @@ class Runtime:
     def _load(self, wasm: bytes, use_cache: bool) -> Tuple[Component, bool]:
         """Deserializes the cached compilation when there is a good one, else compiles and tries
         to cache. A stale, corrupt or unwritable cache only costs the compile time."""
-        path = _cache_path(wasm)
+        path = cache_path(wasm)
         if use_cache and path.is_file():
             try:
                 return Component.deserialize_file(self.engine, str(path)), True
@@ -296,7 +306,10 @@ class CoreInstance:
                 _say_once(
                     "fastcall",
                     "raceway: the direct component calls disagree with wasmtime-py's API (%s: %.200r vs %.200r); "
-                    "using the API (slower)", name, direct, public,
+                    "using the API (slower)",
+                    name,
+                    direct,
+                    public,
                 )
                 return
 

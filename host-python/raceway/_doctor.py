@@ -158,9 +158,9 @@ def _component(report: Report) -> Optional[bytes]:
 def _runtime(report: Report, wasm: bytes) -> Optional[Runtime]:
     """The process's compiled component, with the state of its cache reported; None (reported
     as a failure) when wasmtime cannot compile it."""
-    from ._core import Runtime, _cache_path, cache_dir
+    from ._core import Runtime, cache_dir, cache_path
 
-    path = _cache_path(wasm)
+    path = cache_path(wasm)
     existed = path.is_file()
     try:
         runtime = Runtime.shared()

@@ -311,8 +311,11 @@ class Flusher:
                     self._spool_scanned = True
                     return False
                 self._claim_items = self._claim.items()
-                log.info("raceway: sending %d events left in the spool by an earlier client (%s)",
-                         self._claim.events, self._claim.path)
+                log.info(
+                    "raceway: sending %d events left in the spool by an earlier client (%s)",
+                    self._claim.events,
+                    self._claim.path,
+                )
             loaded = 0
             try:
                 for index, n, body in self._claim_items:
@@ -347,7 +350,9 @@ class Flusher:
         if not claim.finished:
             log.warning(
                 "raceway: %d of %d bodies left in the spool by an earlier client were not delivered; they stay "
-                "in %s for the next client with this endpoint", claim.bodies - len(claim.done), claim.bodies,
+                "in %s for the next client with this endpoint",
+                claim.bodies - len(claim.done),
+                claim.bodies,
                 self.spool.path if self.spool is not None else "the spool",
             )
 
@@ -371,7 +376,7 @@ class Flusher:
         self.stats.add(recorded=len(records))
         per_call = _records.part_size(self.batch_size)
         for start in range(0, len(records), per_call):
-            part = records[start:start + per_call]
+            part = records[start : start + per_call]
             encoded = self._encode_pickled(part) if self.pickle else None
             if encoded is not None:
                 self._place(part, encoded)
@@ -484,8 +489,10 @@ class Flusher:
             elif result.outcome is Outcome.REJECTED:
                 self._done(source, n, "failed")
                 self._log_repeating(
-                    f"rejected-{result.status}", "raceway: the server refused %d events; they are dropped: %s",
-                    n, result.reason,
+                    f"rejected-{result.status}",
+                    "raceway: the server refused %d events; they are dropped: %s",
+                    n,
+                    result.reason,
                 )
             elif result.outcome is Outcome.BACKPRESSURE:
                 self._backpressure(result, n)
@@ -550,8 +557,10 @@ class Flusher:
         self.pacer.backpressure(n, taken, now)
         self._retry_at = now + self.pacer.delay(now)
         self._log_repeating(
-            "backpressure", "raceway: the server's ingest queue is full (206); sending at the rate it takes "
-            "(now ~%d events/s)", int(self.pacer.rate or 0), level=logging.INFO,
+            "backpressure",
+            "raceway: the server's ingest queue is full (206); sending at the rate it takes (now ~%d events/s)",
+            int(self.pacer.rate or 0),
+            level=logging.INFO,
         )
 
     def _failed(self, result: Result) -> None:
@@ -564,7 +573,8 @@ class Flusher:
             log.warning(
                 "raceway: cannot deliver events (%s); keeping %d of them and retrying "
                 "(up to the queue limit; beyond it the oldest are dropped and counted)",
-                result.reason, self.backlog.events + self.backlog.spool_events,
+                result.reason,
+                self.backlog.events + self.backlog.spool_events,
             )
         else:
             log.debug("raceway: delivery still failing (%s); next attempt in %.2fs", result.reason, delay)
@@ -637,18 +647,26 @@ class Flusher:
             log.warning(
                 "raceway: %d events could not be delivered before %s (%s); they are in the spool "
                 "(%s) and the next client with this endpoint sends them first",
-                spooled, why or "the client turned itself off", reason or "no reason recorded",
+                spooled,
+                why or "the client turned itself off",
+                reason or "no reason recorded",
                 self.spool.path,  # type: ignore[union-attr]
             )
         if failed:
-            detail = f"; the spool could not take them: {problem}" if problem else (
-                "" if self.spool is not None else "; no spool (Config.spool is off)")
+            detail = (
+                f"; the spool could not take them: {problem}"
+                if problem
+                else ("" if self.spool is not None else "; no spool (Config.spool is off)")
+            )
             # After a core failure (``why`` None) the client has logged the one ERROR already:
             # the count is said at WARNING.
             log.log(
                 logging.ERROR if why is not None or problem else logging.WARNING,
                 "raceway: %d events could not be delivered before %s (%s)%s",
-                failed, why or "the client turned itself off", reason or "no reason recorded", detail,
+                failed,
+                why or "the client turned itself off",
+                reason or "no reason recorded",
+                detail,
             )
         elif problem:
             log.error("raceway: the spool could not be used: %s", problem)
@@ -723,7 +741,9 @@ class Flusher:
             return
         if drops > self._drops_logged:
             self._log_repeating(
-                "queue-full", "raceway: the event queue is full; %d events dropped so far (oldest first)", drops,
+                "queue-full",
+                "raceway: the event queue is full; %d events dropped so far (oldest first)",
+                drops,
                 level=logging.WARNING,
             )
             self._drops_logged = drops
