@@ -33,7 +33,7 @@ $(STAMP): host-python/pyproject.toml requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -e host-python -r requirements-dev.txt
 	@touch $@
 
-test: build node test-rust test-python test-node
+test: build node lint test-rust test-python test-node
 
 # The distribution (PyPI name raceway-wasm, import name raceway): a py3-none-any wheel and an
 # sdist in dist/, built by `build` (from PyPI) from host-python/. The component is their only
