@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Dict, List, Optional, Tuple
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -56,11 +56,25 @@ def is_sdk(filename: str) -> bool:
     return filename.startswith(PACKAGE_DIR) and not filename.startswith(DEMO_DIR)
 
 
+sdk_codes: Dict[int, CodeType] = {}
+"""The SDK's own code objects met in frame walks, by id: a walk steps over their frames with
+one lookup instead of two string comparisons. Each entry holds its code object, so its id
+cannot be reused by user code while the entry exists; the SDK's code is finite, so this is
+bounded by the size of the package."""
+
+
 def user_frame(frame: Optional[FrameType]) -> Optional[FrameType]:
     """The first frame, from ``frame`` outwards, that is not the SDK's own."""
-    while frame is not None and is_sdk(frame.f_code.co_filename):
-        frame = frame.f_back
-    return frame
+    while frame is not None:
+        code = frame.f_code
+        if id(code) in sdk_codes:
+            frame = frame.f_back
+        elif is_sdk(code.co_filename):
+            sdk_codes[id(code)] = code
+            frame = frame.f_back
+        else:
+            return frame
+    return None
 
 
 def site(frame: Optional[FrameType]) -> Site:

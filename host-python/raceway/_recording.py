@@ -29,10 +29,11 @@ from typing import Any, Dict, Optional, Set, Tuple
 from . import _auto
 from ._client_protocol import ClientLike, StateTracker
 from ._location import UNKNOWN as _UNKNOWN
+from ._location import Site
 from ._location import by_offset as _by_offset
-from ._location import is_sdk
 from ._location import locate as _locate
 from ._location import stack as _stack
+from ._location import user_frame as _user_frame
 from ._recorder import EventRecorder, Fields, recorder_of
 from ._values import cut
 from ._values import snapshot as _snapshot
@@ -171,8 +172,7 @@ def _record(
     app: Optional[FrameType] = f
     where = _by_offset.get(f.f_lasti)
     if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
-        app = _application_frame(f)
-        where = _locate(app) if app is not None else _UNKNOWN
+        app, where = _located(f)
     depth = log.stack_depth
     stack = where[5] if depth == 1 else _stack(app, depth) if depth and app is not None else ()
     if old.__class__ not in _PLAIN:
@@ -182,10 +182,15 @@ def _record(
     log.append(ctx, where, "StateChange", (var, old, new, access, stack))
 
 
-def _application_frame(f: Optional[FrameType]) -> Optional[FrameType]:
-    while f is not None and is_sdk(f.f_code.co_filename):
-        f = f.f_back
-    return f
+def _located(f: FrameType) -> Tuple[Optional[FrameType], Site]:
+    """The first application frame from ``f`` outwards and its site (`_location`'s caches)."""
+    app = _user_frame(f)
+    if app is None:
+        return None, _UNKNOWN
+    where = _by_offset.get(app.f_lasti)
+    if where is None or where[3] is not app.f_code:
+        where = _locate(app)
+    return app, where
 
 
 def strand() -> Optional[ExecutionContext]:
@@ -207,9 +212,8 @@ def record_event(client: ClientLike, ctx: ExecutionContext, kind: str, fields: F
         return False
     f = _getframe(2)
     where = _by_offset.get(f.f_lasti)
-    if where is None or where[3] is not f.f_code:
-        app = _application_frame(f)
-        where = _locate(app) if app is not None else _UNKNOWN
+    if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
+        where = _located(f)[1]
     log.append(ctx, where, kind, fields)
     return True
 
