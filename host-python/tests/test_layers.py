@@ -89,6 +89,19 @@ def _modules(root: pathlib.Path) -> Dict[str, pathlib.Path]:
     return {_module_name(p, root): p for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
 
 
+def _from_module(node: ast.ImportFrom, package: List[str]) -> Optional[str]:
+    """The package module a ``from X import ...`` in ``package`` reads (``""``: the package
+    itself), or None when X lies outside the package."""
+    if node.level:
+        if node.level - 1 > len(package):
+            return None  # beyond the package: not ours
+        base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+        return ".".join(base + ([node.module] if node.module else []))
+    if node.module and (node.module == "raceway" or node.module.startswith("raceway.")):
+        return node.module[len("raceway.") :] if node.module != "raceway" else ""
+    return None
+
+
 def _imports(name: str, path: pathlib.Path, known: Set[str]) -> Iterator[Tuple[str, int]]:
     """The package modules ``name`` imports, with the line: every ``import``/``from`` in the
     file, wherever it stands. ``from . import x`` names module ``x`` when there is one, else
@@ -99,14 +112,8 @@ def _imports(name: str, path: pathlib.Path, known: Set[str]) -> Iterator[Tuple[s
     for node in ast.walk(tree):
         targets: List[str] = []
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
-                if node.level - 1 > len(package):
-                    continue  # beyond the package: not ours
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and (node.module == "raceway" or node.module.startswith("raceway.")):
-                prefix = node.module[len("raceway."):] if node.module != "raceway" else ""
-            else:
+            prefix = _from_module(node, package)
+            if prefix is None:
                 continue
             for alias in node.names:
                 sub = f"{prefix}.{alias.name}" if prefix else alias.name
@@ -197,14 +204,8 @@ def private_name_imports(root: pathlib.Path) -> List[Tuple[str, str, int]]:
         package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
         package = [p for p in package if p]
         for node in ast.walk(tree):
-            if not isinstance(node, ast.ImportFrom):
-                continue
-            if node.level:
-                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and (node.module == "raceway" or node.module.startswith("raceway.")):
-                prefix = node.module[len("raceway.") :] if node.module != "raceway" else ""
-            else:
+            prefix = _from_module(node, package) if isinstance(node, ast.ImportFrom) else None
+            if prefix is None:
                 continue
             for alias in node.names:
                 sub = f"{prefix}.{alias.name}" if prefix else alias.name
