@@ -459,7 +459,7 @@ class CoreInstance:
         return self._bodies(self._call("observe-pickle", records, max_events_per_body, fuel=fuel))
 
     def races(self) -> FindingsJSON:
-        """The detector's findings so far (`raceway._findings.FindingsJSON`). The answer's size
+        """The detector's findings so far (`raceway._core_types.FindingsJSON`). The answer's size
         is not known beforehand (up to ``max_races`` races with their stacks and values): the
         call gets `RACES_FUEL`, a bound on work, not on what an answer may hold."""
         return cast(FindingsJSON, json.loads(self._call("races", fuel=RACES_FUEL)))

@@ -33,7 +33,7 @@ LAYERS: List[Tuple[str, List[str]]] = [
     ]),
     ("foundations: values, locations, contexts, configuration, delivery parts", [
         "_values", "_location", "_headers", "_stats", "_spool", "_backlog", "_sink", "_transport",
-        "_annotations", "_findings", "races", "config", "types", "context",
+        "_annotations", "races", "config", "types", "context",
     ]),
     ("pipeline and findings: the flusher's side, the detector, reports", [
         "_records", "_flusher", "_detector", "report", "_analysis",
