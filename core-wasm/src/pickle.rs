@@ -39,9 +39,16 @@ pub const MAX_DEPTH: u32 = 100;
 /// which is at most 2 MiB here). At most one node per byte: the nodes, stack and memo of the
 /// worst 2 MiB stay well within the instance's 256 MiB.
 pub const MAX_INPUT: usize = 2 * 1024 * 1024;
-/// Bytes of values' JSON written per byte of input, at most (plus `VALUES_SLACK`).
+/// Bytes of values' JSON written per byte of input, at most (plus `VALUES_SLACK`), and never
+/// more than `MAX_VALUES`.
 const VALUES_PER_BYTE: usize = 64;
 const VALUES_SLACK: usize = 64 * 1024;
+/// The most values' JSON one batch may render: the size at which the host splits a batch of
+/// the JSON form (`raceway._records.MAX_BATCH_CHARS`). A pickle shares repeated strings, so a
+/// small one can stand for values hundreds of times its size; past this the batch is refused
+/// and the host sends it as JSON, in parts of at most that size, instead of the core running
+/// out of memory.
+pub const MAX_VALUES: usize = 4 * 1024 * 1024;
 /// Nodes visited per byte of input, at most (plus `VISITS_SLACK`).
 const VISITS_PER_BYTE: u64 = 4;
 const VISITS_SLACK: u64 = 4096;
@@ -171,7 +178,7 @@ impl<'a> Tree<'a> {
             root: 0,
             raw: Vec::new(),
             visits_left: Cell::new(VISITS_PER_BYTE * data.len() as u64 + VISITS_SLACK),
-            values_limit: VALUES_PER_BYTE * data.len() + VALUES_SLACK,
+            values_limit: (VALUES_PER_BYTE * data.len() + VALUES_SLACK).min(MAX_VALUES),
         };
         let mut input = Input { data, pos: 0 };
         let mut stack: Vec<u32> = Vec::new();
@@ -524,6 +531,62 @@ fn ascii_string(out: &mut Vec<u8>, s: &str) {
 /// A float as Python's `repr` writes it (which `json` uses): the shortest digits that read back
 /// as the same float, in positional notation when the decimal exponent is from -4 to 15 (with
 /// `.0` when there is no fraction), else as `d.ddde+XX` (at least two exponent digits).
+/// Of two shortest digit strings that both read back as `x` and lie equally far from it (`x`
+/// exactly halfway between them), Python's `repr` takes the one whose last digit is even (David
+/// Gay's `dtoa`, mode 0, rounds half to even); Rust's shortest formatting may take the other
+/// (`1000000000000000.25` is `...000.2` in Python, `...000.3` in Rust). Only outputs of 16 or
+/// more digits can be such a tie (below that, two candidates cannot both read back as `x`), so
+/// shorter ones cost nothing. `digits`/`exp`: Rust's shortest, `d.ddd x 10^exp`; `x` >= 0.
+fn half_even(x: f64, digits: Vec<u8>, exp: i32) -> (Vec<u8>, i32) {
+    let n = digits.len();
+    if n < 16 {
+        return (digits, exp);
+    }
+    // `x` to n + 1 significant digits: a tie ends in 5 there, with nothing after it.
+    let split = |text: &str| -> (Vec<u8>, i32) {
+        let (m, e) = text.split_once('e').expect("{:e} has an exponent");
+        (m.bytes().filter(|&b| b != b'.').collect(), e.parse().expect("a decimal exponent"))
+    };
+    let (near, near_exp) = split(&format!("{:.*e}", n, x));
+    if near.get(n) != Some(&b'5') {
+        return (digits, exp);
+    }
+    // Every digit of `x` (a double has at most 767 significant ones).
+    let (all, all_exp) = split(&format!("{:.*e}", 800, x));
+    if all_exp != near_exp || all[..=n] != near[..] || all[n + 1..].iter().any(|&d| d != b'0') {
+        return (digits, exp);
+    }
+    let lower = all[..n].to_vec();
+    let mut upper = lower.clone();
+    let mut i = n;
+    loop {
+        if i == 0 {
+            return (digits, exp); // 99..9 + 1: not a tie of two n-digit strings
+        }
+        i -= 1;
+        if upper[i] == b'9' {
+            upper[i] = b'0';
+        } else {
+            upper[i] += 1;
+            break;
+        }
+    }
+    let reads_back = |d: &[u8]| {
+        let text = format!("{}.{}e{}", d[0] as char, std::str::from_utf8(&d[1..]).expect("digits"), all_exp);
+        text.parse::<f64>().ok() == Some(x)
+    };
+    for candidate in [lower, upper] {
+        if (candidate[n - 1] - b'0') % 2 == 0 && reads_back(&candidate) {
+            let mut candidate = candidate;
+            while candidate.len() > 1 && candidate.last() == Some(&b'0') {
+                candidate.pop();
+            }
+            return (candidate, all_exp);
+        }
+    }
+    (digits, exp)
+}
+
 fn python_float(out: &mut Vec<u8>, x: f64) -> Result<(), String> {
     if !x.is_finite() {
         return err("a float that is not finite");
@@ -537,6 +600,7 @@ fn python_float(out: &mut Vec<u8>, x: f64) -> Result<(), String> {
         None => (false, mantissa),
     };
     let digits: Vec<u8> = mantissa.bytes().filter(|&b| b != b'.').collect();
+    let (digits, exp) = half_even(x.abs(), digits, exp);
     let n = digits.len() as i32;
     let point = exp + 1; // digits are 0.d1d2... x 10^point
     if negative {
@@ -778,7 +842,7 @@ mod tests {
 
     #[test]
     fn floats_are_written_as_pythons_repr() {
-        let cases: [(f64, &str); 14] = [
+        let cases: [(f64, &str); 21] = [
             (0.0, "0.0"),
             (-0.0, "-0.0"),
             (1.0, "1.0"),
@@ -793,6 +857,14 @@ mod tests {
             (1.5e300, "1.5e+300"),
             (5e-324, "5e-324"),
             (f64::MAX, "1.7976931348623157e+308"),
+            // Ties of two shortest candidates: Python takes the even last digit.
+            (1000000000000000.25, "1000000000000000.2"),
+            (1000000000000000.75, "1000000000000000.8"),
+            (-1000000000000000.25, "-1000000000000000.2"),
+            (1000000000000002.25, "1000000000000002.2"),
+            (1000000000000003.75, "1000000000000003.8"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (1e16 + 2.0, "1.0000000000000002e+16"),
         ];
         for (x, repr) in cases {
             let mut out = Vec::new();

@@ -121,10 +121,11 @@ def record_all(client: RacewayClient, items: List[Tuple[Any, Any]]) -> list:
 
 
 def both_forms(records: list, per_body: int = 50) -> bool:
-    """The flusher's two ways for one part; True when the pickle form was read."""
+    """The flusher's two ways for one part; True when the pickle form was read. The findings
+    are compared as the core's text: two spellings of one float read back as the same number."""
     a, b = pair()
     read = feed(a, b, _records.encode_safely(records), _records.encode_pickle(records), per_body)
-    assert b.races() == a.races()
+    assert b._call("races") == a._call("races")
     return read
 
 
@@ -169,6 +170,41 @@ def test_floats_are_written_as_pythons_repr(quiet) -> None:
     floats += [rng.randint(-10**6, 10**6) / 10**rng.randint(0, 12) for _ in range(1000)]
     records = record_all(quiet, [("f", floats[i:i + 50]) for i in range(0, len(floats), 50)])
     assert both_forms(records)
+
+
+def test_floats_halfway_between_two_shortest_spellings_take_the_even_one(quiet) -> None:
+    """``1000000000000000.25`` lies halfway between ``...000.2`` and ``...000.3``, and both read
+    back as it: Python's repr takes the even digit, and so must the pickle form's writer (in
+    the bodies and in the findings' text)."""
+    ties = [1e15 + k / 4 for k in range(-200, 200)] + [-(1e15 + k / 4) for k in range(0, 200)]
+    ties += [2.0**52 * 3 + k / 2 for k in range(-50, 50)] + [1e16 + 2.0 * k for k in range(50)]
+    assert repr(1000000000000000.25) == "1000000000000000.2"
+    records = record_all(quiet, [("f", ties[i:i + 40]) for i in range(0, len(ties), 40)])
+    assert both_forms(records)
+
+
+def test_a_part_whose_values_are_too_large_to_render_goes_as_json_and_the_client_stays_on(caplog) -> None:
+    """A pickle shares repeated strings, so a part of ~1 MB can stand for over 100 MB of values'
+    JSON. The core refuses to render more than `MAX_VALUES` (4 MiB, where the host splits JSON
+    batches) instead of running out of memory; the flusher sends that part as JSON, in parts
+    the core can take, and nothing is lost or turned off."""
+    client = RacewayClient(Config(endpoint=None, batch_size=160, report_races_at_shutdown=False))
+    try:
+        strings = ["é" * 2996 + "%04d" % i for i in range(160)]
+        with client.trace():
+            for text in strings:
+                client.track_state_change("v", [text] * 21, [text] * 21, "Write")
+        assert client.flush(timeout=60)
+        stats = client.stats()
+        assert stats.get("failed", 0) == 0 and stats.get("dropped", 0) == 0, stats
+        assert not client._disabled
+        with client.trace():  # still recording and analysing
+            client.track_state_change("after", 0, 1, "Write")
+        assert client.flush(timeout=30)
+        assert client.races(timeout=30) == []
+    finally:
+        client.shutdown(timeout=30)
+    assert "core failed" not in caplog.text
 
 
 @settings(max_examples=60, deadline=None)
@@ -244,6 +280,10 @@ def hostile() -> Iterator[str]:
     yield "\x80\x05ae."  # append to nothing
     yield "\x80\x05\u0101."  # a character beyond U+00FF
     yield as_pickle({"contexts": [], "states": [], "events": []}) + "N"  # data after the end
+    # One string of 2 MB of control characters (6 bytes of JSON each), memoized, then referred
+    # to 40 times: ~480 MB of values' JSON from a 2 MB pickle, past the core's memory.
+    text = b"X" + struct.pack("<I", 2_000_000) + b"\x01" * 2_000_000 + b"\x94"
+    yield custom_record(b"](" + text + b"h\x00" * 39 + b"e").decode("latin-1")
     rng = random.Random(5)
     base = bytearray(pickle.dumps({"contexts": [{"trace_id": "x"}], "states": [{"clock": [], "locks": []}],
                                    "events": [[0, 0, 1, 0, 0, None, "a.py", 1, "Custom", ["n", [1, 2.5, "é"]]]]}, 5))
