@@ -28,10 +28,20 @@ fn run(mode: &str, config: &ProcessConfig, batches: &[&str]) -> (f64, u64, usize
             "both" => (50, true),
             other => panic!("unknown mode {other}"),
         };
-        let out = process_batch(config, b, per_body, if detect { Some(&mut detector) } else { None }).unwrap();
+        let out = process_batch(
+            config,
+            b,
+            per_body,
+            if detect { Some(&mut detector) } else { None },
+        )
+        .unwrap();
         events += out.summary.events;
     }
-    (start.elapsed().as_secs_f64(), detector.stats().accesses, events)
+    (
+        start.elapsed().as_secs_f64(),
+        detector.stats().accesses,
+        events,
+    )
 }
 
 fn main() {
@@ -41,7 +51,10 @@ fn main() {
         std::process::exit(2);
     };
     let mode = args.get(1).map(String::as_str).unwrap_or("all");
-    let limit: u64 = args.get(2).map(|s| s.parse().expect("accesses")).unwrap_or(u64::MAX);
+    let limit: u64 = args
+        .get(2)
+        .map(|s| s.parse().expect("accesses"))
+        .unwrap_or(u64::MAX);
     let text = std::fs::read_to_string(path).expect("batches file");
     let config = ProcessConfig::default();
     // Accesses per batch, counted by a detector once (the same batches are fed in every mode).
@@ -55,7 +68,11 @@ fn main() {
         batches.push(line);
     }
     let accesses = counter.stats().accesses;
-    let modes: Vec<&str> = if mode == "all" { vec!["read", "detect", "encode", "both"] } else { vec![mode] };
+    let modes: Vec<&str> = if mode == "all" {
+        vec!["read", "detect", "encode", "both"]
+    } else {
+        vec![mode]
+    };
     for m in modes {
         let mut best = f64::MAX;
         let mut events = 0;
@@ -70,5 +87,8 @@ fn main() {
         );
     }
     let s = counter.stats();
-    println!("detector after the stream: {} live strands, {} variables", s.strands, s.variables);
+    println!(
+        "detector after the stream: {} live strands, {} variables",
+        s.strands, s.variables
+    );
 }

@@ -26,12 +26,18 @@ fn main() {
     let config: ProcessConfig = serde_json::from_str(&config).unwrap();
     if wire {
         let out = encode_batch(&config, &records, 50).unwrap();
-        std::io::stdout().write_all(out.into_wire().as_bytes()).unwrap();
+        std::io::stdout()
+            .write_all(out.into_wire().as_bytes())
+            .unwrap();
         return;
     }
     // Enough rounds for ~80k events, so that small batches (the host sends a few hundred
     // records per call) are timed as steadily as large ones.
-    let per_round = encode_batch(&config, &records, 50).unwrap().summary.events.max(1);
+    let per_round = encode_batch(&config, &records, 50)
+        .unwrap()
+        .summary
+        .events
+        .max(1);
     let rounds = (80_000 / per_round).max(20);
     let start = Instant::now();
     let mut events = 0;

@@ -22,7 +22,11 @@ fn main() {
     let mut at = 0;
     while at + 4 <= raw.len() {
         let n = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
-        batches.push(std::str::from_utf8(&raw[at + 4..at + 4 + n]).expect("UTF-8").to_owned());
+        batches.push(
+            std::str::from_utf8(&raw[at + 4..at + 4 + n])
+                .expect("UTF-8")
+                .to_owned(),
+        );
         at += 4 + n;
     }
     let text = std::fs::read_to_string(jsons).expect("jsonl file");
@@ -36,16 +40,25 @@ fn main() {
                 events = 0;
                 if form == "pickle" {
                     for b in &batches {
-                        events += process_pickle(&config, b, per_body, None).unwrap().summary.events;
+                        events += process_pickle(&config, b, per_body, None)
+                            .unwrap()
+                            .summary
+                            .events;
                     }
                 } else {
                     for b in text.lines() {
-                        events += process_batch(&config, b, per_body, None).unwrap().summary.events;
+                        events += process_batch(&config, b, per_body, None)
+                            .unwrap()
+                            .summary
+                            .events;
                     }
                 }
                 best = best.min(start.elapsed().as_secs_f64());
             }
-            println!("{name:>6} {form:>6}: {events} events, {:.3} us/event (best of 5)", best / events as f64 * 1e6);
+            println!(
+                "{name:>6} {form:>6}: {events} events, {:.3} us/event (best of 5)",
+                best / events as f64 * 1e6
+            );
         }
     }
 }

@@ -11,7 +11,10 @@ use std::time::Instant;
 fn main() {
     let path = std::env::args().nth(1).expect("usage: replay FILE");
     let text = std::fs::read_to_string(&path).expect("readable file");
-    let config = ProcessConfig { service_name: "replay".into(), ..ProcessConfig::default() };
+    let config = ProcessConfig {
+        service_name: "replay".into(),
+        ..ProcessConfig::default()
+    };
     let mut detector = Detector::default();
     let started = Instant::now();
     let mut events = 0;
@@ -22,6 +25,9 @@ fn main() {
         }
     }
     let elapsed = started.elapsed();
-    eprintln!("{events} events in {elapsed:?} ({:.2} µs/event)", elapsed.as_secs_f64() * 1e6 / events.max(1) as f64);
+    eprintln!(
+        "{events} events in {elapsed:?} ({:.2} µs/event)",
+        elapsed.as_secs_f64() * 1e6 / events.max(1) as f64
+    );
     println!("{}", detector.findings_json());
 }

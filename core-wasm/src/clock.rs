@@ -49,7 +49,10 @@ impl VectorClock {
 
     /// The counter of `component`; an absent component counts as 0.
     pub fn get(&self, component: &str) -> u64 {
-        self.0.iter().find(|(c, _)| c == component).map_or(0, |(_, n)| *n)
+        self.0
+            .iter()
+            .find(|(c, _)| c == component)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Raises `component` to at least `counter` (never lowers it: clocks only move forward).
@@ -107,11 +110,13 @@ impl VectorClock {
     /// for the host's debug log, or None.
     pub fn cut_foreign(&mut self, keep_first: impl Fn(&str) -> bool) -> Option<String> {
         let before = self.0.len();
-        self.0.retain(|(c, _)| !c.is_empty() && c.len() <= MAX_COMPONENT_LEN);
+        self.0
+            .retain(|(c, _)| !c.is_empty() && c.len() <= MAX_COMPONENT_LEN);
         let bad_names = before - self.0.len();
         let mut cut = 0;
         if self.0.len() > MAX_COMPONENTS {
-            let (mut first, rest): (Vec<_>, Vec<_>) = self.0.drain(..).partition(|(c, _)| keep_first(c));
+            let (mut first, rest): (Vec<_>, Vec<_>) =
+                self.0.drain(..).partition(|(c, _)| keep_first(c));
             first.truncate(MAX_COMPONENTS);
             let room = MAX_COMPONENTS - first.len();
             cut = rest.len() - rest.len().min(room);
@@ -132,7 +137,9 @@ impl VectorClock {
     /// sender's own clock (docs/distributed.md).
     pub fn bounded(&self, own: Option<&str>, budget: usize) -> VectorClock {
         // Each entry's exact JSON (escapes included) and its comma; the brackets around all.
-        let size = |entry: &(String, u64)| serde_json::to_string(entry).map_or(usize::MAX, |s| s.len() + 1);
+        let size = |entry: &(String, u64)| {
+            serde_json::to_string(entry).map_or(usize::MAX, |s| s.len() + 1)
+        };
         let mut out = Vec::new();
         let mut used = 2;
         if let Some(own) = own {
@@ -180,7 +187,10 @@ mod tests {
         assert_eq!(big.len(), MAX_COMPONENTS);
         assert_eq!(big.entries()[0], ("own#1".to_string(), 7));
         assert_eq!(big.entries()[1].0, "c0");
-        assert!(note.contains("2 with a name") && note.contains("37 past"), "{note}");
+        assert!(
+            note.contains("2 with a name") && note.contains("37 past"),
+            "{note}"
+        );
         let mut small = vc(&[("a", 1)]);
         assert_eq!(small.cut_foreign(|_| false), None);
     }
@@ -230,7 +240,13 @@ mod tests {
     fn serializes_as_pairs_and_rejects_bad_counters() {
         let a = vc(&[("svc#i", 2)]);
         assert_eq!(serde_json::to_string(&a).unwrap(), r#"[["svc#i",2]]"#);
-        for bad in [r#"[["a",-1]]"#, r#"[["a",1.5]]"#, r#"[["a",true]]"#, r#"[["a"]]"#, r#"{"a":1}"#] {
+        for bad in [
+            r#"[["a",-1]]"#,
+            r#"[["a",1.5]]"#,
+            r#"[["a",true]]"#,
+            r#"[["a"]]"#,
+            r#"{"a":1}"#,
+        ] {
             assert!(serde_json::from_str::<VectorClock>(bad).is_err(), "{bad}");
         }
     }

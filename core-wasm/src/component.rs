@@ -8,7 +8,9 @@ use std::cell::RefCell;
 
 wit_bindgen::generate!({ path: "../wit", world: "core" });
 
-use exports::raceway::core::{detector as wit_detector, pipeline as wit_pipeline, propagation as wit_propagation};
+use exports::raceway::core::{
+    detector as wit_detector, pipeline as wit_pipeline, propagation as wit_propagation,
+};
 
 thread_local! {
     /// Set by `configure`; a component instance is single-threaded, so a thread-local is the
@@ -36,7 +38,8 @@ impl wit_propagation::Guest for Core {
 
 impl wit_pipeline::Guest for Core {
     fn configure(config: String) -> Result<(), String> {
-        let parsed: ProcessConfig = serde_json::from_str(&config).map_err(|e| format!("config: {e}"))?;
+        let parsed: ProcessConfig =
+            serde_json::from_str(&config).map_err(|e| format!("config: {e}"))?;
         CONFIG.with(|c| *c.borrow_mut() = Some(parsed));
         Ok(())
     }
@@ -44,7 +47,9 @@ impl wit_pipeline::Guest for Core {
     fn encode_batch(records: String, max_events_per_body: u32) -> Result<String, String> {
         CONFIG.with(|c| {
             let config = c.borrow();
-            let config = config.as_ref().ok_or("encode-batch called before configure")?;
+            let config = config
+                .as_ref()
+                .ok_or("encode-batch called before configure")?;
             let out = pipeline::encode_batch(config, &records, max_events_per_body as usize)?;
             Ok(out.into_wire())
         })
@@ -53,8 +58,11 @@ impl wit_pipeline::Guest for Core {
     fn encode_batch_pickle(records: String, max_events_per_body: u32) -> Result<String, String> {
         CONFIG.with(|c| {
             let config = c.borrow();
-            let config = config.as_ref().ok_or("encode-batch-pickle called before configure")?;
-            let out = pipeline::process_pickle(config, &records, max_events_per_body as usize, None)?;
+            let config = config
+                .as_ref()
+                .ok_or("encode-batch-pickle called before configure")?;
+            let out =
+                pipeline::process_pickle(config, &records, max_events_per_body as usize, None)?;
             Ok(out.into_wire())
         })
     }
@@ -62,7 +70,8 @@ impl wit_pipeline::Guest for Core {
 
 impl wit_detector::Guest for Core {
     fn reset_detector(options: String) -> Result<(), String> {
-        let options: Options = serde_json::from_str(&options).map_err(|e| format!("detector options: {e}"))?;
+        let options: Options =
+            serde_json::from_str(&options).map_err(|e| format!("detector options: {e}"))?;
         DETECTOR.with(|d| *d.borrow_mut() = Some(Detector::new(options)));
         Ok(())
     }
@@ -75,7 +84,12 @@ impl wit_detector::Guest for Core {
                 let config = config.as_ref().unwrap_or(&unconfigured);
                 let mut detector = d.borrow_mut();
                 let detector = detector.get_or_insert_with(Detector::default);
-                let out = pipeline::process_batch(config, &records, max_events_per_body as usize, Some(detector))?;
+                let out = pipeline::process_batch(
+                    config,
+                    &records,
+                    max_events_per_body as usize,
+                    Some(detector),
+                )?;
                 Ok(out.into_wire())
             })
         })
@@ -89,14 +103,23 @@ impl wit_detector::Guest for Core {
                 let config = config.as_ref().unwrap_or(&unconfigured);
                 let mut detector = d.borrow_mut();
                 let detector = detector.get_or_insert_with(Detector::default);
-                let out = pipeline::process_pickle(config, &records, max_events_per_body as usize, Some(detector))?;
+                let out = pipeline::process_pickle(
+                    config,
+                    &records,
+                    max_events_per_body as usize,
+                    Some(detector),
+                )?;
                 Ok(out.into_wire())
             })
         })
     }
 
     fn races() -> String {
-        DETECTOR.with(|d| d.borrow_mut().get_or_insert_with(Detector::default).findings_json())
+        DETECTOR.with(|d| {
+            d.borrow_mut()
+                .get_or_insert_with(Detector::default)
+                .findings_json()
+        })
     }
 }
 

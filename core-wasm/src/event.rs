@@ -28,12 +28,19 @@ pub enum AccessType {
 }
 
 impl AccessType {
-    const ALL: [AccessType; 5] =
-        [AccessType::Read, AccessType::Write, AccessType::AtomicRead, AccessType::AtomicWrite, AccessType::AtomicRmw];
+    const ALL: [AccessType; 5] = [
+        AccessType::Read,
+        AccessType::Write,
+        AccessType::AtomicRead,
+        AccessType::AtomicWrite,
+        AccessType::AtomicRmw,
+    ];
 
     /// Case-insensitive, so `"write"` (a common slip the server would reject) still works.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
     }
 
     /// The server's name for it, as `Serialize` writes it.
@@ -58,12 +65,19 @@ pub enum Ordering {
 }
 
 impl Ordering {
-    const ALL: [Ordering; 5] =
-        [Ordering::Relaxed, Ordering::Acquire, Ordering::Release, Ordering::AcqRel, Ordering::SeqCst];
+    const ALL: [Ordering; 5] = [
+        Ordering::Relaxed,
+        Ordering::Acquire,
+        Ordering::Release,
+        Ordering::AcqRel,
+        Ordering::SeqCst,
+    ];
 
     /// Case-insensitive, like `AccessType::parse`.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(s))
     }
 
     /// The server's name for it, as `Serialize` writes it.
@@ -96,9 +110,21 @@ impl Serialize for Location<'_> {
 /// rejects a whole batch for an unknown variant).
 #[derive(Debug, Serialize)]
 pub enum Kind<'a> {
-    FunctionCall { function_name: Str<'a>, module: Str<'a>, args: &'a RawValue, file: Str<'a>, line: u32 },
-    AsyncSpawn { task_id: Str<'a>, spawned_by: Str<'a> },
-    AsyncAwait { future_id: Str<'a>, awaited_at: Str<'a> },
+    FunctionCall {
+        function_name: Str<'a>,
+        module: Str<'a>,
+        args: &'a RawValue,
+        file: Str<'a>,
+        line: u32,
+    },
+    AsyncSpawn {
+        task_id: Str<'a>,
+        spawned_by: Str<'a>,
+    },
+    AsyncAwait {
+        future_id: Str<'a>,
+        awaited_at: Str<'a>,
+    },
     StateChange {
         variable: Str<'a>,
         old_value: &'a RawValue,
@@ -110,15 +136,49 @@ pub enum Kind<'a> {
         #[serde(skip)]
         stack: Vec<Str<'a>>,
     },
-    LockAcquire { lock_id: Str<'a>, lock_type: Str<'a>, location: Location<'a> },
-    LockRelease { lock_id: Str<'a>, lock_type: Str<'a>, location: Location<'a> },
-    MemoryFence { ordering: Ordering, location: Location<'a> },
-    HttpRequest { method: Str<'a>, url: Str<'a>, headers: BTreeMap<Str<'a>, Str<'a>>, body: &'a RawValue },
-    HttpResponse { status: u16, headers: BTreeMap<Str<'a>, Str<'a>>, body: &'a RawValue, duration_ms: u64 },
-    DatabaseQuery { query: Str<'a>, database: Str<'a>, duration_ms: u64 },
-    DatabaseResult { rows_affected: u64 },
-    Error { error_type: Str<'a>, message: Str<'a>, stack_trace: Vec<Str<'a>> },
-    Custom { name: Str<'a>, data: &'a RawValue },
+    LockAcquire {
+        lock_id: Str<'a>,
+        lock_type: Str<'a>,
+        location: Location<'a>,
+    },
+    LockRelease {
+        lock_id: Str<'a>,
+        lock_type: Str<'a>,
+        location: Location<'a>,
+    },
+    MemoryFence {
+        ordering: Ordering,
+        location: Location<'a>,
+    },
+    HttpRequest {
+        method: Str<'a>,
+        url: Str<'a>,
+        headers: BTreeMap<Str<'a>, Str<'a>>,
+        body: &'a RawValue,
+    },
+    HttpResponse {
+        status: u16,
+        headers: BTreeMap<Str<'a>, Str<'a>>,
+        body: &'a RawValue,
+        duration_ms: u64,
+    },
+    DatabaseQuery {
+        query: Str<'a>,
+        database: Str<'a>,
+        duration_ms: u64,
+    },
+    DatabaseResult {
+        rows_affected: u64,
+    },
+    Error {
+        error_type: Str<'a>,
+        message: Str<'a>,
+        stack_trace: Vec<Str<'a>>,
+    },
+    Custom {
+        name: Str<'a>,
+        data: &'a RawValue,
+    },
 }
 
 impl Kind<'_> {
@@ -128,36 +188,61 @@ impl Kind<'_> {
     /// `fmt`, which was over a quarter of the encoder's instructions.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Kind::FunctionCall { function_name, module, args, file, line } => VariantWriter::new(out, "FunctionCall")
+            Kind::FunctionCall {
+                function_name,
+                module,
+                args,
+                file,
+                line,
+            } => VariantWriter::new(out, "FunctionCall")
                 .field("function_name", function_name)
                 .field("module", module)
                 .field("args", *args)
                 .field("file", file)
                 .field("line", line)
                 .end(),
-            Kind::AsyncSpawn { task_id, spawned_by } => VariantWriter::new(out, "AsyncSpawn")
+            Kind::AsyncSpawn {
+                task_id,
+                spawned_by,
+            } => VariantWriter::new(out, "AsyncSpawn")
                 .field("task_id", task_id)
                 .field("spawned_by", spawned_by)
                 .end(),
-            Kind::AsyncAwait { future_id, awaited_at } => VariantWriter::new(out, "AsyncAwait")
+            Kind::AsyncAwait {
+                future_id,
+                awaited_at,
+            } => VariantWriter::new(out, "AsyncAwait")
                 .field("future_id", future_id)
                 .field("awaited_at", awaited_at)
                 .end(),
-            Kind::StateChange { variable, old_value, new_value, location, access_type, stack: _ } => {
-                VariantWriter::new(out, "StateChange")
-                    .field("variable", variable)
-                    .field("old_value", *old_value)
-                    .field("new_value", *new_value)
-                    .field("location", location)
-                    .field("access_type", access_type)
-                    .end()
-            }
-            Kind::LockAcquire { lock_id, lock_type, location } => VariantWriter::new(out, "LockAcquire")
+            Kind::StateChange {
+                variable,
+                old_value,
+                new_value,
+                location,
+                access_type,
+                stack: _,
+            } => VariantWriter::new(out, "StateChange")
+                .field("variable", variable)
+                .field("old_value", *old_value)
+                .field("new_value", *new_value)
+                .field("location", location)
+                .field("access_type", access_type)
+                .end(),
+            Kind::LockAcquire {
+                lock_id,
+                lock_type,
+                location,
+            } => VariantWriter::new(out, "LockAcquire")
                 .field("lock_id", lock_id)
                 .field("lock_type", lock_type)
                 .field("location", location)
                 .end(),
-            Kind::LockRelease { lock_id, lock_type, location } => VariantWriter::new(out, "LockRelease")
+            Kind::LockRelease {
+                lock_id,
+                lock_type,
+                location,
+            } => VariantWriter::new(out, "LockRelease")
                 .field("lock_id", lock_id)
                 .field("lock_type", lock_type)
                 .field("location", location)
@@ -166,34 +251,53 @@ impl Kind<'_> {
                 .field("ordering", ordering)
                 .field("location", location)
                 .end(),
-            Kind::HttpRequest { method, url, headers, body } => VariantWriter::new(out, "HttpRequest")
+            Kind::HttpRequest {
+                method,
+                url,
+                headers,
+                body,
+            } => VariantWriter::new(out, "HttpRequest")
                 .field("method", method)
                 .field("url", url)
                 .field("headers", headers)
                 .field("body", *body)
                 .end(),
-            Kind::HttpResponse { status, headers, body, duration_ms } => VariantWriter::new(out, "HttpResponse")
+            Kind::HttpResponse {
+                status,
+                headers,
+                body,
+                duration_ms,
+            } => VariantWriter::new(out, "HttpResponse")
                 .field("status", status)
                 .field("headers", headers)
                 .field("body", *body)
                 .field("duration_ms", duration_ms)
                 .end(),
-            Kind::DatabaseQuery { query, database, duration_ms } => VariantWriter::new(out, "DatabaseQuery")
+            Kind::DatabaseQuery {
+                query,
+                database,
+                duration_ms,
+            } => VariantWriter::new(out, "DatabaseQuery")
                 .field("query", query)
                 .field("database", database)
                 .field("duration_ms", duration_ms)
                 .end(),
-            Kind::DatabaseResult { rows_affected } => {
-                VariantWriter::new(out, "DatabaseResult").field("rows_affected", rows_affected).end()
-            }
-            Kind::Error { error_type, message, stack_trace } => VariantWriter::new(out, "Error")
+            Kind::DatabaseResult { rows_affected } => VariantWriter::new(out, "DatabaseResult")
+                .field("rows_affected", rows_affected)
+                .end(),
+            Kind::Error {
+                error_type,
+                message,
+                stack_trace,
+            } => VariantWriter::new(out, "Error")
                 .field("error_type", error_type)
                 .field("message", message)
                 .field("stack_trace", stack_trace.as_slice())
                 .end(),
-            Kind::Custom { name, data } => {
-                VariantWriter::new(out, "Custom").field("name", name).field("data", *data).end()
-            }
+            Kind::Custom { name, data } => VariantWriter::new(out, "Custom")
+                .field("name", name)
+                .field("data", *data)
+                .end(),
         }
     }
 }
@@ -215,7 +319,8 @@ impl<'o> VariantWriter<'o> {
     }
 
     fn field<T: WriteJson + ?Sized>(&mut self, name: &str, value: &T) -> &mut Self {
-        self.out.extend_from_slice(if self.fields == 0 { b"\"" } else { b",\"" });
+        self.out
+            .extend_from_slice(if self.fields == 0 { b"\"" } else { b",\"" });
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(b"\":");
         value.write_json(self.out);
@@ -333,14 +438,23 @@ mod tests {
         assert_eq!(AccessType::parse("write"), Some(AccessType::Write));
         assert_eq!(AccessType::parse("ATOMICRMW"), Some(AccessType::AtomicRmw));
         assert_eq!(AccessType::parse("Modify"), None);
-        assert_eq!(serde_json::to_string(&AccessType::AtomicRmw).unwrap(), "\"AtomicRMW\"");
+        assert_eq!(
+            serde_json::to_string(&AccessType::AtomicRmw).unwrap(),
+            "\"AtomicRMW\""
+        );
         assert_eq!(Ordering::parse("seqcst"), Some(Ordering::SeqCst));
         assert_eq!(Ordering::parse("Weird"), None);
         for a in AccessType::ALL {
-            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{}\"", a.name()));
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.name())
+            );
         }
         for o in Ordering::ALL {
-            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{}\"", o.name()));
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.name())
+            );
         }
     }
 
@@ -350,9 +464,14 @@ mod tests {
 
     /// Every variant, with strings that need escaping, empty and full maps and lists.
     fn every_kind() -> Vec<Kind<'static>> {
-        let at = |file: &'static str| Location { file: Cow::Borrowed(file), line: 7 };
-        let headers: BTreeMap<Str, Str> =
-            [("b", "2"), ("a", "\"quoted\"\n"), ("ü", "\u{1}")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let at = |file: &'static str| Location {
+            file: Cow::Borrowed(file),
+            line: 7,
+        };
+        let headers: BTreeMap<Str, Str> = [("b", "2"), ("a", "\"quoted\"\n"), ("ü", "\u{1}")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         vec![
             Kind::FunctionCall {
                 function_name: "f".into(),
@@ -361,8 +480,14 @@ mod tests {
                 file: "C:\\app\\wü.py".into(),
                 line: 4_000_000_000,
             },
-            Kind::AsyncSpawn { task_id: "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01".into(), spawned_by: "main".into() },
-            Kind::AsyncAwait { future_id: "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01".into(), awaited_at: "h".into() },
+            Kind::AsyncSpawn {
+                task_id: "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01".into(),
+                spawned_by: "main".into(),
+            },
+            Kind::AsyncAwait {
+                future_id: "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01".into(),
+                awaited_at: "h".into(),
+            },
             Kind::StateChange {
                 variable: "account.balance".into(),
                 old_value: raw("null"),
@@ -371,16 +496,52 @@ mod tests {
                 access_type: AccessType::AtomicRmw,
                 stack: vec!["app.py:7 in f".into()],
             },
-            Kind::LockAcquire { lock_id: "L".into(), lock_type: "threading.Lock".into(), location: at("a\"b\\c.py") },
-            Kind::LockRelease { lock_id: "L".into(), lock_type: "threading.Lock".into(), location: at("") },
-            Kind::MemoryFence { ordering: Ordering::AcqRel, location: at("\u{7f}\u{1f}.py") },
-            Kind::HttpRequest { method: "GET".into(), url: "/?q=é".into(), headers: BTreeMap::new(), body: raw("null") },
-            Kind::HttpResponse { status: 65535, headers, body: raw(r#""text""#), duration_ms: u64::MAX },
-            Kind::DatabaseQuery { query: "SELECT 1".into(), database: "pg".into(), duration_ms: 0 },
+            Kind::LockAcquire {
+                lock_id: "L".into(),
+                lock_type: "threading.Lock".into(),
+                location: at("a\"b\\c.py"),
+            },
+            Kind::LockRelease {
+                lock_id: "L".into(),
+                lock_type: "threading.Lock".into(),
+                location: at(""),
+            },
+            Kind::MemoryFence {
+                ordering: Ordering::AcqRel,
+                location: at("\u{7f}\u{1f}.py"),
+            },
+            Kind::HttpRequest {
+                method: "GET".into(),
+                url: "/?q=é".into(),
+                headers: BTreeMap::new(),
+                body: raw("null"),
+            },
+            Kind::HttpResponse {
+                status: 65535,
+                headers,
+                body: raw(r#""text""#),
+                duration_ms: u64::MAX,
+            },
+            Kind::DatabaseQuery {
+                query: "SELECT 1".into(),
+                database: "pg".into(),
+                duration_ms: 0,
+            },
             Kind::DatabaseResult { rows_affected: 12 },
-            Kind::Error { error_type: "E".into(), message: "bad ☃".into(), stack_trace: vec!["a".into(), "\tb".into()] },
-            Kind::Error { error_type: "E".into(), message: "".into(), stack_trace: vec![] },
-            Kind::Custom { name: "n".into(), data: raw("[1,{}]") },
+            Kind::Error {
+                error_type: "E".into(),
+                message: "bad ☃".into(),
+                stack_trace: vec!["a".into(), "\tb".into()],
+            },
+            Kind::Error {
+                error_type: "E".into(),
+                message: "".into(),
+                stack_trace: vec![],
+            },
+            Kind::Custom {
+                name: "n".into(),
+                data: raw("[1,{}]"),
+            },
         ]
     }
 
@@ -390,7 +551,10 @@ mod tests {
             let mut written = Vec::new();
             kind.write_json(&mut written);
             let serialized = serde_json::to_vec(&kind).unwrap();
-            assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(serialized).unwrap());
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(serialized).unwrap()
+            );
         }
     }
 }

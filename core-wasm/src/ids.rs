@@ -75,7 +75,14 @@ impl fmt::Display for SpanId {
 /// Formats 128 bits as a lower-case hyphenated UUID.
 pub fn format_uuid(bits: u128) -> String {
     let h = format!("{bits:032x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The bits of the id of the `seq`-th event of an execution context whose id base is `base`.
@@ -104,14 +111,23 @@ mod tests {
     fn zero_and_malformed_ids_are_rejected() {
         assert_eq!(TraceId::parse_hex(&"0".repeat(32)), None);
         assert_eq!(SpanId::parse_hex(&"0".repeat(16)), None);
-        assert_eq!(TraceId::parse_uuid("0af7651916cd43dd8448eb211c80319c"), None);
-        assert_eq!(TraceId::parse_uuid("0AF76519-16cd-43dd-8448-eb211c80319c"), None);
+        assert_eq!(
+            TraceId::parse_uuid("0af7651916cd43dd8448eb211c80319c"),
+            None
+        );
+        assert_eq!(
+            TraceId::parse_uuid("0AF76519-16cd-43dd-8448-eb211c80319c"),
+            None
+        );
         assert_eq!(SpanId::parse_hex("B7AD6B7169203331"), None);
     }
 
     #[test]
     fn event_ids_chain_by_sequence() {
         assert_eq!(event_id_bits(u128::MAX, 1), 0);
-        assert_eq!(format_uuid(event_id_bits(1, 2)), "00000000-0000-0000-0000-000000000003");
+        assert_eq!(
+            format_uuid(event_id_bits(1, 2)),
+            "00000000-0000-0000-0000-000000000003"
+        );
     }
 }

@@ -202,7 +202,9 @@ impl<'a> Tree<'a> {
         // The items above the last mark (taken off the stack by the caller, with `truncate`).
         macro_rules! mark {
             () => {{
-                let Some(mark) = marks.pop() else { return err("no mark") };
+                let Some(mark) = marks.pop() else {
+                    return err("no mark");
+                };
                 mark
             }};
         }
@@ -237,23 +239,41 @@ impl<'a> Tree<'a> {
                 // after `APPEND` (`SETITEM`) pops one value (a key and a value), or `APPENDS`
                 // (`SETITEMS`) pops to the mark.
                 b'a' | b'e' => {
-                    let from = if op == b'a' { stack.len().saturating_sub(1) } else { mark!() };
-                    if from <= floor(&marks) || from > stack.len() || (op == b'a' && from == stack.len()) {
+                    let from = if op == b'a' {
+                        stack.len().saturating_sub(1)
+                    } else {
+                        mark!()
+                    };
+                    if from <= floor(&marks)
+                        || from > stack.len()
+                        || (op == b'a' && from == stack.len())
+                    {
                         return err("append to nothing");
                     }
-                    let Node::List(l) = tree.nodes[stack[from - 1] as usize] else { return err("append to a non-list") };
+                    let Node::List(l) = tree.nodes[stack[from - 1] as usize] else {
+                        return err("append to a non-list");
+                    };
                     tree.lists[l as usize].extend_from_slice(&stack[from..]);
                     stack.truncate(from);
                 }
                 b's' | b'u' => {
-                    let from = if op == b's' { stack.len().saturating_sub(2) } else { mark!() };
-                    if from <= floor(&marks) || from > stack.len() || (op == b's' && from + 2 != stack.len())
+                    let from = if op == b's' {
+                        stack.len().saturating_sub(2)
+                    } else {
+                        mark!()
+                    };
+                    if from <= floor(&marks)
+                        || from > stack.len()
+                        || (op == b's' && from + 2 != stack.len())
                         || !(stack.len() - from).is_multiple_of(2)
                     {
                         return err("setitems without a dict, a key or a value");
                     }
-                    let Node::Dict(d) = tree.nodes[stack[from - 1] as usize] else { return err("setitem on a non-dict") };
-                    tree.dicts[d as usize].extend(stack[from..].chunks_exact(2).map(|pair| (pair[0], pair[1])));
+                    let Node::Dict(d) = tree.nodes[stack[from - 1] as usize] else {
+                        return err("setitem on a non-dict");
+                    };
+                    tree.dicts[d as usize]
+                        .extend(stack[from..].chunks_exact(2).map(|pair| (pair[0], pair[1])));
                     stack.truncate(from);
                 }
                 b't' | 0x85..=0x87 => {
@@ -302,23 +322,35 @@ impl<'a> Tree<'a> {
                     };
                     match input.take(n)? {
                         Text::Borrowed(ascii) => {
-                            let Ok(s) = std::str::from_utf8(ascii) else { return err("a string that is not UTF-8") };
+                            let Ok(s) = std::str::from_utf8(ascii) else {
+                                return err("a string that is not UTF-8");
+                            };
                             push!(Node::Str(s));
                         }
                         Text::Decoded(bytes) => {
-                            let Ok(s) = String::from_utf8(bytes) else { return err("a string that is not UTF-8") };
+                            let Ok(s) = String::from_utf8(bytes) else {
+                                return err("a string that is not UTF-8");
+                            };
                             push!(Node::Owned(tree.owned.len() as u32));
                             tree.owned.push(s);
                         }
                     }
                 }
                 0x94 => {
-                    let Some(&top) = stack.last() else { return err("memoize nothing") };
+                    let Some(&top) = stack.last() else {
+                        return err("memoize nothing");
+                    };
                     memo.push(top);
                 }
                 b'h' | b'j' => {
-                    let i = if op == b'h' { input.byte()? as usize } else { u32::from_le_bytes(input.le()?) as usize };
-                    let Some(&node) = memo.get(i) else { return err("unknown memo index") };
+                    let i = if op == b'h' {
+                        input.byte()? as usize
+                    } else {
+                        u32::from_le_bytes(input.le()?) as usize
+                    };
+                    let Some(&node) = memo.get(i) else {
+                        return err("unknown memo index");
+                    };
                     stack.push(node);
                 }
                 0x93 => {
@@ -332,10 +364,16 @@ impl<'a> Tree<'a> {
                 b'R' => {
                     let args = pop!();
                     let callable = pop!();
-                    let Node::IntType = tree.nodes[callable as usize] else { return err("a call of something else than int") };
-                    let Node::Tuple(start, 1) = tree.nodes[args as usize] else { return err("int() of other arguments") };
+                    let Node::IntType = tree.nodes[callable as usize] else {
+                        return err("a call of something else than int");
+                    };
+                    let Node::Tuple(start, 1) = tree.nodes[args as usize] else {
+                        return err("int() of other arguments");
+                    };
                     let arg = tree.items[start as usize];
-                    let Node::Int(i) = tree.nodes[arg as usize] else { return err("int() of a non-int") };
+                    let Node::Int(i) = tree.nodes[arg as usize] else {
+                        return err("int() of a non-int");
+                    };
                     push!(Node::Int(i));
                 }
                 other => return err(format_args!("opcode 0x{other:02x} is not read")),
@@ -376,15 +414,27 @@ impl<'a> Tree<'a> {
     pub fn render_values(&mut self) -> Result<String, String> {
         self.raw = vec![NONE; self.nodes.len()];
         let mut values = Vec::new();
-        let Node::Dict(d) = self.nodes[self.root as usize] else { return err("the batch is not a dict") };
-        let events = self.dicts[d as usize].iter().find(|(k, _)| self.text(*k) == Some("events"));
-        let Some(&(_, events)) = events else { return err("the batch has no events") };
-        let Some(records) = self.seq(events) else { return err("events is not a list") };
+        let Node::Dict(d) = self.nodes[self.root as usize] else {
+            return err("the batch is not a dict");
+        };
+        let events = self.dicts[d as usize]
+            .iter()
+            .find(|(k, _)| self.text(*k) == Some("events"));
+        let Some(&(_, events)) = events else {
+            return err("the batch has no events");
+        };
+        let Some(records) = self.seq(events) else {
+            return err("events is not a list");
+        };
         let mut todo = Vec::new();
         for &record in records {
             let Some(r) = self.seq(record) else { continue };
-            let (Some(&kind), Some(&fields)) = (r.get(8), r.get(9)) else { continue };
-            let Some(kind) = self.text(kind) else { continue };
+            let (Some(&kind), Some(&fields)) = (r.get(8), r.get(9)) else {
+                continue;
+            };
+            let Some(kind) = self.text(kind) else {
+                continue;
+            };
             let places: &[usize] = match kind {
                 "StateChange" => &[1, 2],
                 "FunctionCall" | "HttpResponse" => &[2],
@@ -440,7 +490,9 @@ impl<'a> Tree<'a> {
             Node::Dict(d) => {
                 out.push(b'{');
                 for (i, &(k, v)) in self.dicts[d as usize].iter().enumerate() {
-                    let Some(key) = self.text(k) else { return err("a dict key that is not a string") };
+                    let Some(key) = self.text(k) else {
+                        return err("a dict key that is not a string");
+                    };
                     if i > 0 {
                         out.push(b',');
                     }
@@ -465,9 +517,19 @@ impl<'a> Tree<'a> {
     where
         'a: 't,
     {
-        let at = At { tree: self, values, node: self.root, depth: 0 };
-        let batch: BatchRecord<EventRecord<'t>> = serde::Deserialize::deserialize(at).map_err(|e| format!("pickle: {}", e.0))?;
-        Ok(BatchRecord { contexts: batch.contexts, states: batch.states, events: batch.events.into_iter().map(Ok).collect() })
+        let at = At {
+            tree: self,
+            values,
+            node: self.root,
+            depth: 0,
+        };
+        let batch: BatchRecord<EventRecord<'t>> =
+            serde::Deserialize::deserialize(at).map_err(|e| format!("pickle: {}", e.0))?;
+        Ok(BatchRecord {
+            contexts: batch.contexts,
+            states: batch.states,
+            events: batch.events.into_iter().map(Ok).collect(),
+        })
     }
 }
 
@@ -482,7 +544,11 @@ fn long1(bytes: &[u8]) -> Result<Node<'static>, String> {
         }
         9 if bytes[8] == 0 => {
             let u = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-            Ok(if u > i64::MAX as u64 { Node::Big(u) } else { Node::Int(u as i64) })
+            Ok(if u > i64::MAX as u64 {
+                Node::Big(u)
+            } else {
+                Node::Int(u as i64)
+            })
         }
         _ => err("an integer beyond 64 bits"),
     }
@@ -518,7 +584,14 @@ fn ascii_string(out: &mut Vec<u8>, s: &str) {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     let u = *unit as usize;
-                    out.extend_from_slice(&[b'\\', b'u', HEX[u >> 12], HEX[(u >> 8) & 0xf], HEX[(u >> 4) & 0xf], HEX[u & 0xf]]);
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        HEX[u >> 12],
+                        HEX[(u >> 8) & 0xf],
+                        HEX[(u >> 4) & 0xf],
+                        HEX[u & 0xf],
+                    ]);
                 }
             }
         }
@@ -545,7 +618,10 @@ fn half_even(x: f64, digits: Vec<u8>, exp: i32) -> (Vec<u8>, i32) {
     // `x` to n + 1 significant digits: a tie ends in 5 there, with nothing after it.
     let split = |text: &str| -> (Vec<u8>, i32) {
         let (m, e) = text.split_once('e').expect("{:e} has an exponent");
-        (m.bytes().filter(|&b| b != b'.').collect(), e.parse().expect("a decimal exponent"))
+        (
+            m.bytes().filter(|&b| b != b'.').collect(),
+            e.parse().expect("a decimal exponent"),
+        )
     };
     let (near, near_exp) = split(&format!("{:.*e}", n, x));
     if near.get(n) != Some(&b'5') {
@@ -572,7 +648,12 @@ fn half_even(x: f64, digits: Vec<u8>, exp: i32) -> (Vec<u8>, i32) {
         }
     }
     let reads_back = |d: &[u8]| {
-        let text = format!("{}.{}e{}", d[0] as char, std::str::from_utf8(&d[1..]).expect("digits"), all_exp);
+        let text = format!(
+            "{}.{}e{}",
+            d[0] as char,
+            std::str::from_utf8(&d[1..]).expect("digits"),
+            all_exp
+        );
         text.parse::<f64>().ok() == Some(x)
     };
     for candidate in [lower, upper] {
@@ -612,7 +693,9 @@ fn python_float(out: &mut Vec<u8>, x: f64) -> Result<(), String> {
             out.push(b'.');
             out.extend_from_slice(&digits[1..]);
         }
-        out.extend_from_slice(format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes());
+        out.extend_from_slice(
+            format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes(),
+        );
     } else if point <= 0 {
         out.extend_from_slice(b"0.");
         out.extend(std::iter::repeat_n(b'0', (-point) as usize));
@@ -660,7 +743,11 @@ struct At<'t, 'a> {
 impl<'t, 'a: 't> At<'t, 'a> {
     #[inline]
     fn child(&self, node: u32) -> Self {
-        At { node, depth: self.depth + 1, ..*self }
+        At {
+            node,
+            depth: self.depth + 1,
+            ..*self
+        }
     }
 
     #[inline]
@@ -689,20 +776,33 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
             Node::Owned(i) => visitor.visit_borrowed_str(&self.tree.owned[i as usize]),
             Node::Tuple(..) | Node::List(_) => {
                 let items = self.tree.seq(self.node).expect("a sequence");
-                let mut seq = Items { at: self, items: items.iter() };
+                let mut seq = Items {
+                    at: self,
+                    items: items.iter(),
+                };
                 let value = visitor.visit_seq(&mut seq)?;
                 match seq.items.len() {
                     0 => Ok(value),
-                    n => Err(de::Error::invalid_length(items.len() - n, &"fewer elements")),
+                    n => Err(de::Error::invalid_length(
+                        items.len() - n,
+                        &"fewer elements",
+                    )),
                 }
             }
             Node::Dict(d) => {
                 let entries = &self.tree.dicts[d as usize];
-                let mut map = Entries { at: self, entries: entries.iter(), value: None };
+                let mut map = Entries {
+                    at: self,
+                    entries: entries.iter(),
+                    value: None,
+                };
                 let value = visitor.visit_map(&mut map)?;
                 match map.entries.len() {
                     0 => Ok(value),
-                    n => Err(de::Error::invalid_length(entries.len() - n, &"fewer entries")),
+                    n => Err(de::Error::invalid_length(
+                        entries.len() - n,
+                        &"fewer entries",
+                    )),
                 }
             }
             Node::IntType => Err(Error("int in a record".to_owned())),
@@ -719,15 +819,26 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'t>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'t>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         if name != RAW_VALUE_TOKEN {
             return visitor.visit_newtype_struct(self);
         }
-        let (start, end) = self.tree.raw.get(self.node as usize).copied().unwrap_or(NONE);
+        let (start, end) = self
+            .tree
+            .raw
+            .get(self.node as usize)
+            .copied()
+            .unwrap_or(NONE);
         if (start, end) == NONE {
             return Err(Error("a value where the records have none".to_owned()));
         }
-        visitor.visit_map(RawValueMap { json: Some(&self.values[start as usize..end as usize]) })
+        visitor.visit_map(RawValueMap {
+            json: Some(&self.values[start as usize..end as usize]),
+        })
     }
 
     forward_to_deserialize_any! {
@@ -745,7 +856,10 @@ struct Items<'t, 'a, I> {
 impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t u32>> SeqAccess<'t> for &mut Items<'t, 'a, I> {
     type Error = Error;
 
-    fn next_element_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<Option<S::Value>, Error> {
+    fn next_element_seed<S: DeserializeSeed<'t>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Error> {
         match self.items.next() {
             Some(&node) => seed.deserialize(self.at.child(node)).map(Some),
             None => Ok(None),
@@ -763,10 +877,15 @@ struct Entries<'t, 'a, I> {
     value: Option<u32>,
 }
 
-impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t (u32, u32)>> MapAccess<'t> for &mut Entries<'t, 'a, I> {
+impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t (u32, u32)>> MapAccess<'t>
+    for &mut Entries<'t, 'a, I>
+{
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'t>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'t>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.entries.next() {
             Some(&(k, v)) => {
                 self.value = Some(v);
@@ -777,7 +896,10 @@ impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t (u32, u32)>> MapAccess<'t> for 
     }
 
     fn next_value_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<S::Value, Error> {
-        let v = self.value.take().ok_or_else(|| Error("a value before its key".to_owned()))?;
+        let v = self
+            .value
+            .take()
+            .ok_or_else(|| Error("a value before its key".to_owned()))?;
         seed.deserialize(self.at.child(v))
     }
 
@@ -794,15 +916,22 @@ struct RawValueMap<'t> {
 impl<'t> MapAccess<'t> for RawValueMap<'t> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'t>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'t>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         if self.json.is_none() {
             return Ok(None);
         }
-        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE_TOKEN)).map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE_TOKEN))
+            .map(Some)
     }
 
     fn next_value_seed<S: DeserializeSeed<'t>>(&mut self, seed: S) -> Result<S::Value, Error> {
-        let json = self.json.take().ok_or_else(|| Error("no raw value".to_owned()))?;
+        let json = self
+            .json
+            .take()
+            .ok_or_else(|| Error("no raw value".to_owned()))?;
         seed.deserialize(BorrowedStrDeserializer::new(json))
     }
 }
@@ -827,7 +956,10 @@ mod tests {
     }
 
     fn config() -> ProcessConfig {
-        ProcessConfig { service_name: "svc".into(), ..ProcessConfig::default() }
+        ProcessConfig {
+            service_name: "svc".into(),
+            ..ProcessConfig::default()
+        }
     }
 
     #[test]
@@ -880,22 +1012,32 @@ mod tests {
     fn strings_are_written_as_pythons_json_with_ensure_ascii() {
         let mut out = Vec::new();
         ascii_string(&mut out, "aé😀\u{7f}\u{1}\"\\\n\r\t\u{8}\u{c}/");
-        assert_eq!(String::from_utf8(out).unwrap(), r#""a\u00e9\ud83d\ude00\u007f\u0001\"\\\n\r\t\b\f/""#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\u00e9\ud83d\ude00\u007f\u0001\"\\\n\r\t\b\f/""#
+        );
     }
 
     fn refused(bytes: &[u8]) -> String {
-        process_pickle(&config(), &host_string(bytes), 50, None).map(|_| ()).unwrap_err()
+        process_pickle(&config(), &host_string(bytes), 50, None)
+            .map(|_| ())
+            .unwrap_err()
     }
 
     #[test]
     fn malformed_and_hostile_pickles_are_errors() {
         for n in 0..BATCH.len() {
-            assert!(process_pickle(&config(), &host_string(&BATCH[..n]), 50, None).is_err(), "cut at {n}");
+            assert!(
+                process_pickle(&config(), &host_string(&BATCH[..n]), 50, None).is_err(),
+                "cut at {n}"
+            );
         }
         // A Custom record whose data is `data`, in a batch.
         let custom = |data: &[u8]| {
             let mut b = b"\x80\x05}(\x8c\x08contexts]\x8c\x06states]\x8c\x06events](".to_vec();
-            b.extend_from_slice(b"(K\x00K\x00K\x01K\x00K\x00N\x8c\x01aK\x01\x8c\x06Custom(\x8c\x01n");
+            b.extend_from_slice(
+                b"(K\x00K\x00K\x01K\x00K\x00N\x8c\x01aK\x01\x8c\x06Custom(\x8c\x01n",
+            );
             b.extend_from_slice(data);
             b.extend_from_slice(b"tteu.");
             b
@@ -915,12 +1057,21 @@ mod tests {
         }
         assert!(refused(&custom(&shared)).contains("too many references"));
         assert!(refused(b"\x80\x05\x8c\x02osK\x00\x93.").contains("global"));
-        assert!(refused(b"\x80\x05\x8a\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01.").contains("beyond 64 bits"));
+        assert!(
+            refused(b"\x80\x05\x8a\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01.")
+                .contains("beyond 64 bits")
+        );
         assert!(refused(b"\x80\x05\x8c\x03\xed\xb2\x80.").contains("not UTF-8"));
         assert!(refused(b"\x80\x05\x8d\x00\x00\x00\x00\x00\x00\x00\x80x.").contains("truncated"));
         assert!(refused(b"\x80\x05ae.").contains("append to nothing"));
         assert!(refused(b"\x80\x05N.N").contains("after the end"));
-        assert!(process_pickle(&config(), "\u{80}\u{5}\u{101}.", 50, None).unwrap_err().contains("beyond U+00FF"));
-        assert!(process_pickle(&config(), &"N".repeat(MAX_INPUT + 1), 50, None).unwrap_err().contains("more than"));
+        assert!(process_pickle(&config(), "\u{80}\u{5}\u{101}.", 50, None)
+            .unwrap_err()
+            .contains("beyond U+00FF"));
+        assert!(
+            process_pickle(&config(), &"N".repeat(MAX_INPUT + 1), 50, None)
+                .unwrap_err()
+                .contains("more than")
+        );
     }
 }

@@ -9,8 +9,8 @@
 //! parts (ids, timestamp, kind, counters) are written straight into the body.
 
 use crate::clock::VectorClock;
-use crate::event::ProcessConfig;
 use crate::detector::Detector;
+use crate::event::ProcessConfig;
 use crate::ids::event_id_bits;
 use crate::pickle;
 use crate::read::{self, Event};
@@ -54,7 +54,10 @@ impl Encoded {
         if self.bodies.is_empty() {
             return Vec::new();
         }
-        std::str::from_utf8(&self.bodies).expect("UTF-8").split('\n').collect()
+        std::str::from_utf8(&self.bodies)
+            .expect("UTF-8")
+            .split('\n')
+            .collect()
     }
 
     fn drop_record(&mut self, error: String) {
@@ -66,7 +69,11 @@ impl Encoded {
 }
 
 /// Encodes a batch into bodies (`max_per_body` events each) without race detection.
-pub fn encode_batch(config: &ProcessConfig, records: &str, max_per_body: usize) -> Result<Encoded, String> {
+pub fn encode_batch(
+    config: &ProcessConfig,
+    records: &str,
+    max_per_body: usize,
+) -> Result<Encoded, String> {
     process_batch(config, records, max_per_body, None)
 }
 
@@ -79,7 +86,12 @@ pub fn process_batch(
     max_per_body: usize,
     detector: Option<&mut Detector>,
 ) -> Result<Encoded, String> {
-    Ok(process_read(config, read::read_batch(records)?, max_per_body, detector))
+    Ok(process_read(
+        config,
+        read::read_batch(records)?,
+        max_per_body,
+        detector,
+    ))
 }
 
 /// `process_batch` for a batch in the pickle form (`pickle.rs`, docs/record-format.md): the
@@ -106,10 +118,16 @@ fn process_read(
     max_per_body: usize,
     mut detector: Option<&mut Detector>,
 ) -> Encoded {
-    let contexts: Vec<Result<u128, String>> = batch.contexts.iter().map(read::check_context).collect();
+    let contexts: Vec<Result<u128, String>> =
+        batch.contexts.iter().map(read::check_context).collect();
     let mut enc = Encoder::new(config, max_per_body);
     let rendered: Vec<Result<Ctx, String>> = if max_per_body > 0 {
-        batch.contexts.iter().zip(&contexts).map(|(c, bits)| enc.context(c, bits)).collect()
+        batch
+            .contexts
+            .iter()
+            .zip(&contexts)
+            .map(|(c, bits)| enc.context(c, bits))
+            .collect()
     } else {
         Vec::new()
     };
@@ -166,7 +184,13 @@ struct RenderedState {
 struct RenderedStates(Vec<Option<RenderedState>>);
 
 impl RenderedStates {
-    fn get(&mut self, index: usize, state: &StateRecord, context: usize, own: &str) -> &RenderedState {
+    fn get(
+        &mut self,
+        index: usize,
+        state: &StateRecord,
+        context: usize,
+        own: &str,
+    ) -> &RenderedState {
         if self.0.len() <= index {
             self.0.resize_with(index + 1, || None);
         }
@@ -212,7 +236,11 @@ impl Encoder {
     }
 
     /// The parts of a checked context's events that do not change, rendered once.
-    fn context<'a>(&self, c: &'a ContextRecord<'a>, id_base: &Result<u128, String>) -> Result<Ctx<'a>, String> {
+    fn context<'a>(
+        &self,
+        c: &'a ContextRecord<'a>,
+        id_base: &Result<u128, String>,
+    ) -> Result<Ctx<'a>, String> {
         let id_base = id_base.clone()?;
         let mut trace = b"\"trace_id\":".to_vec();
         render::string(&mut trace, &c.trace_id);
@@ -221,7 +249,10 @@ impl Encoder {
         meta_head.extend_from_slice(&self.process);
         meta_head.extend_from_slice(b",\"duration_ns\":");
         let mut meta_tail = self.instance.clone();
-        for (name, value) in [("distributed_span_id", &c.span_id), ("upstream_span_id", &c.upstream_span_id)] {
+        for (name, value) in [
+            ("distributed_span_id", &c.span_id),
+            ("upstream_span_id", &c.upstream_span_id),
+        ] {
             meta_tail.extend_from_slice(format!(",\"{name}\":").as_bytes());
             match value {
                 Some(v) => render::string(&mut meta_tail, v),
@@ -229,12 +260,23 @@ impl Encoder {
             }
         }
         meta_tail.push(b'}');
-        Ok(Ctx { id_base, component: &c.component, trace, meta_head, meta_tail })
+        Ok(Ctx {
+            id_base,
+            component: &c.component,
+            trace,
+            meta_head,
+            meta_tail,
+        })
     }
 
     fn event(&mut self, ctx: &Ctx, event: &Event) {
         let (seq, prev_seq, kind) = (event.seq, event.prev_seq, event.kind);
-        let st = self.states.get(event.state_index, event.state, event.context_index, ctx.component);
+        let st = self.states.get(
+            event.state_index,
+            event.state,
+            event.context_index,
+            ctx.component,
+        );
 
         let body = &mut self.out.bodies;
         if self.in_body == self.max_per_body {
@@ -293,7 +335,12 @@ impl Encoder {
 
 /// A context's clock is its inherited clock with its own component at the event's counter:
 /// rendered as the JSON before the counter and the JSON after it.
-fn render_state(clock: &VectorClock, locks: &[Cow<str>], context: usize, own: &str) -> RenderedState {
+fn render_state(
+    clock: &VectorClock,
+    locks: &[Cow<str>],
+    context: usize,
+    own: &str,
+) -> RenderedState {
     let mut head = vec![b'['];
     let mut tail = Vec::new();
     let mut base_own = 0;
@@ -334,7 +381,13 @@ fn render_state(clock: &VectorClock, locks: &[Cow<str>], context: usize, own: &s
     clock_tail.push(b']');
     let mut lock_set = Vec::new();
     serde_json::to_writer(&mut lock_set, locks).expect("plain data serializes");
-    RenderedState { context, clock_head: head, base_own, clock_tail, lock_set }
+    RenderedState {
+        context,
+        clock_head: head,
+        base_own,
+        clock_tail,
+        lock_set,
+    }
 }
 
 #[cfg(test)]
@@ -349,14 +402,19 @@ mod tests {
             environment: "test".into(),
             instance_id: "host-1".into(),
             process_id: 42,
-            tags: [("sdk_language".to_string(), "python".to_string())].into_iter().collect(),
+            tags: [("sdk_language".to_string(), "python".to_string())]
+                .into_iter()
+                .collect(),
         }
     }
 
     const CTX: &str = r#"{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"python-42-0000abcd","component":"svc#host-1/0000abcd","span_id":"b7ad6b7169203331","upstream_span_id":null,"id_base":"000000000000000000000000000000a0"}"#;
 
     fn batch_with_states(states: &str, events: &[&str]) -> String {
-        format!(r#"{{"contexts":[{CTX}],"states":{states},"events":[{}]}}"#, events.join(","))
+        format!(
+            r#"{{"contexts":[{CTX}],"states":{states},"events":[{}]}}"#,
+            events.join(",")
+        )
     }
 
     fn batch(events: &[&str]) -> String {
@@ -364,7 +422,10 @@ mod tests {
     }
 
     fn bodies(out: &Encoded) -> Vec<Value> {
-        out.body_strs().iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+        out.body_strs()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
     }
 
     #[test]
@@ -374,7 +435,12 @@ mod tests {
             r#"[0,0,3,1,1000,7,"app.py",4,"FunctionCall",["f","app",{"a":1}]]"#,
         ]);
         let out = encode_batch(&config(), &b, 50).unwrap();
-        assert_eq!((out.summary.events, out.summary.dropped), (2, 0), "{:?}", out.summary.errors);
+        assert_eq!(
+            (out.summary.events, out.summary.dropped),
+            (2, 0),
+            "{:?}",
+            out.summary.errors
+        );
         let body = &bodies(&out)[0];
         let evs = body["events"].as_array().unwrap();
         assert_eq!(evs[0]["id"], "00000000-0000-0000-0000-0000000000a1");
@@ -382,7 +448,10 @@ mod tests {
         assert_eq!(evs[1]["parent_id"], evs[0]["id"]);
         assert_eq!(evs[0]["kind"]["StateChange"]["access_type"], "Write");
         assert_eq!(evs[0]["kind"]["StateChange"]["location"], "app.py:3");
-        assert_eq!(evs[1]["causality_vector"], json!([["up", 3], ["svc#host-1/0000abcd", 3]]));
+        assert_eq!(
+            evs[1]["causality_vector"],
+            json!([["up", 3], ["svc#host-1/0000abcd", 3]])
+        );
         assert_eq!(evs[1]["metadata"]["duration_ns"], 7);
         assert_eq!(evs[1]["lock_set"], json!(["L"]));
         assert_eq!(evs[1]["timestamp"], "1970-01-01T00:00:00.000001+00:00");
@@ -408,9 +477,18 @@ mod tests {
         );
         let out = encode_batch(&config(), &b, 50).unwrap();
         let evs = bodies(&out)[0]["events"].as_array().unwrap().clone();
-        assert_eq!(evs[0]["causality_vector"], json!([["a", 1], ["svc#host-1/0000abcd", 5], ["b", 2]]));
-        assert_eq!(evs[1]["causality_vector"], json!([["a", 1], ["svc#host-1/0000abcd", 9], ["b", 2]]));
-        assert_eq!(evs[2]["causality_vector"], json!([["svc#host-1/0000abcd", 10]]));
+        assert_eq!(
+            evs[0]["causality_vector"],
+            json!([["a", 1], ["svc#host-1/0000abcd", 5], ["b", 2]])
+        );
+        assert_eq!(
+            evs[1]["causality_vector"],
+            json!([["a", 1], ["svc#host-1/0000abcd", 9], ["b", 2]])
+        );
+        assert_eq!(
+            evs[2]["causality_vector"],
+            json!([["svc#host-1/0000abcd", 10]])
+        );
     }
 
     #[test]
@@ -427,7 +505,11 @@ mod tests {
         ]);
         let out = encode_batch(&config(), &b, 50).unwrap();
         assert_eq!((out.summary.events, out.summary.dropped), (1, 7));
-        assert!(out.summary.errors.iter().any(|e| e.contains("Modify")), "{:?}", out.summary.errors);
+        assert!(
+            out.summary.errors.iter().any(|e| e.contains("Modify")),
+            "{:?}",
+            out.summary.errors
+        );
         assert_eq!(bodies(&out).len(), 1);
     }
 
@@ -481,14 +563,22 @@ mod tests {
             .collect();
         let refs: Vec<&str> = recs.iter().map(String::as_str).collect();
         let out = encode_batch(&config(), &batch(&refs), 2).unwrap();
-        let sizes: Vec<usize> = bodies(&out).iter().map(|b| b["events"].as_array().unwrap().len()).collect();
+        let sizes: Vec<usize> = bodies(&out)
+            .iter()
+            .map(|b| b["events"].as_array().unwrap().len())
+            .collect();
         assert_eq!(sizes, vec![2, 2, 1]);
         assert_eq!(out.summary.counts, sizes);
     }
 
     #[test]
     fn wire_form_is_a_summary_line_then_bodies() {
-        let out = encode_batch(&config(), &batch(&[r#"[0,0,1,0,0,null,"a.py",1,"Custom",["n",1]]"#]), 50).unwrap();
+        let out = encode_batch(
+            &config(),
+            &batch(&[r#"[0,0,1,0,0,null,"a.py",1,"Custom",["n",1]]"#]),
+            50,
+        )
+        .unwrap();
         let wire = out.into_wire();
         let (head, rest) = wire.split_once('\n').unwrap();
         let summary: Value = serde_json::from_str(head).unwrap();

@@ -44,7 +44,10 @@ pub struct Incoming {
 pub fn parse_incoming_json(headers: &str) -> String {
     let incoming = match serde_json::from_str::<BTreeMap<String, serde_json::Value>>(headers) {
         Ok(map) => parse_incoming(&collect_values(map)),
-        Err(e) => Incoming { errors: vec![format!("headers: not a JSON object of lists: {e}")], ..Default::default() },
+        Err(e) => Incoming {
+            errors: vec![format!("headers: not a JSON object of lists: {e}")],
+            ..Default::default()
+        },
     };
     serde_json::to_string(&incoming).expect("plain data serializes")
 }
@@ -56,9 +59,11 @@ fn collect_values(map: BTreeMap<String, serde_json::Value>) -> BTreeMap<String, 
         let values = out.entry(name.to_ascii_lowercase()).or_default();
         match value {
             serde_json::Value::String(s) => values.push(s),
-            serde_json::Value::Array(items) => {
-                values.extend(items.into_iter().filter_map(|v| v.as_str().map(str::to_owned)))
-            }
+            serde_json::Value::Array(items) => values.extend(
+                items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned)),
+            ),
             _ => {}
         }
     }
@@ -67,7 +72,10 @@ fn collect_values(map: BTreeMap<String, serde_json::Value>) -> BTreeMap<String, 
 
 pub fn parse_incoming(headers: &BTreeMap<String, Vec<String>>) -> Incoming {
     let get = |name: &str| -> Vec<&str> {
-        headers.get(name).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()
+        headers
+            .get(name)
+            .map(|v| v.iter().map(String::as_str).collect())
+            .unwrap_or_default()
     };
     let mut out = Incoming::default();
     let tp = match traceparent::parse_values(&get("traceparent")) {
@@ -91,9 +99,9 @@ pub fn parse_incoming(headers: &BTreeMap<String, Vec<String>>) -> Incoming {
     match get("raceway-clock").as_slice() {
         [] => {}
         [one] => match raceway_clock::decode_with_note(one) {
-            Ok((h, _)) if h.trace_id != tp.trace_id => {
-                out.errors.push("raceway-clock: trace id differs from traceparent's".to_owned())
-            }
+            Ok((h, _)) if h.trace_id != tp.trace_id => out
+                .errors
+                .push("raceway-clock: trace id differs from traceparent's".to_owned()),
             Ok((h, note)) => {
                 out.errors.extend(note);
                 out.upstream = Some(Upstream {
@@ -106,7 +114,9 @@ pub fn parse_incoming(headers: &BTreeMap<String, Vec<String>>) -> Incoming {
             }
             Err(e) => out.errors.push(e),
         },
-        many => out.errors.push(format!("raceway-clock: present {} times", many.len())),
+        many => out
+            .errors
+            .push(format!("raceway-clock: present {} times", many.len())),
     }
     out
 }
@@ -157,14 +167,19 @@ pub fn encode_outgoing_lines(request: &str) -> Result<String, String> {
 }
 
 pub fn encode_outgoing(req: &Outgoing) -> Result<BTreeMap<&'static str, String>, String> {
-    let trace_id = TraceId::parse_uuid(&req.trace_id).ok_or("outgoing: trace_id is not a non-zero UUID")?;
+    let trace_id =
+        TraceId::parse_uuid(&req.trace_id).ok_or("outgoing: trace_id is not a non-zero UUID")?;
     let span = |s: &str, what: &str| {
-        SpanId::parse_hex(s).ok_or_else(|| format!("outgoing: {what} is not 16 non-zero lower-case hex digits"))
+        SpanId::parse_hex(s)
+            .ok_or_else(|| format!("outgoing: {what} is not 16 non-zero lower-case hex digits"))
     };
     let span_id = span(&req.span_id, "span_id")?;
     let parent_span_id = span(&req.parent_span_id, "parent_span_id")?;
     let mut headers = BTreeMap::new();
-    headers.insert("traceparent", traceparent::format(trace_id, span_id, req.flags));
+    headers.insert(
+        "traceparent",
+        traceparent::format(trace_id, span_id, req.flags),
+    );
     if let Some(ts) = req.tracestate.as_deref() {
         if let Ok(Some(valid)) = tracestate::combine(&[ts]) {
             headers.insert("tracestate", valid);
@@ -178,7 +193,10 @@ pub fn encode_outgoing(req: &Outgoing) -> Result<BTreeMap<&'static str, String>,
         instance: req.instance.clone(),
         clock: req.clock.clone(),
     };
-    headers.insert("raceway-clock", raceway_clock::encode_bounded(&clock, req.component.as_deref()));
+    headers.insert(
+        "raceway-clock",
+        raceway_clock::encode_bounded(&clock, req.component.as_deref()),
+    );
     Ok(headers)
 }
 
@@ -203,13 +221,31 @@ pub struct TemplateRequest {
 /// documents it): `traceparent` as the text before and after the span id, `raceway-clock`'s
 /// JSON as a `raceway_clock::Template`, `tracestate` as it is sent or null.
 pub fn outgoing_template_json(request: &str) -> Result<String, String> {
-    let req: TemplateRequest = serde_json::from_str(request).map_err(|e| format!("outgoing: {e}"))?;
-    let trace_id = TraceId::parse_uuid(&req.trace_id).ok_or("outgoing: trace_id is not a non-zero UUID")?;
+    let req: TemplateRequest =
+        serde_json::from_str(request).map_err(|e| format!("outgoing: {e}"))?;
+    let trace_id =
+        TraceId::parse_uuid(&req.trace_id).ok_or("outgoing: trace_id is not a non-zero UUID")?;
     let parent = SpanId::parse_hex(&req.parent_span_id)
         .ok_or("outgoing: parent_span_id is not 16 non-zero lower-case hex digits")?;
-    let others: VectorClock = req.clock.entries().iter().filter(|(c, _)| *c != req.component).cloned().collect();
-    let clock = raceway_clock::Template::new(trace_id, Some(parent), &req.service, &req.instance, &req.component, &others);
-    let tracestate = req.tracestate.as_deref().and_then(|ts| tracestate::combine(&[ts]).ok().flatten());
+    let others: VectorClock = req
+        .clock
+        .entries()
+        .iter()
+        .filter(|(c, _)| *c != req.component)
+        .cloned()
+        .collect();
+    let clock = raceway_clock::Template::new(
+        trace_id,
+        Some(parent),
+        &req.service,
+        &req.instance,
+        &req.component,
+        &others,
+    );
+    let tracestate = req
+        .tracestate
+        .as_deref()
+        .and_then(|ts| tracestate::combine(&[ts]).ok().flatten());
     let traceparent = traceparent::format_parts(trace_id, req.flags);
     let out = serde_json::json!({
         "traceparent": [traceparent.0, traceparent.1],
@@ -225,8 +261,13 @@ mod tests {
 
     #[test]
     fn a_filled_template_is_byte_for_byte_the_direct_encoding() {
-        let clock: VectorClock = (0..300).map(|i| (format!("svc#host/{i:08x}"), i * 7)).collect();
-        for (own, counter) in [("svc#host/own", 5u64), ("svc#host/0000002a", 18_446_744_073_709_551_615)] {
+        let clock: VectorClock = (0..300)
+            .map(|i| (format!("svc#host/{i:08x}"), i * 7))
+            .collect();
+        for (own, counter) in [
+            ("svc#host/own", 5u64),
+            ("svc#host/0000002a", 18_446_744_073_709_551_615),
+        ] {
             let mut full = clock.clone();
             full.observe(own, counter);
             let counter = full.get(own);
@@ -250,11 +291,25 @@ mod tests {
                 .unwrap(),
             )
             .unwrap();
-            let tp = format!("{}{}{}", template["traceparent"][0].as_str().unwrap(), req.span_id, template["traceparent"][1].as_str().unwrap());
+            let tp = format!(
+                "{}{}{}",
+                template["traceparent"][0].as_str().unwrap(),
+                req.span_id,
+                template["traceparent"][1].as_str().unwrap()
+            );
             assert_eq!(tp, direct["traceparent"]);
             let t = &template["raceway_clock"];
-            let json = format!("{}{}{}{counter}{}", t["head"].as_str().unwrap(), req.span_id, t["middle"].as_str().unwrap(), t["tail"].as_str().unwrap());
-            assert_eq!(format!("v1;{}", crate::base64url::encode(json.as_bytes())), direct["raceway-clock"]);
+            let json = format!(
+                "{}{}{}{counter}{}",
+                t["head"].as_str().unwrap(),
+                req.span_id,
+                t["middle"].as_str().unwrap(),
+                t["tail"].as_str().unwrap()
+            );
+            assert_eq!(
+                format!("v1;{}", crate::base64url::encode(json.as_bytes())),
+                direct["raceway-clock"]
+            );
             assert!(json.len() <= raceway_clock::MAX_OUTGOING_JSON);
             assert_eq!(template["tracestate"], "a=1");
         }
@@ -277,7 +332,10 @@ mod tests {
 
     #[test]
     fn tracestate_without_valid_traceparent_is_dropped() {
-        let got = parse_incoming(&headers(&[("traceparent", "garbage"), ("tracestate", "a=1")]));
+        let got = parse_incoming(&headers(&[
+            ("traceparent", "garbage"),
+            ("tracestate", "a=1"),
+        ]));
         assert!(got.parent.is_none() && got.tracestate.is_none());
         assert_eq!(got.errors.len(), 1);
     }
@@ -292,7 +350,9 @@ mod tests {
             tracestate: Some("a=1".into()),
             service: "banking-api".into(),
             instance: "host-1".into(),
-            clock: [("banking-api#host-1".to_string(), 2)].into_iter().collect(),
+            clock: [("banking-api#host-1".to_string(), 2)]
+                .into_iter()
+                .collect(),
             component: None,
         })
         .unwrap();

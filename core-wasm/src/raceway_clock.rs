@@ -24,15 +24,36 @@ pub const MAX_NAME_LEN: usize = 256;
 /// filled in: the same bytes a host makes from the template. Without, the entries are kept in
 /// order while they fit.
 pub fn encode_bounded(h: &ClockHeader, own: Option<&str>) -> String {
-    if let Some((own, counter)) = own.and_then(|own| h.clock.entries().iter().find(|(c, _)| c == own)) {
-        let others: VectorClock = h.clock.entries().iter().filter(|(c, _)| c != own).cloned().collect();
-        let t = Template::new(h.trace_id, h.parent_span_id, &h.service, &h.instance, own, &others);
+    if let Some((own, counter)) =
+        own.and_then(|own| h.clock.entries().iter().find(|(c, _)| c == own))
+    {
+        let others: VectorClock = h
+            .clock
+            .entries()
+            .iter()
+            .filter(|(c, _)| c != own)
+            .cloned()
+            .collect();
+        let t = Template::new(
+            h.trace_id,
+            h.parent_span_id,
+            &h.service,
+            &h.instance,
+            own,
+            &others,
+        );
         return t.fill(&h.span_id.to_hex(), *counter);
     }
-    let bare = ClockHeader { clock: VectorClock::new(), ..h.clone() };
+    let bare = ClockHeader {
+        clock: VectorClock::new(),
+        ..h.clone()
+    };
     let fixed = json_len(&bare);
     let budget = MAX_OUTGOING_JSON.saturating_sub(fixed) + 2; // the empty clock's `[]` is in `fixed`
-    encode(&ClockHeader { clock: h.clock.bounded(None, budget), ..bare })
+    encode(&ClockHeader {
+        clock: h.clock.bounded(None, budget),
+        ..bare
+    })
 }
 
 fn json_len(h: &ClockHeader) -> usize {
@@ -68,7 +89,8 @@ impl Template {
     ) -> Self {
         let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
         let head = format!(r#"{{"trace_id":"{}","span_id":""#, trace_id.to_uuid());
-        let parent = parent_span_id.map_or_else(|| "null".to_owned(), |p| format!(r#""{}""#, p.to_hex()));
+        let parent =
+            parent_span_id.map_or_else(|| "null".to_owned(), |p| format!(r#""{}""#, p.to_hex()));
         let middle = format!(
             r#"","parent_span_id":{parent},"service":{},"instance":{},"clock":[[{},"#,
             quoted(service),
@@ -90,7 +112,10 @@ impl Template {
 
     /// The header value for one call.
     pub fn fill(&self, span_hex: &str, counter: u64) -> String {
-        let json = format!("{}{span_hex}{}{counter}{}", self.head, self.middle, self.tail);
+        let json = format!(
+            "{}{span_hex}{}{counter}{}",
+            self.head, self.middle, self.tail
+        );
         format!("{PREFIX}{}", base64url::encode(json.as_bytes()))
     }
 }
@@ -140,16 +165,21 @@ pub fn decode(value: &str) -> Result<ClockHeader, String> {
 /// `decode`, and what had to be cut from the clock (for the host's debug log).
 pub fn decode_with_note(value: &str) -> Result<(ClockHeader, Option<String>), String> {
     if value.len() > MAX_LEN {
-        return Err(format!("raceway-clock: {} characters, more than {MAX_LEN}", value.len()));
+        return Err(format!(
+            "raceway-clock: {} characters, more than {MAX_LEN}",
+            value.len()
+        ));
     }
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
     let payload = value
         .strip_prefix(PREFIX)
         .ok_or_else(|| "raceway-clock: unsupported version (expected v1;)".to_owned())?;
     let bytes = base64url::decode(payload).ok_or("raceway-clock: not base64url")?;
-    let mut wire: Wire = serde_json::from_slice(&bytes).map_err(|e| format!("raceway-clock: {e}"))?;
+    let mut wire: Wire =
+        serde_json::from_slice(&bytes).map_err(|e| format!("raceway-clock: {e}"))?;
     let span = |s: &str, what: &str| {
-        SpanId::parse_hex(s).ok_or_else(|| format!("raceway-clock: {what} is not 16 lower-case hex digits"))
+        SpanId::parse_hex(s)
+            .ok_or_else(|| format!("raceway-clock: {what} is not 16 lower-case hex digits"))
     };
     for (name, v) in [("service", &wire.service), ("instance", &wire.instance)] {
         if v.len() > MAX_NAME_LEN {
@@ -159,12 +189,21 @@ pub fn decode_with_note(value: &str) -> Result<(ClockHeader, Option<String>), St
     let sender = format!("{}#{}", wire.service, wire.instance);
     let note = wire
         .clock
-        .cut_foreign(|c| c == sender || c.strip_prefix(sender.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        .cut_foreign(|c| {
+            c == sender
+                || c.strip_prefix(sender.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
         .map(|n| format!("raceway-clock: {n}"));
     let header = ClockHeader {
-        trace_id: TraceId::parse_uuid(&wire.trace_id).ok_or("raceway-clock: trace_id is not a UUID")?,
+        trace_id: TraceId::parse_uuid(&wire.trace_id)
+            .ok_or("raceway-clock: trace_id is not a UUID")?,
         span_id: span(&wire.span_id, "span_id")?,
-        parent_span_id: wire.parent_span_id.as_deref().map(|s| span(s, "parent_span_id")).transpose()?,
+        parent_span_id: wire
+            .parent_span_id
+            .as_deref()
+            .map(|s| span(s, "parent_span_id"))
+            .transpose()?,
         service: wire.service,
         instance: wire.instance,
         clock: wire.clock,
@@ -179,8 +218,9 @@ mod tests {
     #[test]
     fn outgoing_headers_stay_within_the_bound_whatever_the_names() {
         let long = "é".repeat(60); // 120 bytes: a component of two stays within a peer's 256
-        let clock: VectorClock =
-            (0..500).map(|i| (format!("{long}#{long}/{i:08x}\u{1}\""), u64::MAX - i)).collect();
+        let clock: VectorClock = (0..500)
+            .map(|i| (format!("{long}#{long}/{i:08x}\u{1}\""), u64::MAX - i))
+            .collect();
         let h = ClockHeader {
             trace_id: TraceId::parse_uuid("0af76519-16cd-43dd-8448-eb211c80319c").unwrap(),
             span_id: SpanId::parse_hex("5ca1b17ca84ca5e5").unwrap(),
@@ -191,7 +231,11 @@ mod tests {
         };
         let own = format!("{long}#{long}/{:08x}\u{1}\"", 499);
         let value = encode_bounded(&h, Some(&own));
-        assert!(value.len() <= PREFIX.len() + MAX_OUTGOING_JSON * 4 / 3 + 3, "{}", value.len());
+        assert!(
+            value.len() <= PREFIX.len() + MAX_OUTGOING_JSON * 4 / 3 + 3,
+            "{}",
+            value.len()
+        );
         let back = decode(&value).unwrap();
         assert_eq!(back.clock.entries()[0].0, own);
         assert!(back.clock.len() > 1);
@@ -199,12 +243,21 @@ mod tests {
 
     #[test]
     fn a_huge_clock_is_cut_not_refused_and_the_senders_own_entry_stays() {
-        let mut entries: Vec<String> = (0..500).map(|i| format!(r#"["other#x/{i:08x}",{i}]"#)).collect();
+        let mut entries: Vec<String> = (0..500)
+            .map(|i| format!(r#"["other#x/{i:08x}",{i}]"#))
+            .collect();
         entries.push(r#"["banking-api#host-1/0000abcd",9]"#.to_owned());
-        let json = REFERENCE_JSON.replace(r#"[["banking-api#host-1",2]]"#, &format!("[{}]", entries.join(",")));
-        let (h, note) = decode_with_note(&format!("v1;{}", base64url::encode(json.as_bytes()))).unwrap();
+        let json = REFERENCE_JSON.replace(
+            r#"[["banking-api#host-1",2]]"#,
+            &format!("[{}]", entries.join(",")),
+        );
+        let (h, note) =
+            decode_with_note(&format!("v1;{}", base64url::encode(json.as_bytes()))).unwrap();
         assert_eq!(h.clock.len(), crate::clock::MAX_COMPONENTS);
-        assert_eq!(h.clock.entries()[0], ("banking-api#host-1/0000abcd".to_string(), 9));
+        assert_eq!(
+            h.clock.entries()[0],
+            ("banking-api#host-1/0000abcd".to_string(), 9)
+        );
         assert!(note.unwrap().contains("past"));
     }
 

@@ -41,11 +41,16 @@ pub fn read_batch(records: &str) -> Result<ReadBatch<'_>, String> {
             events: batch.events.into_iter().map(Ok).collect(),
         }),
         Err(_) => {
-            let batch: BatchRecord<&RawValue> = serde_json::from_str(records).map_err(|e| format!("records: {e}"))?;
+            let batch: BatchRecord<&RawValue> =
+                serde_json::from_str(records).map_err(|e| format!("records: {e}"))?;
             Ok(BatchRecord {
                 contexts: batch.contexts,
                 states: batch.states,
-                events: batch.events.iter().map(|raw| EventRecord::parse_alone(raw.get())).collect(),
+                events: batch
+                    .events
+                    .iter()
+                    .map(|raw| EventRecord::parse_alone(raw.get()))
+                    .collect(),
             })
         }
     }
@@ -54,7 +59,8 @@ pub fn read_batch(records: &str) -> Result<ReadBatch<'_>, String> {
 /// A context's `id_base`, once its ids are checked (a trace id the server would refuse makes
 /// every event of the context unsendable).
 pub fn check_context(c: &ContextRecord) -> Result<u128, String> {
-    TraceId::parse_uuid(&c.trace_id).ok_or_else(|| format!("context: trace_id {:?} is not a UUID", c.trace_id))?;
+    TraceId::parse_uuid(&c.trace_id)
+        .ok_or_else(|| format!("context: trace_id {:?} is not a UUID", c.trace_id))?;
     (c.id_base.len() == 32)
         .then(|| hex::parse_lower(&c.id_base))
         .flatten()

@@ -7,7 +7,9 @@
 use crate::clock::VectorClock;
 use crate::event::{AccessType, Kind, Location, Ordering};
 use crate::ids::TraceId;
-use serde::de::{self, DeserializeSeed, Deserializer, Expected, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, Expected, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -79,7 +81,9 @@ const RECORD: &str =
 
 impl<'de> Deserialize<'de> for EventRecord<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(RecordVisitor { fields_apart: false })
+        deserializer.deserialize_seq(RecordVisitor {
+            fields_apart: false,
+        })
     }
 }
 
@@ -133,7 +137,15 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 Err(format!("event record: unknown kind {name:?}"))
             }
         };
-        Ok(EventRecord { context, state, seq, prev_seq, unix_nanos, duration_ns, kind })
+        Ok(EventRecord {
+            context,
+            state,
+            seq,
+            prev_seq,
+            unix_nanos,
+            duration_ns,
+            kind,
+        })
     }
 }
 
@@ -237,63 +249,119 @@ impl<'de> Visitor<'de> for KindSeed<'de> {
         Ok(Ok(match kind {
             KindName::FunctionCall => {
                 let (Text(function_name), Text(module), args) = (f.next()?, f.next()?, f.next()?);
-                Kind::FunctionCall { function_name, module, args, file, line }
+                Kind::FunctionCall {
+                    function_name,
+                    module,
+                    args,
+                    file,
+                    line,
+                }
             }
             KindName::AsyncSpawn => {
                 let (Text(task_id), Text(spawned_by)) = (f.next()?, f.next()?);
                 if TraceId::parse_uuid(&task_id).is_none() {
                     return Ok(Err("AsyncSpawn: task_id is not a UUID".to_owned()));
                 }
-                Kind::AsyncSpawn { task_id, spawned_by }
+                Kind::AsyncSpawn {
+                    task_id,
+                    spawned_by,
+                }
             }
             KindName::AsyncAwait => {
                 let (Text(future_id), Text(awaited_at)) = (f.next()?, f.next()?);
                 if TraceId::parse_uuid(&future_id).is_none() {
                     return Ok(Err("AsyncAwait: future_id is not a UUID".to_owned()));
                 }
-                Kind::AsyncAwait { future_id, awaited_at }
+                Kind::AsyncAwait {
+                    future_id,
+                    awaited_at,
+                }
             }
             KindName::StateChange => {
-                let (Text(variable), old_value, new_value, Text(access)) = (f.next()?, f.next()?, f.next()?, f.next()?);
+                let (Text(variable), old_value, new_value, Text(access)) =
+                    (f.next()?, f.next()?, f.next()?, f.next()?);
                 let stack = f.next_optional::<Vec<Text>>()?.unwrap_or_default();
                 let Some(access_type) = AccessType::parse(&access) else {
-                    return Ok(Err(format!("StateChange: access type {access:?} does not exist")));
+                    return Ok(Err(format!(
+                        "StateChange: access type {access:?} does not exist"
+                    )));
                 };
                 let stack = stack.into_iter().map(|Text(frame)| frame).collect();
-                Kind::StateChange { variable, old_value, new_value, location: Location { file, line }, access_type, stack }
+                Kind::StateChange {
+                    variable,
+                    old_value,
+                    new_value,
+                    location: Location { file, line },
+                    access_type,
+                    stack,
+                }
             }
             KindName::LockAcquire => {
                 let (Text(lock_id), Text(lock_type)) = (f.next()?, f.next()?);
-                Kind::LockAcquire { lock_id, lock_type, location: Location { file, line } }
+                Kind::LockAcquire {
+                    lock_id,
+                    lock_type,
+                    location: Location { file, line },
+                }
             }
             KindName::LockRelease => {
                 let (Text(lock_id), Text(lock_type)) = (f.next()?, f.next()?);
-                Kind::LockRelease { lock_id, lock_type, location: Location { file, line } }
+                Kind::LockRelease {
+                    lock_id,
+                    lock_type,
+                    location: Location { file, line },
+                }
             }
             KindName::MemoryFence => {
                 let Text(ordering) = f.next()?;
                 let Some(ordering) = Ordering::parse(&ordering) else {
                     return Ok(Err("MemoryFence: unknown ordering".to_owned()));
                 };
-                Kind::MemoryFence { ordering, location: Location { file, line } }
+                Kind::MemoryFence {
+                    ordering,
+                    location: Location { file, line },
+                }
             }
             KindName::HttpRequest => {
-                let (Text(method), Text(url), Headers(headers), body) = (f.next()?, f.next()?, f.next()?, f.next()?);
-                Kind::HttpRequest { method, url, headers, body }
+                let (Text(method), Text(url), Headers(headers), body) =
+                    (f.next()?, f.next()?, f.next()?, f.next()?);
+                Kind::HttpRequest {
+                    method,
+                    url,
+                    headers,
+                    body,
+                }
             }
             KindName::HttpResponse => {
-                let (status, Headers(headers), body, duration_ms) = (f.next()?, f.next()?, f.next()?, f.next()?);
-                Kind::HttpResponse { status, headers, body, duration_ms }
+                let (status, Headers(headers), body, duration_ms) =
+                    (f.next()?, f.next()?, f.next()?, f.next()?);
+                Kind::HttpResponse {
+                    status,
+                    headers,
+                    body,
+                    duration_ms,
+                }
             }
             KindName::DatabaseQuery => {
                 let (Text(query), Text(database), duration_ms) = (f.next()?, f.next()?, f.next()?);
-                Kind::DatabaseQuery { query, database, duration_ms }
+                Kind::DatabaseQuery {
+                    query,
+                    database,
+                    duration_ms,
+                }
             }
-            KindName::DatabaseResult => Kind::DatabaseResult { rows_affected: f.next()? },
+            KindName::DatabaseResult => Kind::DatabaseResult {
+                rows_affected: f.next()?,
+            },
             KindName::Error => {
-                let (Text(error_type), Text(message), stack_trace) = (f.next()?, f.next()?, f.next::<Vec<Text>>()?);
+                let (Text(error_type), Text(message), stack_trace) =
+                    (f.next()?, f.next()?, f.next::<Vec<Text>>()?);
                 let stack_trace = stack_trace.into_iter().map(|Text(line)| line).collect();
-                Kind::Error { error_type, message, stack_trace }
+                Kind::Error {
+                    error_type,
+                    message,
+                    stack_trace,
+                }
             }
             KindName::Custom => {
                 let (Text(name), data) = (f.next()?, f.next()?);
@@ -312,7 +380,11 @@ struct Elements<'e, A> {
 
 impl<'de, 'e, A: SeqAccess<'de>> Elements<'e, A> {
     fn new(seq: A, expected: &'e dyn Expected) -> Self {
-        Elements { seq, read: 0, expected }
+        Elements {
+            seq,
+            read: 0,
+            expected,
+        }
     }
 
     fn next<T: Deserialize<'de>>(&mut self) -> Result<T, A::Error> {
@@ -398,25 +470,58 @@ mod tests {
     #[test]
     fn strings_without_escapes_are_borrowed() {
         let r = r#"[0,0,1,0,0,null,"a.py",3,"HttpRequest",["GET","/\u00e9",{"k":"v"},null]]"#;
-        let Ok(Kind::HttpRequest { method, url, headers, .. }) = kind_of(r) else { panic!() };
+        let Ok(Kind::HttpRequest {
+            method,
+            url,
+            headers,
+            ..
+        }) = kind_of(r)
+        else {
+            panic!()
+        };
         assert!(matches!(method, Cow::Borrowed("GET")));
         assert!(matches!(url, Cow::Owned(ref u) if u == "/é"));
-        assert!(headers.iter().all(|(k, v)| matches!((k, v), (Cow::Borrowed("k"), Cow::Borrowed("v")))));
+        assert!(headers
+            .iter()
+            .all(|(k, v)| matches!((k, v), (Cow::Borrowed("k"), Cow::Borrowed("v")))));
     }
 
     #[test]
     fn faults_in_well_formed_records_are_values() {
         let cases = [
-            (r#"["x",null,1,"Modify"]"#, "StateChange", "StateChange: access type \"Modify\" does not exist"),
-            (r#"["Weird"]"#, "MemoryFence", "MemoryFence: unknown ordering"),
-            (r#"["not-a-uuid","main"]"#, "AsyncSpawn", "AsyncSpawn: task_id is not a UUID"),
-            (r#"["zzzz","main"]"#, "AsyncAwait", "AsyncAwait: future_id is not a UUID"),
-            (r#"{"any":["json"]}"#, "FunctionReturn", "event record: unknown kind \"FunctionReturn\""),
+            (
+                r#"["x",null,1,"Modify"]"#,
+                "StateChange",
+                "StateChange: access type \"Modify\" does not exist",
+            ),
+            (
+                r#"["Weird"]"#,
+                "MemoryFence",
+                "MemoryFence: unknown ordering",
+            ),
+            (
+                r#"["not-a-uuid","main"]"#,
+                "AsyncSpawn",
+                "AsyncSpawn: task_id is not a UUID",
+            ),
+            (
+                r#"["zzzz","main"]"#,
+                "AsyncAwait",
+                "AsyncAwait: future_id is not a UUID",
+            ),
+            (
+                r#"{"any":["json"]}"#,
+                "FunctionReturn",
+                "event record: unknown kind \"FunctionReturn\"",
+            ),
         ];
         for (fields, kind, error) in cases {
             let record = format!(r#"[0,0,1,0,0,null,"a.py",3,"{kind}",{fields}]"#);
             assert_eq!(kind_of(&record).unwrap_err(), error);
-            assert_eq!(EventRecord::parse_alone(&record).unwrap().kind.unwrap_err(), error);
+            assert_eq!(
+                EventRecord::parse_alone(&record).unwrap().kind.unwrap_err(),
+                error
+            );
         }
     }
 
@@ -433,10 +538,19 @@ mod tests {
         ];
         for (fields, kind, error) in cases {
             let record = format!(r#"[0,0,1,0,0,null,"a.py",3,"{kind}",{fields}]"#);
-            assert!(serde_json::from_str::<EventRecord>(&record).is_err(), "{record}");
-            assert_eq!(EventRecord::parse_alone(&record).unwrap().kind.unwrap_err(), error);
+            assert!(
+                serde_json::from_str::<EventRecord>(&record).is_err(),
+                "{record}"
+            );
+            assert_eq!(
+                EventRecord::parse_alone(&record).unwrap().kind.unwrap_err(),
+                error
+            );
         }
         let short = EventRecord::parse_alone(r#"[0,0,1]"#).unwrap_err();
-        assert!(short.starts_with("event record: invalid length 3, expected an event record [context"), "{short}");
+        assert!(
+            short.starts_with("event record: invalid length 3, expected an event record [context"),
+            "{short}"
+        );
     }
 }

@@ -63,11 +63,18 @@ fn needs_escape(bytes: &[u8]) -> bool {
         // Bytes from 0x80 never match: `!w & HIGH` clears them in the control test, and the
         // zero tests on the xors cannot be set by them.
         let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        if control | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) != 0 {
+        if control
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            != 0
+        {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Timestamps of one batch mostly share their second: the date and time part is rendered once
@@ -108,7 +115,11 @@ mod escape_tests {
 
     #[test]
     fn strings_are_written_as_serde_json_writes_them() {
-        let mut cases: Vec<String> = vec!["".into(), "plain ascii text, long enough".into(), "é ü 😀 \u{7f}".into()];
+        let mut cases: Vec<String> = vec![
+            "".into(),
+            "plain ascii text, long enough".into(),
+            "é ü 😀 \u{7f}".into(),
+        ];
         for b in 0u8..0x80 {
             for at in 0..10 {
                 let mut s = "x".repeat(at);
@@ -134,17 +145,29 @@ mod tests {
         for bits in [0u128, 1, u128::MAX, 0x0af7651916cd43dd8448eb211c80319c] {
             let mut out = Vec::new();
             uuid(&mut out, bits);
-            assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", crate::ids::format_uuid(bits)));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("\"{}\"", crate::ids::format_uuid(bits))
+            );
         }
     }
 
     #[test]
     fn timestamps_match_the_slow_formatter_across_seconds() {
         let mut ts = Timestamps::default();
-        for nanos in [0u64, 999_999_999, 1_000_000_000, 1_795_246_001_000_516_000, 1_795_246_001_616_516_999] {
+        for nanos in [
+            0u64,
+            999_999_999,
+            1_000_000_000,
+            1_795_246_001_000_516_000,
+            1_795_246_001_616_516_999,
+        ] {
             let mut out = Vec::new();
             ts.write(&mut out, nanos);
-            assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", rfc3339_micros(nanos)));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("\"{}\"", rfc3339_micros(nanos))
+            );
         }
     }
 }

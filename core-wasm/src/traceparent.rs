@@ -46,11 +46,19 @@ impl fmt::Display for TraceParentError {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn hex_field<'a>(s: &'a str, start: usize, len: usize, what: &'static str) -> Result<&'a str, TraceParentError> {
-    let field = s.get(start..start + len).ok_or(TraceParentError::Malformed(what))?;
+fn hex_field<'a>(
+    s: &'a str,
+    start: usize,
+    len: usize,
+    what: &'static str,
+) -> Result<&'a str, TraceParentError> {
+    let field = s
+        .get(start..start + len)
+        .ok_or(TraceParentError::Malformed(what))?;
     if is_lower_hex(field) {
         Ok(field)
     } else {
@@ -82,17 +90,23 @@ pub fn parse(value: &str) -> Result<TraceParent, TraceParentError> {
     }
     let b = s.as_bytes();
     if s.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return Err(TraceParentError::Malformed("not version-traceid-parentid-flags"));
+        return Err(TraceParentError::Malformed(
+            "not version-traceid-parentid-flags",
+        ));
     }
     let trace = hex_field(s, 3, 32, "trace id is not 32 lower-case hex digits")?;
     let parent = hex_field(s, 36, 16, "parent id is not 16 lower-case hex digits")?;
     let flags = hex_field(s, 53, 2, "flags are not 2 lower-case hex digits")?;
     let version = u8::from_str_radix(version, 16).expect("checked hex");
     if version == 0 && s.len() != 55 {
-        return Err(TraceParentError::Malformed("version 00 has data after the flags"));
+        return Err(TraceParentError::Malformed(
+            "version 00 has data after the flags",
+        ));
     }
     if version > 0 && s.len() > 55 && b[55] != b'-' {
-        return Err(TraceParentError::Malformed("future version: data after the flags must start with '-'"));
+        return Err(TraceParentError::Malformed(
+            "future version: data after the flags must start with '-'",
+        ));
     }
     Ok(TraceParent {
         version,
@@ -110,7 +124,10 @@ pub fn format(trace_id: TraceId, parent_id: SpanId, flags: u8) -> String {
 
 /// `format` around its parent id: the text before it and after it.
 pub fn format_parts(trace_id: TraceId, flags: u8) -> (String, String) {
-    (format!("00-{}-", trace_id.to_hex()), format!("-{:02x}", flags & KNOWN_FLAGS))
+    (
+        format!("00-{}-", trace_id.to_hex()),
+        format!("-{:02x}", flags & KNOWN_FLAGS),
+    )
 }
 
 #[cfg(test)]
@@ -122,7 +139,10 @@ mod tests {
     #[test]
     fn shared_vector() {
         let tp = parse(VALID).unwrap();
-        assert_eq!(tp.trace_id.to_uuid(), "0af76519-16cd-43dd-8448-eb211c80319c");
+        assert_eq!(
+            tp.trace_id.to_uuid(),
+            "0af76519-16cd-43dd-8448-eb211c80319c"
+        );
         assert_eq!(tp.parent_id.to_hex(), "b7ad6b7169203331");
         assert_eq!(tp.flags, 1);
         assert_eq!(format(tp.trace_id, tp.parent_id, tp.flags), VALID);
@@ -162,7 +182,10 @@ mod tests {
         for s in bad {
             assert!(parse(s).is_err(), "{s:?} should be invalid");
         }
-        assert_eq!(parse_values(&[VALID, VALID]), Err(TraceParentError::Repeated(2)));
+        assert_eq!(
+            parse_values(&[VALID, VALID]),
+            Err(TraceParentError::Repeated(2))
+        );
         assert_eq!(parse_values(&[]), Err(TraceParentError::Missing));
     }
 

@@ -20,7 +20,9 @@ pub enum TraceStateError {
 impl fmt::Display for TraceStateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooManyMembers(n) => write!(f, "tracestate: {n} members, more than {MAX_MEMBERS}"),
+            Self::TooManyMembers(n) => {
+                write!(f, "tracestate: {n} members, more than {MAX_MEMBERS}")
+            }
             Self::TooLong(n) => write!(f, "tracestate: {n} characters, more than {MAX_LEN}"),
             Self::InvalidMember(m) => {
                 let shown: String = m.chars().take(64).collect();
@@ -40,12 +42,17 @@ fn is_key_char(b: u8) -> bool {
 /// start with a digit (`1tenant@sys`): a receiver passes on what an older sender made.
 pub fn is_valid_key(key: &str) -> bool {
     let b = key.as_bytes();
-    let level2 = !b.is_empty() && b.len() <= 256 && b[0].is_ascii_lowercase() && b.iter().all(|&c| is_key_char(c) || c == b'@');
+    let level2 = !b.is_empty()
+        && b.len() <= 256
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|&c| is_key_char(c) || c == b'@');
     level2 || is_level1_tenant_key(key)
 }
 
 fn is_level1_tenant_key(key: &str) -> bool {
-    let Some((tenant, system)) = key.split_once('@') else { return false };
+    let Some((tenant, system)) = key.split_once('@') else {
+        return false;
+    };
     let (t, s) = (tenant.as_bytes(), system.as_bytes());
     (1..=241).contains(&t.len())
         && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
@@ -59,7 +66,8 @@ fn is_level1_tenant_key(key: &str) -> bool {
 pub fn is_valid_value(value: &str) -> bool {
     let b = value.as_bytes();
     (1..=256).contains(&b.len())
-        && b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
         && b[b.len() - 1] != b' '
 }
 
@@ -97,14 +105,26 @@ mod tests {
 
     #[test]
     fn combines_headers_in_order_and_skips_empties() {
-        assert_eq!(combine(&["a=1, ,b=2", "", " c=3\t"]).unwrap().as_deref(), Some("a=1,b=2,c=3"));
+        assert_eq!(
+            combine(&["a=1, ,b=2", "", " c=3\t"]).unwrap().as_deref(),
+            Some("a=1,b=2,c=3")
+        );
         assert_eq!(combine(&[]).unwrap(), None);
         assert_eq!(combine(&[" , "]).unwrap(), None);
     }
 
     #[test]
     fn one_bad_member_discards_everything() {
-        for bad in ["foo =1", "FOO=1", "foo.bar=1", "@foo=1", "foo=bar=baz", "foo=", "foo", "=1"] {
+        for bad in [
+            "foo =1",
+            "FOO=1",
+            "foo.bar=1",
+            "@foo=1",
+            "foo=bar=baz",
+            "foo=",
+            "foo",
+            "=1",
+        ] {
             assert!(combine(&["ok=1", bad]).is_err(), "{bad:?}");
         }
     }
@@ -113,7 +133,11 @@ mod tests {
     fn key_limits() {
         assert!(is_valid_key(&"z".repeat(256)));
         assert!(!is_valid_key(&"z".repeat(257)));
-        assert!(is_valid_key(&format!("{}@{}", "t".repeat(241), "s".repeat(14))));
+        assert!(is_valid_key(&format!(
+            "{}@{}",
+            "t".repeat(241),
+            "s".repeat(14)
+        )));
         // Level 2: '@' is a key character like any other after the first.
         assert!(is_valid_key(&format!("{}@v", "t".repeat(242))));
         assert!(is_valid_key(&format!("t@{}", "s".repeat(15))));
@@ -142,6 +166,9 @@ mod tests {
         let ok: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
         assert!(combine(&[&ok.join(",")]).is_ok());
         let too_many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
-        assert_eq!(combine(&[&too_many.join(",")]), Err(TraceStateError::TooManyMembers(33)));
+        assert_eq!(
+            combine(&[&too_many.join(",")]),
+            Err(TraceStateError::TooManyMembers(33))
+        );
     }
 }

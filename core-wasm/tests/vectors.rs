@@ -8,7 +8,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn load(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -16,12 +18,17 @@ fn load(name: &str) -> Value {
 fn incoming() {
     for case in load("incoming.json")["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let got: Value = serde_json::from_str(&parse_incoming_json(&case["headers"].to_string())).unwrap();
+        let got: Value =
+            serde_json::from_str(&parse_incoming_json(&case["headers"].to_string())).unwrap();
         for key in ["parent", "tracestate", "upstream"] {
             assert_eq!(got[key], case["expect"][key], "{name}: {key}");
         }
         if let Some(n) = case.get("expect_errors") {
-            assert_eq!(got["errors"].as_array().unwrap().len() as u64, n.as_u64().unwrap(), "{name}: {got}");
+            assert_eq!(
+                got["errors"].as_array().unwrap().len() as u64,
+                n.as_u64().unwrap(),
+                "{name}: {got}"
+            );
         }
     }
 }
@@ -39,7 +46,11 @@ fn outgoing() {
         assert_eq!(Value::Object(got), case["expect"], "{}", case["name"]);
     }
     for case in vectors["errors"].as_array().unwrap() {
-        assert!(encode_outgoing_lines(&case["request"].to_string()).is_err(), "{}", case["name"]);
+        assert!(
+            encode_outgoing_lines(&case["request"].to_string()).is_err(),
+            "{}",
+            case["name"]
+        );
     }
 }
 
@@ -57,7 +68,11 @@ fn clock() {
         assert_eq!(a.compare(&b), expected, "{case}");
         let mut merged = a.clone();
         merged.merge(&b);
-        assert_eq!(serde_json::to_value(&merged).unwrap(), case["merge"], "{case}");
+        assert_eq!(
+            serde_json::to_value(&merged).unwrap(),
+            case["merge"],
+            "{case}"
+        );
     }
 }
 
@@ -69,7 +84,10 @@ fn detector() {
     use raceway_core::event::ProcessConfig;
     use raceway_core::pipeline::process_batch;
 
-    let config = ProcessConfig { service_name: "svc".into(), ..ProcessConfig::default() };
+    let config = ProcessConfig {
+        service_name: "svc".into(),
+        ..ProcessConfig::default()
+    };
     for case in load("detector.json")["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let mut detector = Detector::default();
@@ -88,6 +106,11 @@ fn detector() {
                                    "count": r["count"], "locations": locations})
             })
             .collect();
-        assert_eq!(Value::Array(got), case["expect"], "{name}: {}", case["description"]);
+        assert_eq!(
+            Value::Array(got),
+            case["expect"],
+            "{name}: {}",
+            case["description"]
+        );
     }
 }

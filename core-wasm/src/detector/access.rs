@@ -42,11 +42,17 @@ pub struct Access {
 
 impl Access {
     pub fn is_write(&self) -> bool {
-        matches!(self.access_type, AccessType::Write | AccessType::AtomicWrite | AccessType::AtomicRmw)
+        matches!(
+            self.access_type,
+            AccessType::Write | AccessType::AtomicWrite | AccessType::AtomicRmw
+        )
     }
 
     pub fn is_atomic(&self) -> bool {
-        matches!(self.access_type, AccessType::AtomicRead | AccessType::AtomicWrite | AccessType::AtomicRmw)
+        matches!(
+            self.access_type,
+            AccessType::AtomicRead | AccessType::AtomicWrite | AccessType::AtomicRmw
+        )
     }
 }
 
@@ -72,7 +78,8 @@ pub fn kept_value(raw: &RawValue, max_chars: usize) -> Box<RawValue> {
         end -= 1;
     }
     let cut = format!("{}…[+{} bytes]", &text[..end], text.len() - end);
-    RawValue::from_string(serde_json::to_string(&cut).expect("a string serializes")).expect("valid JSON")
+    RawValue::from_string(serde_json::to_string(&cut).expect("a string serializes"))
+        .expect("valid JSON")
 }
 
 /// Interned sites, by fingerprint of their text.
@@ -97,7 +104,9 @@ impl Sites {
         if stack.len() > 1 {
             return self.intern_text(file, line, stack);
         }
-        let frame = stack.first().map_or((0, 0), |f| (f.as_ptr() as usize, f.len()));
+        let frame = stack
+            .first()
+            .map_or((0, 0), |f| (f.as_ptr() as usize, f.len()));
         let key = (file.as_ptr() as usize, file.len(), line, frame.0, frame.1);
         if let Some(site) = self.batch.get(&key) {
             return site.clone();
@@ -108,7 +117,8 @@ impl Sites {
     }
 
     fn intern_text(&mut self, file: &str, line: u32, stack: &[std::borrow::Cow<str>]) -> Rc<Site> {
-        let mut h = fingerprint(file.as_bytes()) ^ u64::from(line).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut h =
+            fingerprint(file.as_bytes()) ^ u64::from(line).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         for frame in stack {
             h = fingerprint(frame.as_bytes()) ^ h.rotate_left(7);
         }
@@ -124,12 +134,17 @@ impl Sites {
         }
         let location = format!("{file}:{line}");
         let next = self.locations.len() as u32;
-        let id = *self.locations.entry(location.as_str().into()).or_insert(next);
+        let id = *self
+            .locations
+            .entry(location.as_str().into())
+            .or_insert(next);
         let site = Rc::new(Site {
             file: file.into(),
             line,
             id,
-            location: location.into(), stack: stack.iter().map(|f| f.as_ref().into()).collect() });
+            location: location.into(),
+            stack: stack.iter().map(|f| f.as_ref().into()).collect(),
+        });
         bucket.push(site.clone());
         site
     }

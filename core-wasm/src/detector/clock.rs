@@ -48,7 +48,12 @@ impl Clock {
             let take_b = |s: StrandId| !except.contains(&s);
             match (a.get(i), b.get(j)) {
                 (Some(&(sa, na)), Some(&(sb, nb))) if sa == sb => {
-                    let n = if take_b(sb) && nb > na { changed = true; nb } else { na };
+                    let n = if take_b(sb) && nb > na {
+                        changed = true;
+                        nb
+                    } else {
+                        na
+                    };
                     merged.push((sa, n));
                     i += 1;
                     j += 1;
@@ -79,7 +84,10 @@ impl Clock {
 
     /// Whether joining `other` (leaving out `except`) would change this clock.
     pub fn would_learn(&self, other: &Clock, except: &[StrandId]) -> bool {
-        other.0.iter().any(|&(s, n)| n > 0 && !except.contains(&s) && self.get(s) < n)
+        other
+            .0
+            .iter()
+            .any(|&(s, n)| n > 0 && !except.contains(&s) && self.get(s) < n)
     }
 
     /// Keeps the entries whose strand `keep` accepts.
@@ -97,7 +105,6 @@ impl Clock {
     pub fn join(&mut self, other: &Clock) -> bool {
         self.join_except(other, &[])
     }
-
 }
 
 #[cfg(test)]

@@ -58,7 +58,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_races: 1000, max_strands: 128, max_variables: 100_000, max_readers: 64, max_value_bytes: 256 }
+        Options {
+            max_races: 1000,
+            max_strands: 128,
+            max_variables: 100_000,
+            max_readers: 64,
+            max_value_bytes: 256,
+        }
     }
 }
 
@@ -140,13 +146,22 @@ impl Detector {
             }
         }
         match e.kind {
-            Kind::StateChange { variable, old_value, new_value, location, access_type, stack } => {
+            Kind::StateChange {
+                variable,
+                old_value,
+                new_value,
+                location,
+                access_type,
+                stack,
+            } => {
                 self.accesses += 1;
                 if self.lock_sets.len() <= e.state_index {
                     self.lock_sets.resize(e.state_index + 1, None);
                 }
                 let locks = self.lock_sets[e.state_index]
-                    .get_or_insert_with(|| e.state.locks.iter().map(|l| l.as_ref().into()).collect())
+                    .get_or_insert_with(|| {
+                        e.state.locks.iter().map(|l| l.as_ref().into()).collect()
+                    })
                     .clone();
                 let strand = self.strands.get(me);
                 let access = Rc::new(Access {
@@ -164,7 +179,8 @@ impl Detector {
                     new_hash: fingerprint(new_value.get().as_bytes()),
                 });
                 let clock = &self.strands.get(me).clock;
-                self.variables.access(variable, access, clock, &self.strands, &mut self.found);
+                self.variables
+                    .access(variable, access, clock, &self.strands, &mut self.found);
                 for finding in self.found.drain(..) {
                     self.races.file(variable, finding);
                 }
@@ -189,7 +205,9 @@ impl Detector {
                 }
             }
             Kind::Custom { name, data } if name == HAPPENS_BEFORE || name == HAPPENS_AFTER => {
-                let Some(sync) = sync_id(data.get()) else { return };
+                let Some(sync) = sync_id(data.get()) else {
+                    return;
+                };
                 if name == HAPPENS_BEFORE {
                     let clock = self.strands.get(me).clock.clone();
                     self.syncs.entry(sync.into()).or_default().join(&clock);
@@ -218,8 +236,11 @@ impl Detector {
             races: Vec<races::RaceJson<'a>>,
             stats: Stats,
         }
-        serde_json::to_string(&Findings { races: self.races.to_json(), stats: self.stats() })
-            .expect("plain data serializes")
+        serde_json::to_string(&Findings {
+            races: self.races.to_json(),
+            stats: self.stats(),
+        })
+        .expect("plain data serializes")
     }
 }
 

@@ -57,24 +57,43 @@ pub struct Races {
 
 impl Races {
     pub fn new(max_races: usize) -> Self {
-        Races { index: HashMap::new(), list: Vec::new(), dropped: 0, max_races }
+        Races {
+            index: HashMap::new(),
+            list: Vec::new(),
+            dropped: 0,
+            max_races,
+        }
     }
 
     pub fn file(&mut self, variable: &str, finding: Finding) {
         let (kind, severity, accesses) = match finding {
             Finding::DataRace { earlier, later } => {
-                let severity =
-                    if earlier.is_write() && later.is_write() { Severity::Critical } else { Severity::Warning };
+                let severity = if earlier.is_write() && later.is_write() {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
                 (RaceKind::DataRace, severity, vec![earlier, later])
             }
-            Finding::LostUpdate { read, other, write } => (RaceKind::LostUpdate, Severity::Critical, vec![read, other, write]),
+            Finding::LostUpdate { read, other, write } => (
+                RaceKind::LostUpdate,
+                Severity::Critical,
+                vec![read, other, write],
+            ),
         };
-        let mut places: Vec<(u32, AccessType)> = accesses.iter().map(|a| (a.site.id, a.access_type)).collect();
+        let mut places: Vec<(u32, AccessType)> = accesses
+            .iter()
+            .map(|a| (a.site.id, a.access_type))
+            .collect();
         if kind == RaceKind::DataRace {
             places.sort_by_key(|&(site, access)| (site, access as u8));
         }
         let when = accesses.last().expect("a race has accesses").unix_nanos;
-        let key = RaceKey { kind, variable: variable.into(), places };
+        let key = RaceKey {
+            kind,
+            variable: variable.into(),
+            places,
+        };
         if let Some(&i) = self.index.get(&key) {
             let race = &mut self.list[i];
             race.count += 1;
@@ -104,7 +123,11 @@ impl Races {
         let mut order: Vec<usize> = (0..self.list.len()).collect();
         order.sort_by_key(|&i| {
             let r = &self.list[i];
-            (r.kind != RaceKind::LostUpdate, r.severity != Severity::Critical, i)
+            (
+                r.kind != RaceKind::LostUpdate,
+                r.severity != Severity::Critical,
+                i,
+            )
         });
         order
             .into_iter()

@@ -78,7 +78,11 @@ impl Strand {
         if counter >= self.merged_at {
             return Some(&self.clock);
         }
-        self.history.iter().rev().find(|(from, _)| *from <= counter).map(|(_, c)| c)
+        self.history
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= counter)
+            .map(|(_, c)| c)
     }
 }
 
@@ -176,7 +180,12 @@ impl Strands {
             self.by_task.insert(e.id_base, id);
             // Components are `<service>#<instance>[/<suffix>]` in every Raceway SDK: the
             // service is read from there, so one batch may hold contexts of several services.
-            let named = e.context.component.split_once('#').map(|(s, _)| s).filter(|s| !s.is_empty());
+            let named = e
+                .context
+                .component
+                .split_once('#')
+                .map(|(s, _)| s)
+                .filter(|s| !s.is_empty());
             let service = match named {
                 Some(name) if name != &**service => Rc::from(name),
                 _ => service.clone(),
@@ -207,7 +216,11 @@ impl Strands {
                 // knew what came with it when it learned it.
                 // A retired strand that the strand knows through its joiner stays out of its
                 // clock, which keeps clocks as short as the strands that are still running.
-                if self.live.get(&id).is_some_and(|s| self.knows(&s.clock, from, *counter)) {
+                if self
+                    .live
+                    .get(&id)
+                    .is_some_and(|s| self.knows(&s.clock, from, *counter))
+                {
                     continue;
                 }
                 learned.raise(from, *counter);
@@ -215,7 +228,11 @@ impl Strands {
                 // or a hand-off may carry only the sender's own entry (headers are bounded),
                 // and the sender's clock at that counter holds the rest.
                 if from != id {
-                    if let Some(known) = self.live.get(&from).and_then(|other| other.clock_at(*counter)) {
+                    if let Some(known) = self
+                        .live
+                        .get(&from)
+                        .and_then(|other| other.clock_at(*counter))
+                    {
                         learned.join_except(known, &[from]);
                     }
                 }
@@ -256,11 +273,15 @@ impl Strands {
     /// `joiner` observed that the task `task` finished: it learns the task's clock, and the
     /// task is retired into it (see the module's documentation).
     pub fn joined(&mut self, joiner: StrandId, task: u128) {
-        let Some(&child) = self.by_task.get(&task) else { return };
+        let Some(&child) = self.by_task.get(&task) else {
+            return;
+        };
         if child == joiner {
             return;
         }
-        let Some(c) = self.live.get(&child) else { return };
+        let Some(c) = self.live.get(&child) else {
+            return;
+        };
         let (child_clock, last) = (c.clock.clone(), c.seq);
         let at = {
             let j = self.live.get_mut(&joiner).expect("the joiner is entered");
@@ -297,7 +318,8 @@ impl Strands {
             return false;
         }
         let retired = self.retired.get(&strand).is_some_and(|list| {
-            list.iter().any(|r| counter <= r.last && self.knows_at(clock, r.joiner, r.at, depth + 1))
+            list.iter()
+                .any(|r| counter <= r.last && self.knows_at(clock, r.joiner, r.at, depth + 1))
         });
         // A strand the detector has released (`evict_if_full`) is forgotten: its accesses count
         // as ordered before everything, so clocks need not carry it (a race with it is
@@ -322,7 +344,12 @@ impl Strands {
         let mut ages: Vec<u64> = self.live.values().map(|s| s.last_active).collect();
         let cut = ages.len() / 4;
         let (_, &mut threshold, _) = ages.select_nth_unstable(cut);
-        let gone: Vec<StrandId> = self.live.iter().filter(|(_, s)| s.last_active <= threshold).map(|(&id, _)| id).collect();
+        let gone: Vec<StrandId> = self
+            .live
+            .iter()
+            .filter(|(_, s)| s.last_active <= threshold)
+            .map(|(&id, _)| id)
+            .collect();
         self.batch_ids.clear();
         for id in gone {
             if let Some(s) = self.live.remove(&id) {

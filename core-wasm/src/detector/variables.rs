@@ -26,8 +26,15 @@ const NULL_HASH_TEXT: &[u8] = b"null";
 /// What one access found; the caller files them as races.
 #[derive(Debug)]
 pub enum Finding {
-    DataRace { earlier: Rc<Access>, later: Rc<Access> },
-    LostUpdate { read: Rc<Access>, other: Rc<Access>, write: Rc<Access> },
+    DataRace {
+        earlier: Rc<Access>,
+        later: Rc<Access>,
+    },
+    LostUpdate {
+        read: Rc<Access>,
+        other: Rc<Access>,
+        write: Rc<Access>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +87,14 @@ impl Variables {
 
     /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
     /// it, and pushes what it found onto `found`.
-    pub fn access(&mut self, name: &str, access: Rc<Access>, clock: &Clock, strands: &Strands, found: &mut Vec<Finding>) {
+    pub fn access(
+        &mut self,
+        name: &str,
+        access: Rc<Access>,
+        clock: &Clock,
+        strands: &Strands,
+        found: &mut Vec<Finding>,
+    ) {
         let key = (name.as_ptr() as usize, name.len());
         let id = match self.batch.get(&key) {
             Some(&id) => id,
@@ -124,22 +138,37 @@ impl Variables {
 }
 
 impl Variable {
-    fn access(&mut self, access: Rc<Access>, clock: &Clock, strands: &Strands, max_readers: usize, found: &mut Vec<Finding>) {
+    fn access(
+        &mut self,
+        access: Rc<Access>,
+        clock: &Clock,
+        strands: &Strands,
+        max_readers: usize,
+        found: &mut Vec<Finding>,
+    ) {
         let var = self;
         var.last_pos = access.pos;
         let me = access.strand;
         let unordered = |other: &Access| {
-            other.strand != me && !(other.is_atomic() && access.is_atomic()) && !strands.knows(clock, other.strand, other.seq)
+            other.strand != me
+                && !(other.is_atomic() && access.is_atomic())
+                && !strands.knows(clock, other.strand, other.seq)
         };
         if let Some(w) = &var.write {
             if unordered(w) {
-                found.push(Finding::DataRace { earlier: w.clone(), later: access.clone() });
+                found.push(Finding::DataRace {
+                    earlier: w.clone(),
+                    later: access.clone(),
+                });
             }
         }
         if access.is_write() {
             for r in &var.reads {
                 if unordered(r) {
-                    found.push(Finding::DataRace { earlier: r.clone(), later: access.clone() });
+                    found.push(Finding::DataRace {
+                        earlier: r.clone(),
+                        later: access.clone(),
+                    });
                 }
             }
             if !access.is_atomic() {
@@ -154,7 +183,11 @@ impl Variable {
                         && access.old_hash != null_hash()
                         && access.old_hash != other.new_hash;
                     if stale {
-                        found.push(Finding::LostUpdate { read: read.clone(), other: other.clone(), write: access.clone() });
+                        found.push(Finding::LostUpdate {
+                            read: read.clone(),
+                            other: other.clone(),
+                            write: access.clone(),
+                        });
                     }
                 }
                 var.pending.retain(|r| r.strand != me);
@@ -164,7 +197,8 @@ impl Variable {
         } else {
             // A read ordered before this one adds nothing a later write could race with
             // that this read does not already (FastTrack's read-exclusive step).
-            var.reads.retain(|r| r.strand != me && !strands.knows(clock, r.strand, r.seq));
+            var.reads
+                .retain(|r| r.strand != me && !strands.knows(clock, r.strand, r.seq));
             if var.reads.len() >= max_readers {
                 var.reads.remove(0);
             }
@@ -178,7 +212,6 @@ impl Variable {
             }
         }
     }
-
 }
 
 pub fn null_hash() -> u64 {
