@@ -101,7 +101,12 @@ fn detector() {
             .unwrap()
             .iter()
             .map(|r| {
-                let locations: Vec<Value> = r["accesses"].as_array().unwrap().iter().map(|a| a["location"].clone()).collect();
+                let locations: Vec<Value> = r["accesses"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["location"].clone())
+                    .collect();
                 serde_json::json!({"kind": r["kind"], "severity": r["severity"], "variable": r["variable"],
                                    "count": r["count"], "locations": locations})
             })
