@@ -15,7 +15,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Dict, Generator, Optional, Type, TypeVar
 
 from ._client_protocol import ClientLike
-from ._joins import Joins, collecting_context, fork_child, running_loop, warn_once
+from ._joins import Joins, collecting_context, fork_child, running_loop, warn_once_per_process
 from ._threads import ContextAwareThreadPoolExecutor
 from .context import current_var as _current
 from .context import strand_context
@@ -127,7 +127,7 @@ def instrument_loop(
             _instrument_anyio_threads(client, loop)
         return True
     except Exception as e:
-        warn_once("instrument-loop", "raceway: cannot instrument the event loop: %s", e)
+        warn_once_per_process("instrument-loop", "raceway: cannot instrument the event loop: %s", e)
         return False
 
 

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Optional, Tuple, Union
 
 from ._client_protocol import ClientLike
 from ._incoming import context_from_headers, gather
-from ._joins import warn_once
+from ._joins import warn_once_per_process
 from .context import ExecutionContext, enter, leave
 
 Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
@@ -50,7 +50,7 @@ class _ContinuedTrace:
             pairs = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
             ctx = context_from_headers(self.client, gather(pairs))
         except Exception as e:
-            warn_once("continue-trace", "raceway: cannot continue a trace: %s", e)
+            warn_once_per_process("continue-trace", "raceway: cannot continue a trace: %s", e)
             ctx = ExecutionContext.new_trace(getattr(self.client, "identity", None))
         self.ctx = ctx
         self.token = enter(ctx, sys._getframe(1))

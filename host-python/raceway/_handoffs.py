@@ -8,7 +8,7 @@ import contextvars
 import functools
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from ._joins import warn_once
+from ._joins import warn_once_per_process
 from .context import ExecutionContext, strand_context
 from .context import current_var as _current
 
@@ -71,7 +71,7 @@ def run_with_context(
         try:
             base.run(_current.set, parent.child())
         except Exception as e:
-            warn_once("run-with-context", "raceway: cannot make a child context: %s", e)
+            warn_once_per_process("run-with-context", "raceway: cannot make a child context: %s", e)
     return base.run(fn, *args, **kwargs)
 
 

@@ -23,7 +23,9 @@ log = logging.getLogger("raceway")
 _warned: Set[str] = set()
 
 
-def warn_once(key: str, msg: str, *args: Any) -> None:
+def warn_once_per_process(key: str, msg: str, *args: Any) -> None:
+    """Logs ``msg % args`` at ERROR the first time ``key`` is seen in this process (the
+    context machinery has no client to warn through; `raceway._recorder.warn_once` is per client)."""
     if key not in _warned:
         _warned.add(key)
         log.error(msg, *args)
@@ -42,7 +44,7 @@ def fork_child(client: Optional[ClientLike], parent: ExecutionContext) -> Option
         parent.tick()  # the spawn is a step of the parent: its earlier events come strictly before
         return parent.child()
     except Exception as e:  # never fail the task creation or submit
-        warn_once("fork", "raceway: cannot fork an execution context: %s", e)
+        warn_once_per_process("fork", "raceway: cannot fork an execution context: %s", e)
         return None
 
 
@@ -88,7 +90,7 @@ class Joins:
             else:
                 collector.learn(self.child.clock())
         except Exception as e:
-            warn_once("join", "raceway: cannot join an execution context: %s", e)
+            warn_once_per_process("join", "raceway: cannot join an execution context: %s", e)
 
 
 def collecting_context() -> Optional[ExecutionContext]:

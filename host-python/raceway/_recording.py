@@ -1,7 +1,7 @@
 """How an access to a tracked object becomes a ``StateChange`` event: the one path every
 `raceway.shared` object and every `raceway.attributes` descriptor records through.
 
-A `Recorder` belongs to one tracked object. It names its variables (``name[key]`` for items,
+A `TrackedVariables` belongs to one tracked object. It names its variables (``name[key]`` for items,
 ``name.attr`` for attributes, ``name`` alone for the object's structure: its set of keys, its
 length), and it remembers, per strand and variable, the value that strand last read: the
 ``old_value`` of the strand's next write. That is what lets the detector judge a lost update
@@ -70,7 +70,7 @@ def _key_text(key: Any) -> str:
         return f"<{type(key).__name__}>"
 
 
-class Recorder:
+class TrackedVariables:
     """The variables of one tracked object and the reads their next writes are based on."""
 
     __slots__ = ("name", "client", "log", "attrs", "names", "bases", "__weakref__")
@@ -116,7 +116,7 @@ class Recorder:
         emit(self, self.name, None, size, "AtomicWrite")
 
 
-def emit(rec: Recorder, var: str, old: Any, new: Any, access: str) -> None:
+def emit(rec: TrackedVariables, var: str, old: Any, new: Any, access: str) -> None:
     """Records one access of ``rec``'s object on the calling strand (nothing outside any
     strand, or with no client). The location is the first frame outside the SDK."""
     client = rec.client

@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, SupportsIndex, TypeVar
 
-from ._recording import ABSENT, Recorder, emit
+from ._recording import ABSENT, TrackedVariables, emit
 
 if TYPE_CHECKING:
     from ._client_protocol import StateTracker
@@ -65,7 +65,7 @@ def share_object(obj: _T, name: str, client: Optional[StateTracker]) -> _T:
         raise TypeError("raceway.shared() tracks instances, not classes")
     original = type(obj)
     _check(original)
-    rec = Recorder(name, client, attrs=True)
+    rec = TrackedVariables(name, client, attrs=True)
     namespace: Dict[str, Any] = _methods(original, rec)
     namespace.update(
         {
@@ -85,7 +85,7 @@ def share_object(obj: _T, name: str, client: Optional[StateTracker]) -> _T:
     return obj
 
 
-def _methods(original: type[object], rec: Recorder) -> Dict[str, Callable[..., Any]]:
+def _methods(original: type[object], rec: TrackedVariables) -> Dict[str, Callable[..., Any]]:
     """The tracked class's own methods (each a closure over ``original`` and ``rec``)."""
     base_get = original.__getattribute__
     base_set = original.__setattr__

@@ -32,7 +32,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Union
 
-from ._recording import ABSENT, Recorder, busy, emit
+from ._recording import ABSENT, TrackedVariables, busy, emit
 
 if TYPE_CHECKING:
     from ._client_protocol import StateTracker
@@ -98,7 +98,7 @@ class SharedAttribute:
         self.label = label
         self.name = "<unnamed>"
         self.slot: Any = None  # the slot's member descriptor, when the attribute is a slot
-        self.rec = Recorder("", client, attrs=True)
+        self.rec = TrackedVariables("", client, attrs=True)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name

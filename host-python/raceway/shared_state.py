@@ -77,7 +77,7 @@ from typing import (
 )
 
 from . import _auto
-from ._recording import ABSENT, WHOLE_ITEMS, Recorder, emit
+from ._recording import ABSENT, WHOLE_ITEMS, TrackedVariables, emit
 
 if TYPE_CHECKING:
     from _typeshed import SupportsKeysAndGetItem
@@ -131,8 +131,8 @@ class _Silent:
 _SILENT = _Silent()
 
 
-def _off() -> Recorder:
-    return Recorder("<untracked>", _SILENT)
+def _off() -> TrackedVariables:
+    return TrackedVariables("<untracked>", _SILENT)
 
 
 def record_to(client: Optional[ClientLike]) -> Optional[ClientLike]:
@@ -223,7 +223,7 @@ class _DictMixin(_LooksLikeTheOriginal, _AsDict[_K, _V]):
     __slots__ = ()
     _raceway_shared = True
     _raceway_base: ClassVar[type[dict[Any, Any]]] = dict
-    _raceway_rec: Recorder  # a slot of each concrete class
+    _raceway_rec: TrackedVariables  # a slot of each concrete class
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # a library's type(d)(...): untracked
         self._raceway_rec = _off()
@@ -468,7 +468,7 @@ def _copy_attributes(source: object, target: object) -> None:
     target.__dict__.update(attrs)
 
 
-def _atomic(rec: Recorder, key: object, old: object, new: object, access: str) -> None:
+def _atomic(rec: TrackedVariables, key: object, old: object, new: object, access: str) -> None:
     emit(rec, rec.var(key), old if access != "AtomicRead" else None, new, access)
 
 
@@ -587,7 +587,7 @@ class _ListMixin(_LooksLikeTheOriginal, _AsList[_T]):
     __slots__ = ()
     _raceway_shared = True
     _raceway_base: ClassVar[type[list[Any]]] = list
-    _raceway_rec: Recorder  # a slot of each concrete class
+    _raceway_rec: TrackedVariables  # a slot of each concrete class
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._raceway_rec = _off()
@@ -800,7 +800,7 @@ class _SetMixin(_LooksLikeTheOriginal, _AsSet[_T]):
     __slots__ = ()
     _raceway_shared = True
     _raceway_base: ClassVar[type[set[Any]]] = set
-    _raceway_rec: Recorder  # a slot of each concrete class
+    _raceway_rec: TrackedVariables  # a slot of each concrete class
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._raceway_rec = _off()
@@ -1075,12 +1075,12 @@ def _wrap_container(obj: _C, name: str, client: Optional[StateTracker], deep: bo
     _fill(wrapper, obj)
     if deep:
         _wrap_nested(wrapper, name, client)
-    wrapper._raceway_rec = Recorder(name, client)
+    wrapper._raceway_rec = TrackedVariables(name, client)
     return wrapper  # type: ignore[return-value]  # an instance of a subclass of obj's class
 
 
 def _wrap_nested(wrapper: _Shared, name: str, client: Optional[StateTracker]) -> None:
-    rec = Recorder(name, client)
+    rec = TrackedVariables(name, client)
     if isinstance(wrapper, dict):
         for key, value in list(dict.items(wrapper)):
             if _wrappable(value):

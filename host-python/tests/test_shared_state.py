@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import raceway
 from raceway import Config, ContextAwareThread, RacewayClient, create_context, reset_context, set_context, tracked_lock
-from raceway._recording import ABSENT, Recorder
+from raceway._recording import ABSENT, TrackedVariables
 from raceway.shared_state import SharedDict, SharedList, SharedSet, record_to
 
 
@@ -69,7 +69,7 @@ class _List(SharedList):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._raceway_rec = Recorder("lst", _STDLIB_CLIENT)
+        self._raceway_rec = TrackedVariables("lst", _STDLIB_CLIENT)
 
 
 class _Dict(SharedDict):
@@ -78,7 +78,7 @@ class _Dict(SharedDict):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._raceway_rec = Recorder("dct", _STDLIB_CLIENT)
+        self._raceway_rec = TrackedVariables("dct", _STDLIB_CLIENT)
 
 
 class _Set(SharedSet):
@@ -87,7 +87,7 @@ class _Set(SharedSet):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._raceway_rec = Recorder("st", _STDLIB_CLIENT)
+        self._raceway_rec = TrackedVariables("st", _STDLIB_CLIENT)
 
 
 class _InContext:
