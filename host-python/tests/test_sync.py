@@ -21,7 +21,7 @@ from raceway import create_context, reset_context, set_context
 from raceway.sync import TrackedAsyncEvent, TrackedAsyncQueue, TrackedEvent, TrackedQueue
 
 
-class TrackedVariables:
+class AnnotationSpy:
     """Stands in for the client: records each annotation with what the queue or event looked
     like at that moment (``look`` reads it without taking the queue's mutex, which the caller
     may hold)."""
@@ -63,7 +63,7 @@ def test_they_are_the_standard_classes():
 def test_queue_behaves_like_queue_queue(context, request):
     if context:
         request.getfixturevalue("in_context")
-    q = TrackedQueue(TrackedVariables(), maxsize=2)
+    q = TrackedQueue(AnnotationSpy(), maxsize=2)
     assert q.maxsize == 2 and q.empty()
     assert q.put(1) is None
     assert q.put_nowait(2) is None
@@ -90,7 +90,7 @@ def test_queue_behaves_like_queue_queue(context, request):
 def test_event_behaves_like_threading_event(context, request):
     if context:
         request.getfixturevalue("in_context")
-    e = TrackedEvent(TrackedVariables())
+    e = TrackedEvent(AnnotationSpy())
     assert e.is_set() is False
     assert e.wait(0.01) is False
     assert e.set() is None
@@ -108,7 +108,7 @@ def test_async_queue_and_event_behave_like_asyncio_ones(context, request):
         request.getfixturevalue("in_context")
 
     async def main():
-        q = TrackedAsyncQueue(TrackedVariables(), maxsize=1)
+        q = TrackedAsyncQueue(AnnotationSpy(), maxsize=1)
         assert q.maxsize == 1
         assert await q.put("a") is None
         with pytest.raises(asyncio.QueueFull):
@@ -129,7 +129,7 @@ def test_async_queue_and_event_behave_like_asyncio_ones(context, request):
             q.task_done()
         assert await q.join() is None
 
-        e = TrackedAsyncEvent(TrackedVariables())
+        e = TrackedAsyncEvent(AnnotationSpy())
         assert e.is_set() is False
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(e.wait(), 0.01)
@@ -144,7 +144,7 @@ def test_async_queue_and_event_behave_like_asyncio_ones(context, request):
 
 # -- the annotations ----------------------------------------------------------------------------
 def test_outside_a_context_nothing_is_annotated():
-    rec = TrackedVariables()
+    rec = AnnotationSpy()
     q, e = TrackedQueue(rec), TrackedEvent(rec)
     q.put(1)
     q.get()
@@ -168,7 +168,7 @@ def test_outside_a_context_nothing_is_annotated():
 
 
 def test_queue_put_annotates_before_the_item_is_in_get_after_it_left(in_context):
-    rec = TrackedVariables()
+    rec = AnnotationSpy()
     q = TrackedQueue(rec)
     rec.look = lambda: list(q.queue)  # no mutex: put/get hold it while they annotate
     q.put("x")
@@ -179,7 +179,7 @@ def test_queue_put_annotates_before_the_item_is_in_get_after_it_left(in_context)
 
 
 def test_queue_failures_annotate_nothing(in_context):
-    rec = TrackedVariables()
+    rec = AnnotationSpy()
     q = TrackedQueue(rec, maxsize=1)
     q.put(1)
     rec.calls.clear()
@@ -197,7 +197,7 @@ def test_queue_failures_annotate_nothing(in_context):
 
 
 def test_task_done_happens_before_join_on_a_token_of_its_own(in_context):
-    rec = TrackedVariables()
+    rec = AnnotationSpy()
     q = TrackedQueue(rec)
     q.put(1)
     q.get()
@@ -209,7 +209,7 @@ def test_task_done_happens_before_join_on_a_token_of_its_own(in_context):
 
 
 def test_event_set_annotates_before_the_flag_wait_after_a_true_answer_only(in_context):
-    rec = TrackedVariables()
+    rec = AnnotationSpy()
     e = TrackedEvent(rec)
     rec.look = lambda: threading.Event.is_set(e)
     assert e.wait(0.01) is False
@@ -223,7 +223,7 @@ def test_event_set_annotates_before_the_flag_wait_after_a_true_answer_only(in_co
 
 def test_async_queue_and_event_annotations(in_context):
     async def main():
-        rec = TrackedVariables()
+        rec = AnnotationSpy()
         q = TrackedAsyncQueue(rec)
         rec.look = lambda: list(q._queue)
         await q.put("x")
@@ -240,7 +240,7 @@ def test_async_queue_and_event_annotations(in_context):
         assert [c[0] for c in rec.calls] == ["before", "before", "after"]
         assert all(c[1] is not q for c in rec.calls)
 
-        rec2 = TrackedVariables()
+        rec2 = AnnotationSpy()
         e = TrackedAsyncEvent(rec2)
         rec2.look = lambda: asyncio.Event.is_set(e)
         assert e.is_set() is False
@@ -313,7 +313,7 @@ def test_ordering_variants_compose_with_the_tracked_queue(in_context):
     class TrackedLifoQueue(TrackedQueue, queue.LifoQueue):
         pass
 
-    rec = TrackedVariables()
+    rec = AnnotationSpy()
     pq, lq = TrackedPriorityQueue(rec), TrackedLifoQueue(rec)
     for x in (3, 1, 2):
         pq.put(x)
