@@ -202,16 +202,21 @@ class Transport:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.timeout = timeout
-        self._pool: "Optional[urllib3.PoolManager]" = None
+        self._http: "Optional[_Http]" = None
 
     @property
-    def pool(self) -> "urllib3.PoolManager":
-        """The connection pool, made on first use (on a flusher thread: it imports urllib3)."""
-        if self._pool is None:
-            import urllib3
+    def pool(self) -> "urllib3.HTTPConnectionPool":
+        """The connection pool of the endpoint's host (one connection, kept alive), made on
+        first use (on a flusher thread: it imports urllib3)."""
+        return self._prepared().pool
 
-            self._pool = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False)
-        return self._pool
+    def _prepared(self) -> "_Http":
+        """What every request shares, made once: the pool, the path and urllib3's per-request
+        objects. A request goes to the pool directly, as `urllib3.PoolManager` would pass it."""
+        http = self._http
+        if http is None:
+            http = self._http = _Http(self.url)
+        return http
 
     def send(
         self,
@@ -247,22 +252,19 @@ class Transport:
 
     def _request(self, data: bytes, timeout: float) -> Result:
         """One request, classified."""
-        import urllib3
-        from urllib3.exceptions import HTTPError
-
+        http = self._prepared()
         try:
-            resp = self.pool.request(
+            resp = http.pool.urlopen(
                 "POST",
-                self.url,
+                http.path,
                 body=data,
                 headers=self.headers,
-                retries=False,
+                retries=http.no_retries,
                 redirect=False,
-                timeout=urllib3.Timeout(total=max(0.001, timeout)),
+                assert_same_host=False,
+                timeout=http.timeout(timeout),
             )
-        except HTTPError as e:
-            return Result(Outcome.FAILED, None, _describe(e))
-        except OSError as e:  # pragma: no cover - urllib3 wraps socket errors; belt and braces
+        except http.errors as e:  # OSError: urllib3 wraps socket errors; belt and braces
             return Result(Outcome.FAILED, None, _describe(e))
         status = resp.status
         if status == 206:
@@ -288,12 +290,12 @@ class Transport:
         exit if it is still alive then; under gevent that late call fails ("greenlet is being
         finalized") and prints a traceback. Here they are closed now, on the thread that used
         them, and nothing is left for exit."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+        http, self._http = self._http, None
+        if http is None:
             return
+        pool = http.pool
         try:
-            pools = [pool.pools[key] for key in pool.pools.keys()]
-            pool.clear()  # closes every connection of every pool
+            pool.close()  # closes its connections
         except Exception:  # pragma: no cover - closing sockets must never raise
             return
         # A pool can outlive this (an exception's traceback cycle holds it until the cyclic
@@ -301,10 +303,37 @@ class Transport:
         try:
             for finalizer in list(getattr(weakref.finalize, "_registry", {})):
                 info = finalizer.peek()
-                if info is not None and any(info[0] is p for p in pools):
+                if info is not None and info[0] is pool:
                     finalizer.detach()
         except Exception:  # pragma: no cover - a private registry; best effort
             pass
+
+
+class _Http:
+    """urllib3's side of a `Transport`, built once per pool: the pool for the endpoint's
+    scheme, host and port (what `urllib3.PoolManager` would pick for the URL, with the same
+    keyword arguments: one connection, no urllib3 retries), the URL's path and query
+    (``request_uri``), a `Retry` that allows none and redirects none (what urllib3 makes of
+    ``retries=False, redirect=False`` on every call), and the last `urllib3.Timeout` used."""
+
+    def __init__(self, url: str):
+        import urllib3
+        from urllib3.exceptions import HTTPError
+        from urllib3.util import Retry, parse_url
+
+        self.pool = urllib3.connection_from_url(url, maxsize=1, retries=False)
+        self.path = parse_url(url).request_uri
+        self.no_retries = Retry(False, redirect=False)
+        self.errors = (HTTPError, OSError)
+        self._timeout_class = urllib3.Timeout
+        self._timeout: "tuple[float, urllib3.Timeout] | None" = None
+
+    def timeout(self, seconds: float) -> "urllib3.Timeout":
+        """``urllib3.Timeout(total=seconds)`` (at least 1 ms), reused while ``seconds`` is."""
+        cached = self._timeout
+        if cached is None or cached[0] != seconds:
+            cached = self._timeout = (seconds, self._timeout_class(total=max(0.001, seconds)))
+        return cached[1]
 
 
 _INGESTED = re.compile(r"Ingested (\d+) events")
