@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Hashable, List
 
 from . import _auto
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
-from ._location import is_sdk
+from ._location import is_sdk, user_frame
 from ._recording import record_event, strand
 from ._values import text as _text
 from .context import ExecutionContext, strand_context
@@ -149,9 +149,7 @@ def _internal(filename: str) -> bool:
 
 def _new_id(kind: str) -> str:
     """``Kind#n@file:line``: the primitive's number and where the application made it."""
-    frame: Optional[FrameType] = _getframe(1)
-    while frame is not None and is_sdk(frame.f_code.co_filename):
-        frame = frame.f_back
+    frame = user_frame(_getframe(1))
     where = f"@{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame is not None else ""
     return _text(f"{kind}#{next(_counter)}{where}")
 
