@@ -48,7 +48,7 @@ import queue
 import sys
 import threading
 import weakref
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Hashable, List, Literal, Optional, Protocol, Tuple
 
 from . import _auto
