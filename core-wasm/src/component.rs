@@ -77,41 +77,11 @@ impl wit_detector::Guest for Core {
     }
 
     fn observe(records: String, max_events_per_body: u32) -> Result<String, String> {
-        CONFIG.with(|c| {
-            DETECTOR.with(|d| {
-                let config = c.borrow();
-                let unconfigured = ProcessConfig::default();
-                let config = config.as_ref().unwrap_or(&unconfigured);
-                let mut detector = d.borrow_mut();
-                let detector = detector.get_or_insert_with(Detector::default);
-                let out = pipeline::process_batch(
-                    config,
-                    &records,
-                    max_events_per_body as usize,
-                    Some(detector),
-                )?;
-                Ok(out.into_wire())
-            })
-        })
+        observe_with(pipeline::process_batch, &records, max_events_per_body)
     }
 
     fn observe_pickle(records: String, max_events_per_body: u32) -> Result<String, String> {
-        CONFIG.with(|c| {
-            DETECTOR.with(|d| {
-                let config = c.borrow();
-                let unconfigured = ProcessConfig::default();
-                let config = config.as_ref().unwrap_or(&unconfigured);
-                let mut detector = d.borrow_mut();
-                let detector = detector.get_or_insert_with(Detector::default);
-                let out = pipeline::process_pickle(
-                    config,
-                    &records,
-                    max_events_per_body as usize,
-                    Some(detector),
-                )?;
-                Ok(out.into_wire())
-            })
-        })
+        observe_with(pipeline::process_pickle, &records, max_events_per_body)
     }
 
     fn races() -> String {
@@ -121,6 +91,35 @@ impl wit_detector::Guest for Core {
                 .findings_json()
         })
     }
+}
+
+/// `observe` in either form of record batches (`process` reads and encodes one), with the
+/// instance's detector (made on first use) and configuration (an unconfigured default until
+/// `configure`: the detector needs no process identity).
+type Process =
+    fn(&ProcessConfig, &str, usize, Option<&mut Detector>) -> Result<pipeline::Encoded, String>;
+
+fn observe_with(
+    process: Process,
+    records: &str,
+    max_events_per_body: u32,
+) -> Result<String, String> {
+    CONFIG.with(|c| {
+        DETECTOR.with(|d| {
+            let config = c.borrow();
+            let unconfigured = ProcessConfig::default();
+            let config = config.as_ref().unwrap_or(&unconfigured);
+            let mut detector = d.borrow_mut();
+            let detector = detector.get_or_insert_with(Detector::default);
+            let out = process(
+                config,
+                records,
+                max_events_per_body as usize,
+                Some(detector),
+            )?;
+            Ok(out.into_wire())
+        })
+    })
 }
 
 export!(Core);
