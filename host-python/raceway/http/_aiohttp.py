@@ -61,12 +61,6 @@ def _request(original: Callable[..., Any]) -> Callable[..., Any]:
                 kwargs["headers"] = merged
             except Exception as e:
                 call.tracer.warn("headers", e)
-        try:
-            response = await original(self, method, str_or_url, **kwargs)
-        except BaseException as e:
-            call.end(0, e)
-            raise
-        call.end(getattr(response, "status", 0))
-        return response
+        return await call.asend(lambda: original(self, method, str_or_url, **kwargs))
 
     return request

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from contextvars import ContextVar, Token
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Awaitable, Callable, Dict, Iterable, Optional, Tuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import _values
@@ -120,6 +120,9 @@ def _on_delivery_thread() -> bool:
     return threading.current_thread().name.startswith(FLUSHER_THREAD)
 
 
+_R = TypeVar("_R")
+
+
 class Call:
     """A traced call between `begin` and `end`: ``headers`` are the ones to add to it."""
 
@@ -137,6 +140,27 @@ class Call:
         recorder = self.tracer.recorder
         if recorder is not None:
             recorder.record(self.ctx, kind, fields, duration_ns)
+
+    def send(self, request: Callable[[], _R], status: str = "status") -> _R:
+        """``request()``, the library's own call, then `end` with the response's ``status``
+        attribute (0 when it has none), or with the error it raised (raised again)."""
+        try:
+            response = request()
+        except BaseException as e:
+            self.end(0, e)
+            raise
+        self.end(getattr(response, status, 0))
+        return response
+
+    async def asend(self, request: Callable[[], Awaitable[_R]], status: str = "status") -> _R:
+        """`send` for a coroutine-returning call."""
+        try:
+            response = await request()
+        except BaseException as e:
+            self.end(0, e)
+            raise
+        self.end(getattr(response, status, 0))
+        return response
 
     def end(self, status: object = 0, error: Optional[BaseException] = None) -> None:
         """The library returned a response with ``status``, or raised ``error``. Records the

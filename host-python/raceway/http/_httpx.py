@@ -44,13 +44,7 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
         if call is None:
             return original(self, request, **kwargs)
         request = _traced(call, request)
-        try:
-            response = original(self, request, **kwargs)
-        except BaseException as e:
-            call.end(0, e)
-            raise
-        call.end(response.status_code)
-        return response
+        return call.send(lambda: original(self, request, **kwargs), "status_code")
 
     return send
 
@@ -63,12 +57,6 @@ def _asend(original: Callable[..., Any]) -> Callable[..., Any]:
         if call is None:
             return await original(self, request, **kwargs)
         request = _traced(call, request)
-        try:
-            response = await original(self, request, **kwargs)
-        except BaseException as e:
-            call.end(0, e)
-            raise
-        call.end(response.status_code)
-        return response
+        return await call.asend(lambda: original(self, request, **kwargs), "status_code")
 
     return send

@@ -33,13 +33,7 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
                 request = traced
             except Exception as e:
                 call.tracer.warn("headers", e)
-        try:
-            response = original(self, request, **kwargs)
-        except BaseException as e:
-            call.end(0, e)
-            raise
-        call.end(getattr(response, "status_code", 0))
-        return response
+        return call.send(lambda: original(self, request, **kwargs), "status_code")
 
     return send
 

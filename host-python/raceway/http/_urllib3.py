@@ -50,13 +50,7 @@ def _manager_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
             merged = _with(call, headers)
             if merged is not None:
                 kw["headers"] = merged
-        try:
-            response = original(self, method, url, redirect, **kw)
-        except BaseException as e:
-            call.end(0, e)
-            raise
-        call.end(getattr(response, "status", 0))
-        return response
+        return call.send(lambda: original(self, method, url, redirect, **kw))
 
     return urlopen
 
@@ -73,13 +67,7 @@ def _pool_urlopen(original: Callable[..., Any]) -> Callable[..., Any]:
             merged = _with(call, given)
             if merged is not None:
                 headers = merged
-        try:
-            response = original(self, method, url, body, headers, *args, **kw)
-        except BaseException as e:
-            call.end(0, e)
-            raise
-        call.end(getattr(response, "status", 0))
-        return response
+        return call.send(lambda: original(self, method, url, body, headers, *args, **kw))
 
     return urlopen
 
