@@ -59,10 +59,7 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     # contexts and states are collected by C-level passes, and json's C encoder writes each
     # record as it is, calling the table's `dict.__getitem__` (a C function) for the two objects
     # it cannot write, which become indexes into the tables.
-    contexts = list(dict.fromkeys(map(_context_of, records)))
-    states = list(dict.fromkeys(map(_state_of, records)))
-    index: Dict[Any, int] = {obj: i for i, obj in enumerate(contexts)}
-    index.update((obj, i) for i, obj in enumerate(states))
+    contexts, states, index = _tables(records)
     # No check for reference cycles (it costs a dict insert and delete per tuple, ~0.25 µs per
     # record): user values are snapshots, copied acyclic on the hot path (`_values`), and a
     # cycle would still end in RecursionError, which `encode_safely` handles.
@@ -72,8 +69,23 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     if _has_big_int(records) or ("\\ud" in events and _has_lone_surrogate(records)):
         return _encode_sanitized(records)
     context_rows = _dumps([_context_row(c) for c in contexts])
-    state_rows = _dumps([{"clock": s.clock, "locks": s.locks} for s in states])
+    state_rows = _dumps([_state_row(s) for s in states])
     return f'{{"contexts":{context_rows},"states":{state_rows},"events":{events}}}'
+
+
+def _tables(records: Sequence[Record]) -> Tuple[List[ExecutionContext], List[Any], Dict[Any, int]]:
+    """The batch's distinct contexts and states, in order of first use, and each one's index
+    in its table (both forms write a record's context and state as these indexes). C-level
+    passes only: no Python function is called per record."""
+    contexts = list(dict.fromkeys(map(_context_of, records)))
+    states = list(dict.fromkeys(map(_state_of, records)))
+    index: Dict[Any, int] = {obj: i for i, obj in enumerate(contexts)}
+    index.update((obj, i) for i, obj in enumerate(states))
+    return contexts, states, index
+
+
+def _state_row(state: Any) -> Dict[str, Any]:
+    return {"clock": state.clock, "locks": state.locks}
 
 
 _fields_of = itemgetter(9)
@@ -141,7 +153,7 @@ def _encode_sanitized(records: Sequence[Record]) -> str:
         si = states.get(state)
         if si is None:
             si = states[state] = len(state_table)
-            state_table.append({"clock": state.clock, "locks": state.locks})
+            state_table.append(_state_row(state))
         events.append((ci, si, seq, prev, nanos, duration, valid_text(file), line, kind, tuple(map(_settled, fields))))
     try:
         return _dumps({"contexts": context_table, "states": state_table, "events": events})
@@ -221,13 +233,10 @@ def encode_pickle(records: Sequence[Record]) -> Optional[str]:
     refuses a batch with anything `encode` would settle first (an int beyond 64 bits, a lone
     surrogate, NaN or an infinity, a dict key that is not a string): so a pickled batch gives
     exactly the answer of its JSON form, and one the core refuses is sent as JSON."""
-    contexts = list(dict.fromkeys(map(_context_of, records)))
-    states = list(dict.fromkeys(map(_state_of, records)))
-    index: Dict[Any, int] = {obj: i for i, obj in enumerate(contexts)}
-    index.update((obj, i) for i, obj in enumerate(states))
+    contexts, states, index = _tables(records)
     batch = {
         "contexts": [_context_row(c) for c in contexts],
-        "states": [{"clock": s.clock, "locks": s.locks} for s in states],
+        "states": [_state_row(s) for s in states],
         "events": records,
     }
     out = io.BytesIO()
