@@ -15,7 +15,8 @@ import weakref
 from typing import Any, Awaitable, Callable, Dict, Generator, Optional, Type, TypeVar
 
 from ._client_protocol import ClientLike
-from ._joins import Joins, collecting_context, fork_child, running_loop, warn_once_per_process
+from ._joins import Joins, collecting_context, fork_child, running_loop
+from ._recorder import warn_once_per_process
 from ._threads import ContextAwareThreadPoolExecutor
 from .context import current_var as _current
 from .context import strand_context

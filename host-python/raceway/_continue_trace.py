@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Optional, Tuple, Union
 
 from ._client_protocol import ClientLike
 from ._incoming import context_from_headers, gather
-from ._joins import warn_once_per_process
+from ._recorder import warn_once_per_process
 from .context import ExecutionContext, enter, leave
 
 Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]

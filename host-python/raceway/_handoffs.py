@@ -8,7 +8,7 @@ import contextvars
 import functools
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from ._joins import warn_once_per_process
+from ._recorder import warn_once_per_process
 from .context import ExecutionContext, strand_context
 from .context import current_var as _current
 

@@ -12,23 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any, List, Optional, Set
+from typing import List, Optional
 
 from ._client_protocol import ClientLike
+from ._recorder import warn_once_per_process
 from .context import ExecutionContext, current_task, strand_context
 from .context import current_var as _current
 
 log = logging.getLogger("raceway")
-
-_warned: Set[str] = set()
-
-
-def warn_once_per_process(key: str, msg: str, *args: Any) -> None:
-    """Logs ``msg % args`` at ERROR the first time ``key`` is seen in this process (the
-    context machinery has no client to warn through; `raceway._recorder.warn_once` is per client)."""
-    if key not in _warned:
-        _warned.add(key)
-        log.error(msg, *args)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -162,3 +162,15 @@ def warn_once(client: object, key: str, msg: str, *args: Any) -> None:
         recorder.warn_once(key, msg, *args)
     else:
         log.error(msg, *args)
+
+
+_warned_in_process: Set[str] = set()
+
+
+def warn_once_per_process(key: str, msg: str, *args: Any, level: int = logging.ERROR) -> None:
+    """Logs ``msg % args`` at ``level`` the first time ``key`` is seen in this process: for the
+    context machinery and helpers that have no client to warn through (`warn_once` is the
+    per-client one)."""
+    if key not in _warned_in_process:
+        _warned_in_process.add(key)
+        log.log(level, msg, *args)

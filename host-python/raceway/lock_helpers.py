@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Set
+from typing import Any
 
 from ._client_protocol import ClientLike
+from ._recorder import warn_once_per_process
 from .context import get_context
 
 log = logging.getLogger("raceway")
-_warned: Set[str] = set()
 
 
 class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context manager
@@ -71,13 +71,14 @@ class tracked_lock:  # noqa: N801 - the reference SDK's name, used as a context 
         self.__exit__(*exc)
 
     def _record_acquire(self) -> None:
-        if get_context() is None and "outside" not in _warned:
-            _warned.add("outside")
-            log.warning(
+        if get_context() is None:
+            warn_once_per_process(
+                "tracked-lock-outside",
                 "raceway: tracked_lock(%r) outside an execution context: the lock is taken, nothing is "
                 "recorded (the reference SDK raises RuntimeError here; open a context with client.trace() "
                 "or the middleware to record it)",
                 self.lock_id,
+                level=logging.WARNING,
             )
         try:
             self.client.track_lock_acquire(self.lock_id, self.lock_type)

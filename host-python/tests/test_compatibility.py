@@ -54,11 +54,11 @@ def warnings_of(caplog) -> List[str]:
 @pytest.fixture
 def fresh_warnings(monkeypatch):
     """The one-per-process warnings, as if this were the process's first time."""
+    import raceway._recorder
     import raceway.context
-    import raceway.lock_helpers
 
     monkeypatch.setattr(raceway.context, "_derived_warned", set())
-    monkeypatch.setattr(raceway.lock_helpers, "_warned", set())
+    monkeypatch.setattr(raceway._recorder, "_warned_in_process", set())
 
 
 # -- decorators ---------------------------------------------------------------------------------
