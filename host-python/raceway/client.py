@@ -120,7 +120,6 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         # The hot path reads these as attributes of the client (a lookup less than through the
         # recorder); each is the recorder's own object or constant for the client's whole life.
         self._queue = recorder.queue
-        self._queue_limit = recorder.limit
         self._wake_at = recorder.wake_at
         self._stack_depth = recorder.stack_depth
         self._pressure = recorder.pressure
