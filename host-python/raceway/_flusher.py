@@ -93,11 +93,15 @@ class Flusher:
         process: Optional[Dict[str, Any]] = None,
         spool: Optional[Spool] = None,
         pickle: bool = True,
+        max_batch_size: Optional[int] = None,
     ):
         self.queue = queue
         self.core = core
         self.transport = transport
         self.batch_size = batch_size
+        self.max_batch_size = max(batch_size, max_batch_size or batch_size)
+        """Events a body may carry when more than ``batch_size`` records are encoded at once
+        (`Config.max_batch_size`)."""
         self.interval = interval
         self.stats = stats
         self.chunk = chunk
@@ -374,17 +378,24 @@ class Flusher:
         Each part goes to the core in the pickle form when it can (`_encode_pickled`), else
         in the JSON form, which gives the same answer (docs/record-format.md)."""
         self.stats.add(recorded=len(records))
-        per_call = _records.part_size(self.batch_size)
+        per_body = self.body_events(len(records))
+        per_call = _records.part_size(per_body)
         for start in range(0, len(records), per_call):
             part = records[start : start + per_call]
-            encoded = self._encode_pickled(part) if self.pickle else None
+            encoded = self._encode_pickled(part, per_body) if self.pickle else None
             if encoded is not None:
                 self._place(part, encoded)
                 continue
             for text, piece in _records.encode_parts(part, per_call):
-                self._place(piece, self._encode_part(text, piece))
+                self._place(piece, self._encode_part(text, piece, per_body))
 
-    def _encode_pickled(self, part: Sequence[Record]) -> Optional[EncodedBatch]:
+    def body_events(self, waiting: int) -> int:
+        """Events per body when ``waiting`` records are encoded together: ``batch_size`` while
+        the sender keeps up, up to ``max_batch_size`` when more wait (fewer requests for the
+        same events: a request's CPU cost barely depends on its size)."""
+        return min(self.max_batch_size, max(self.batch_size, waiting))
+
+    def _encode_pickled(self, part: Sequence[Record], per_body: int) -> Optional[EncodedBatch]:
         """One core call for a part in the pickle form; None when the part cannot be pickled
         or the core does not read this pickle (it then has used nothing of it): the caller
         sends the JSON form."""
@@ -393,8 +404,8 @@ class Flusher:
             return None
         try:
             if self.detect:
-                return self.core.observe_pickle(data, self.batch_size if self.transport is not None else 0)
-            return self.core.encode_batch_pickle(data, self.batch_size)
+                return self.core.observe_pickle(data, per_body if self.transport is not None else 0)
+            return self.core.encode_batch_pickle(data, per_body)
         except CoreTrap:
             raise
         except CoreError as e:
@@ -424,28 +435,28 @@ class Flusher:
         for body, n in zip(encoded["bodies"], counts, strict=True):  # one body per count
             self.backlog.push(body, n)
 
-    def _encode_part(self, text: str, part: Sequence[Record]) -> Optional[EncodedBatch]:
+    def _encode_part(self, text: str, part: Sequence[Record], per_body: int) -> Optional[EncodedBatch]:
         try:
-            return self._process(text)
+            return self._process(text, per_body)
         except CoreTrap:
             raise
         except CoreError as e:
             try:  # once more with every value converted: a value the fast path let through
-                return self._process(_records.encode(part, sanitize=True))
+                return self._process(_records.encode(part, sanitize=True), per_body)
             except CoreTrap:
                 raise
             except Exception as e2:
                 self._log_once("encode", "raceway: could not encode %d events: %s / %s", len(part), e, e2)
                 return None
 
-    def _process(self, text: str) -> EncodedBatch:
+    def _process(self, text: str, per_body: int) -> EncodedBatch:
         """One core call for a part: the detector sees it (when on) and bodies are made only
         when there is a server to send them to. The events file gets the records the core
         accepted."""
         if self.detect:
-            encoded = self.core.observe(text, self.batch_size if self.transport is not None else 0)
+            encoded = self.core.observe(text, per_body if self.transport is not None else 0)
         else:
-            encoded = self.core.encode_batch(text, self.batch_size)
+            encoded = self.core.encode_batch(text, per_body)
         if self.sink is not None:
             self.sink.write(self.process, text)
         return encoded

@@ -199,6 +199,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
             sink=sink,
             process=self._process_config(),
             spool=spool,
+            max_batch_size=config.max_batch_size,
         ).start()
         self._recorder.wake = self._flusher.wake
 

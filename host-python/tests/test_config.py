@@ -25,6 +25,8 @@ from raceway.config import MAX_NAME, Settings
     ("api_key", "key\r\nX-Injected: 1", "printable ASCII"),
     ("batch_size", 0, "from 1"),
     ("batch_size", True, "int"),
+    ("max_batch_size", 0, "from 1"),
+    ("max_batch_size", 2.5, "int"),
     ("max_queue_size", -5, "from 1"),
     ("retries", 1000, "to 100"),
     ("flush_interval", float("nan"), "seconds"),
