@@ -44,6 +44,7 @@ from . import _records
 from ._backlog import CHUNK, Backlog
 from ._core import CoreError, CoreInstance, CoreTrap
 from ._core_types import EncodedBatch
+from ._priority import current_nice, lower_this_thread
 from ._records import Record
 from ._sink import EventsFile
 from ._spool import Claim, Spool, SpoolError
@@ -94,6 +95,7 @@ class Flusher:
         spool: Optional[Spool] = None,
         pickle: bool = True,
         max_batch_size: Optional[int] = None,
+        nice: Optional[int] = None,
     ):
         self.queue = queue
         self.core = core
@@ -124,7 +126,11 @@ class Flusher:
         self.backoff = transport.policy.schedule() if transport is not None else None
         self.final_backoff = transport.policy.final().schedule() if transport is not None else None
         self.pacer = Pacer()
-        self.sender = Sender(transport) if transport is not None else None
+        self.nice = nice
+        """Added to the application's nice value for the flusher and the sender
+        (`Config.background_nice`); the base is taken here, on the application's thread."""
+        self.base_nice = current_nice()
+        self.sender = Sender(transport, nice) if transport is not None else None
         self.wake = threading.Event()
         """Set by the hot path (the log reached a batch), `flush` and `stop`."""
         self._halt = threading.Event()  # set by `stop`: ends a backoff early
@@ -170,6 +176,7 @@ class Flusher:
     # The worker
     # ------------------------------------------------------------------------------------------
     def _run(self) -> None:
+        lower_this_thread(self.nice, self.base_nice)
         ok = True
         try:
             while True:

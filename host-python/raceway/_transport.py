@@ -34,6 +34,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
+from ._priority import current_nice, lower_this_thread
+
 if TYPE_CHECKING:
     import urllib3
     from urllib3.util.retry import Retry
@@ -362,8 +364,11 @@ class Sender:
     cannot be interrupted). An abandoned request finishes (or times out) by itself and its
     answer is ignored; the body it carried was spooled or counted by then."""
 
-    def __init__(self, transport: Transport):
+    def __init__(self, transport: Transport, nice: Optional[int] = None):
         self.transport = transport
+        self.nice = nice
+        """Added to the application's nice value for the sending thread (`raceway._priority`)."""
+        self.base_nice = current_nice()
         self._cond = threading.Condition()
         self._job: Optional[Job] = None
         self._closed = False
@@ -387,6 +392,7 @@ class Sender:
             return self._job is not None
 
     def _run(self) -> None:
+        lower_this_thread(self.nice, self.base_nice)
         while True:
             with self._cond:
                 while self._job is None and not self._closed:

@@ -200,6 +200,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
             process=self._process_config(),
             spool=spool,
             max_batch_size=config.max_batch_size,
+            nice=config.background_nice,
         ).start()
         self._recorder.wake = self._flusher.wake
 

@@ -111,6 +111,12 @@ class Config:
     (docs/delivery.md). Set it to ``batch_size`` for requests of exactly ``batch_size``. Taken
     as ``batch_size`` when smaller. 500 events are ~340 KB, 5% of the Raceway server's ingest
     queue (10,000 events)."""
+    background_nice: int = 10
+    """Added to the nice value of the SDK's background threads (the flusher, which encodes and
+    detects, and the HTTP sender), on Linux: when the application and the SDK both want the
+    CPU, the application gets it first, and what the SDK cannot keep up with waits in the
+    bounded queue (``max_queue_size``). 0 leaves them at the application's priority. See
+    raceway/_priority.py and docs/delivery.md."""
 
     def __post_init__(self) -> None:
         """Checks every field, so nothing accepted here can fail later (a name the headers
@@ -131,6 +137,7 @@ class Config:
             check_text(value, f"Config.tags[{key!r}]", MAX_TAG_VALUE, empty=True)
         _whole(self, "batch_size", 1, MAX_BATCH_SIZE)
         _whole(self, "max_batch_size", 1, MAX_BATCH_SIZE)
+        _whole(self, "background_nice", 0, 19)
         _whole(self, "max_queue_size", 1, 10**8)
         _whole(self, "max_stack_frames", 1, 1000)
         _whole(self, "retries", 0, 100)

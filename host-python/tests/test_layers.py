@@ -32,7 +32,7 @@ LAYERS: List[Tuple[str, List[str]]] = [
         "_fastcall", "_core_types", "_core",
     ]),
     ("foundations: values, locations, contexts, configuration, delivery parts", [
-        "_values", "_location", "_headers", "_stats", "_spool", "_backlog", "_sink", "_transport",
+        "_values", "_location", "_headers", "_stats", "_priority", "_spool", "_backlog", "_sink", "_transport",
         "_annotations", "races", "config", "types", "context",
     ]),
     ("pipeline and findings: the flusher's side, the detector, reports", [
