@@ -44,7 +44,7 @@ from ._core_types import (
     OutgoingTemplateJSON,
     ProcessConfigJSON,
 )
-from ._fastcall import CallError, make_caller
+from ._fastcall import CallError, make_caller, make_fuel_setter
 
 log = logging.getLogger("raceway")
 
@@ -116,6 +116,16 @@ every kind of answer: a string, an ``ok`` result, an ``err`` result, bytes."""
 
 BODIES = ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
 """The calls that answer request bodies: kept as ``bytes`` (see `encode_batch`)."""
+
+HOLD_GIL = ("parse-incoming", "encode-outgoing", "outgoing-template")
+"""The calls that keep the GIL (for inputs up to `raceway._fastcall.HOLD_GIL_MAX_BYTES`): the
+header codecs, a few microseconds each, made on application threads per request or per
+outgoing call. Releasing the GIL for them offers it to whichever thread wants it (the sender,
+busy encoding), and the request then waits to get it back. Every other call (batches, the
+detector, reading races: up to milliseconds, on the sender's thread) releases it, so the
+application runs beside them. (Measured with `make bench`'s middleware rows: no change in
+the mean or the tail there, where the sender's own switches dominate; it removes a wait from
+the request path, not a cost.)"""
 
 _said: Set[str] = set()
 
@@ -280,7 +290,8 @@ class CoreInstance:
                     raise CoreError(f"component does not export {iface}#{name}")
                 self._funcs[name] = func
                 # Bodies stay bytes: they go to the network as bytes (see encode_batch).
-                self._fast[name] = make_caller(func, self._store, raw=name in BODIES)
+                self._fast[name] = make_caller(func, self._store, raw=name in BODIES, hold_gil=name in HOLD_GIL)
+        self._set_fuel: Callable[[int], None] = make_fuel_setter(self._store) or self._store.set_fuel
         self._check_direct_calls()
 
     def _check_direct_calls(self) -> None:
@@ -341,7 +352,7 @@ class CoreInstance:
             return self._call_public(name, *args, fuel=fuel)
         with self._lock:
             try:
-                self._store.set_fuel(fuel if fuel is not None else self._fuel(args))
+                self._set_fuel(fuel if fuel is not None else self._fuel(args))
                 return fast(*args)
             except CallError as e:
                 raise CoreError(f"core refused {name}: {e}") from None

@@ -81,8 +81,8 @@ def test_a_direct_caller_that_disagrees_with_the_api_is_turned_off_with_one_warn
 
     real = _fastcall.make_caller
 
-    def corrupting(func, store, raw=False):
-        caller = real(func, store, raw=raw)
+    def corrupting(func, store, **options):
+        caller = real(func, store, **options)
         if caller is None:
             return None
 
@@ -110,8 +110,8 @@ def test_a_direct_caller_that_raises_is_turned_off(monkeypatch):
 
     real = _fastcall.make_caller
 
-    def broken(func, store, raw=False):
-        caller = real(func, store, raw=raw)
+    def broken(func, store, **options):
+        caller = real(func, store, **options)
         if caller is None:
             return None
 
