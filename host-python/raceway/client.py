@@ -30,18 +30,16 @@ from ._client_propagation import Propagation
 from ._client_races import RaceQueries
 from ._core import CoreInstance, Runtime
 from ._flusher import Flusher
-from ._location import by_offset as _by_offset
-from ._location import getframe
+from ._location import by_offset, getframe
 from ._location import locate as _locate
 from ._location import stack as _stack
 from ._recorder import EventRecorder
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from .config import Config, Settings
-from .context import ExecutionContext, set_identity, strand_context
+from .context import ExecutionContext, current_var, set_identity, strand_context
 from .context import claim as _claim
 from .context import current_task as _task
-from .context import current_var as _current
 from .context import enter as enter_context
 from .context import leave as leave_context
 from .lock_helpers import tracked_lock as TrackedLock
@@ -52,6 +50,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _ident = threading.get_ident
+# Bound methods taken once. A call on a name bound by an import compiles to LOAD_ATTR, not
+# LOAD_METHOD, in CPython 3.11-3.12 (the compiler assumes a module): it would make a bound
+# method object on every call, ~40 ns each on the hot path (test_hot_path_bytecode.py).
+_current_get = current_var.get
+_by_offset_get = by_offset.get
 log = logging.getLogger("raceway")
 
 _ACCESS = {name: name for name in ("Read", "Write", "AtomicRead", "AtomicWrite", "AtomicRMW")}
@@ -241,7 +244,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
     def track_state_change(self, variable: str, old_value: Any, new_value: Any, access_type: str = "Write") -> None:
         """Records a read or write of shared state (``access_type``: Read, Write, AtomicRead,
         AtomicWrite, AtomicRMW; any case)."""
-        ctx = _current.get()
+        ctx = _current_get()
         if ctx is None:
             return self._outside("track_state_change")
         if ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
@@ -256,7 +259,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         if new_value.__class__ not in _PLAIN:
             new_value = _snapshot(new_value)
         f = getframe(1)
-        where = _by_offset.get(f.f_lasti)
+        where = _by_offset_get(f.f_lasti)
         depth = self._stack_depth
         if where is None or where[3] is not f.f_code:  # not the cached site: new, or an SDK caller
             where = _locate(f)
@@ -288,7 +291,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
 
     def track_function_call(self, function_name: str, args: Any = None, duration_ns: Optional[int] = None) -> None:
         """Records a call of ``function_name`` with ``args`` (any value; converted if needed)."""
-        ctx = _current.get()
+        ctx = _current_get()
         if ctx is None:
             return self._outside("track_function_call")
         if ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
@@ -302,7 +305,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         if duration_ns is not None:
             duration_ns = _non_negative_int(duration_ns, "duration_ns")
         f = getframe(1)
-        where = _by_offset.get(f.f_lasti)
+        where = _by_offset_get(f.f_lasti)
         if where is None or where[3] is not f.f_code:
             where = _locate(f)
         seq = ctx.seq + 1
