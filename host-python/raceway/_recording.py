@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any, Dict, Optional, Set, Tuple
 
@@ -56,6 +57,10 @@ read of its structure and of its first `WHOLE_ITEMS` items."""
 
 _ident = threading.get_ident
 _task = current_task
+_time_ns = time.time_ns
+# Bound methods taken once (a call through an imported name would make one per call).
+_current_get = _current.get
+_by_offset_get = _by_offset.get
 _SCALARS = frozenset({int, float, bool, type(None), str})
 _PLAIN = frozenset({int, float, bool, type(None)})
 _getframe = sys._getframe
@@ -118,7 +123,13 @@ class TrackedVariables:
 
 def emit(rec: TrackedVariables, var: str, old: Any, new: Any, access: str) -> None:
     """Records one access of ``rec``'s object on the calling strand (nothing outside any
-    strand, or with no client). The location is the first frame outside the SDK."""
+    strand, or with no client). The location is the first frame outside the SDK.
+
+    The one path every tracked access takes, so it is written flat: for a scalar value and a
+    `RacewayClient`, the record is appended here, in the lines ``track_state_change`` uses
+    (no further call but the clock's), located at ``emit``'s caller's caller (the application's
+    frame when the SDK's method that calls ``emit`` was called by the application: a cached
+    site then; else the first frame outside the SDK, walked to)."""
     client = rec.client
     log = rec.log
     if client is None:
@@ -128,7 +139,7 @@ def emit(rec: TrackedVariables, var: str, old: Any, new: Any, access: str) -> No
         log = _auto.recorder
     if busy and _ident() in busy:
         return
-    ctx = _current.get()
+    ctx = _current_get()
     if ctx is None or ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
         ctx = _auto.ensure()
         if ctx is None:
@@ -141,17 +152,60 @@ def emit(rec: TrackedVariables, var: str, old: Any, new: Any, access: str) -> No
     elif access == "Write":
         old = bases.pop((ctx, var), None)  # None: a blind write, not judged
     try:
-        if new.__class__ in _SCALARS and old.__class__ in _SCALARS:
-            _record(log, client, ctx, var, old, new, access)
+        if log is None or new.__class__ not in _PLAIN or old.__class__ not in _PLAIN:
+            _emit_slowly(log, client, ctx, var, old, new, access)
             return
-        ident = _ident()
-        busy.add(ident)  # converting a value may run its code: that is not the application's
-        try:
-            _record(log, client, ctx, var, _plain(old), _plain(new), access)
-        finally:
-            busy.discard(ident)
+        if not log.active:
+            return
+        # emit <- the SDK's method <- (the application, or more of the SDK's frames)
+        f = _getframe(2)
+        where = _by_offset_get(f.f_lasti)
+        depth = log.stack_depth
+        if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
+            app, where = _located(f)
+            stack = where[5] if depth == 1 else _stack(app, depth) if depth and app is not None else ()
+        elif depth == 1:  # the default: the access's own frame, already found
+            stack = where[5]
+        else:
+            stack = (where[4],) + _stack(f.f_back, depth - 1) if depth else ()
+        seq = ctx.seq + 1
+        prev = ctx.last
+        ctx.seq = ctx.last = seq
+        q = log.queue
+        if len(q) >= log.wake_at:
+            log.pressure(len(q))
+        q.append(
+            (
+                ctx,
+                ctx.state,
+                seq,
+                prev,
+                _time_ns(),
+                None,
+                where[0],
+                where[1],
+                "StateChange",
+                (var, old, new, access, stack),
+            )
+        )
     except Exception:  # never raise into the application
         pass
+
+
+def _emit_slowly(
+    log: Optional[EventRecorder], client: StateTracker, ctx: ExecutionContext, var: str, old: Any, new: Any, access: str
+) -> None:
+    """`emit`'s other cases: a value that is not a plain scalar (a string, a tracked object,
+    anything converted), or a client without a recorder (a test double: it gets the call)."""
+    if new.__class__ in _SCALARS and old.__class__ in _SCALARS:
+        _record(log, client, ctx, var, old, new, access)
+        return
+    ident = _ident()
+    busy.add(ident)  # converting a value may run its code: that is not the application's
+    try:
+        _record(log, client, ctx, var, _plain(old), _plain(new), access)
+    finally:
+        busy.discard(ident)
 
 
 def _record(
@@ -161,14 +215,12 @@ def _record(
 
     With the client's recorder (``log``: a `RacewayClient`'s) the record is appended here, as
     ``track_state_change`` appends it, with the location and stack taken from the first frame
-    outside the SDK (found directly: ``track_state_change`` would look for it from its own
-    caller, an SDK frame whose site it cannot cache, and pay for the walk on every access).
-    Without one (a test double) the client gets the call."""
+    outside the SDK. Without one (a test double) the client gets the call."""
     if log is None:
         client.track_state_change(var, old, new, access)
         return
-    # _record <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
-    f = _getframe(3)
+    # _record <- _emit_slowly <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
+    f = _getframe(4)
     app: Optional[FrameType] = f
     where = _by_offset.get(f.f_lasti)
     if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
@@ -180,6 +232,11 @@ def _record(
     if new.__class__ not in _PLAIN:
         new = _snapshot(new)
     log.append(ctx, where, "StateChange", (var, old, new, access, stack))
+
+
+def site_from(f: FrameType) -> Site:
+    """The site of the first application frame from ``f`` outwards (`_location`'s caches)."""
+    return _located(f)[1]
 
 
 def _located(f: FrameType) -> Tuple[Optional[FrameType], Site]:

@@ -47,16 +47,19 @@ import os
 import queue
 import sys
 import threading
+import time
 import weakref
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Hashable, List, Literal, Optional, Protocol, Tuple
 
 from . import _auto
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
+from ._location import by_offset as _by_offset
 from ._location import is_sdk, user_frame
-from ._recording import record_event, strand
+from ._recording import record_event, site_from, strand
 from ._values import text as _text
-from .context import ExecutionContext, strand_context
+from .context import ExecutionContext, State, current_task, strand_context
+from .context import current_var as _current
 from .sync import AsyncEventEdges, AsyncQueueEdges, ThreadEventEdges, ThreadQueueEdges
 
 if TYPE_CHECKING:
@@ -76,6 +79,12 @@ _LOCK_TYPE = type(_raw_lock())
 _RLOCK_TYPE = type(_raw_rlock())
 _counter = itertools.count(1)
 _getframe = sys._getframe
+_ident = threading.get_ident
+_task = current_task
+_time_ns = time.time_ns
+# Bound methods taken once (a call through an imported name would make one per call).
+_current_get = _current.get
+_by_offset_get = _by_offset.get
 
 
 class _RawLock(Protocol):
@@ -168,36 +177,97 @@ def _strand() -> Optional[Tuple[ClientLike, ExecutionContext]]:
     return (client, ctx) if ctx is not None else None
 
 
-def _acquired(lock_id: str) -> None:
-    found = _strand()
-    if found is None:
+MAX_CACHED_STATES = 4096
+"""States remembered by `_edge` per (state, lock) (past it the cache starts over)."""
+_holding: Dict[Tuple[State, str], State] = {}
+"""``(state, lock id) -> that state holding the lock too``: the acquire's state."""
+_unholding: Dict[Tuple[State, str], State] = {}
+"""``(the acquire's state, lock id) -> the state before it``: what the release goes back to."""
+
+
+def _edge(lock_id: str, acquire: bool, depth: int) -> None:
+    """Records the calling strand's acquisition (``acquire``) or release of ``lock_id``,
+    located at the first application frame from ``depth`` frames up (``1``: the caller).
+
+    One call per lock operation, the record appended here. The context's state holds the lock
+    from the acquire to the release (the ``LockAcquire`` event's state holds it, the
+    ``LockRelease`` event's too), as `RacewayClient.track_lock_acquire` keeps it; a state is
+    immutable, so the acquire's state for a given state and lock, and the state a release goes
+    back to, are made once and reused: a loop that takes a lock a thousand times records two
+    states, not two thousand (each distinct state is a row of the batch for the core)."""
+    if not _on:
         return
-    client, ctx = found
+    client = _auto.client
+    if client is None:
+        return
+    ctx = _current_get()
+    if ctx is None or ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
+        ctx = _auto.ensure()
+        if ctx is None:
+            return
     try:
         log = _auto.recorder  # the client's recorder: None for a client that is not a RacewayClient
         if log is None:
-            client.track_lock_acquire(lock_id, "Mutex")
-        elif log.active:
-            ctx.hold(lock_id)  # the acquire's state holds the lock (as track_lock_acquire)
-            record_event(client, ctx, "LockAcquire", (lock_id, "Mutex"))
+            if acquire:
+                client.track_lock_acquire(lock_id, "Mutex")
+            else:
+                client.track_lock_release(lock_id, "Mutex")
+            return
+        if not log.active:
+            return
+        f = _getframe(depth + 1)
+        where = _by_offset_get(f.f_lasti)
+        if where is None or where[3] is not f.f_code:  # not the cached site: new, or an SDK frame
+            where = site_from(f)
+        state = ctx.state
+        if acquire:
+            key = (state, lock_id)
+            held = _holding.get(key)
+            if held is None:
+                if len(_holding) >= MAX_CACHED_STATES:
+                    _holding.clear()
+                    _unholding.clear()
+                held = _holding[key] = State(state.clock, state.locks + (lock_id,))
+                _unholding[(held, lock_id)] = state
+            ctx.state = state = held
+        seq = ctx.seq + 1
+        prev = ctx.last
+        ctx.seq = ctx.last = seq
+        q = log.queue
+        if len(q) >= log.wake_at:
+            log.pressure(len(q))
+        q.append(
+            (
+                ctx,
+                state,
+                seq,
+                prev,
+                _time_ns(),
+                None,
+                where[0],
+                where[1],
+                "LockAcquire" if acquire else "LockRelease",
+                (lock_id, "Mutex"),
+            )
+        )
+        if not acquire:
+            before = _unholding.get((state, lock_id))
+            if before is not None:
+                ctx.state = before
+            else:
+                ctx.unhold(lock_id)
     except Exception:  # never raise into the application
         pass
 
 
+def _acquired(lock_id: str) -> None:
+    """`_edge` of an acquisition, for a caller called by the application."""
+    _edge(lock_id, True, 2)
+
+
 def _released(lock_id: str) -> None:
-    found = _strand()
-    if found is None:
-        return
-    client, ctx = found
-    try:
-        log = _auto.recorder
-        if log is None:
-            client.track_lock_release(lock_id, "Mutex")
-        elif log.active:
-            record_event(client, ctx, "LockRelease", (lock_id, "Mutex"))
-            ctx.unhold(lock_id)
-    except Exception:
-        pass
+    """`_edge` of a release, for a caller called by the application."""
+    _edge(lock_id, False, 2)
 
 
 def _held(lock_id: str) -> int:
@@ -257,22 +327,28 @@ class _TracedLock:
         self._raw: _RawLock = raw if raw is not None else _raw_lock()  # type: ignore[assignment]
         self._raceway_id = lock_id or _new_id("Lock")
 
+    # Each method records with one call (`_edge`), located at its caller.
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         ok = self._raw.acquire(blocking, timeout)
-        if ok:
-            _acquired(self._raceway_id)
+        if ok and _on:
+            _edge(self._raceway_id, True, 1)
         return ok
 
     def release(self) -> None:
-        if self._raw.locked():
-            _released(self._raceway_id)  # before: the next acquire must come after it
+        if _on and self._raw.locked():
+            _edge(self._raceway_id, False, 1)  # before: the next acquire must come after it
         self._raw.release()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        ok = self._raw.acquire()
+        if _on:
+            _edge(self._raceway_id, True, 1)
+        return ok
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        if _on and self._raw.locked():
+            _edge(self._raceway_id, False, 1)
+        self._raw.release()
 
     def locked(self) -> bool:
         return self._raw.locked()
@@ -300,20 +376,26 @@ class _TracedRLock:
         ok = self._raw.acquire(blocking, timeout)
         if ok:
             self._depth += 1
-            _acquired(self._raceway_id)
+            _edge(self._raceway_id, True, 1)
         return ok
 
     def release(self) -> None:
         if self._raw._is_owned():
-            _released(self._raceway_id)
+            _edge(self._raceway_id, False, 1)
             self._depth -= 1
         self._raw.release()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        ok = self._raw.acquire()
+        self._depth += 1
+        _edge(self._raceway_id, True, 1)
+        return ok
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        if self._raw._is_owned():
+            _edge(self._raceway_id, False, 1)
+            self._depth -= 1
+        self._raw.release()
 
     # What threading.Condition uses when it is given this lock.
     def _is_owned(self) -> bool:

@@ -397,3 +397,49 @@ def test_locks_held_appear_in_the_report() -> None:
         races = client.races(timeout=10)
     held = [a.locks for r in races for a in r.accesses if a.locks]
     assert held and held[0][0].startswith("Lock#") and "test_primitives.py:" in held[0][0]
+
+
+def test_lock_events_carry_the_held_locks_the_callers_line_and_few_states() -> None:
+    """Each acquire and release is one event located at the application's line; the acquire's
+    and the release's state hold the lock, the events after the release do not; a lock taken
+    in a loop records the same two states again (not a new state per event), nested re-entrant
+    holds included."""
+    client = RacewayClient(Config(endpoint=None, report_races_at_shutdown=False, batch_size=10**6,
+                                  flush_interval=3600))
+    previous = record_to(client)
+    instrument_primitives(client)
+    try:
+        lock, rlock = threading.Lock(), threading.RLock()
+        box = raceway.shared({"n": 0}, "box")
+        with client.trace():
+            for _ in range(50):
+                with lock:
+                    box["n"] += 1
+            lock.acquire()
+            lock.release()
+            with rlock:
+                with rlock:
+                    box["n"] = 0
+            box["n"] = 1
+        records = list(client._queue)
+    finally:
+        uninstrument_primitives()
+        record_to(previous)
+        client.shutdown(timeout=5)
+    kinds = [r[8] for r in records]
+    assert kinds[:4] == ["LockAcquire", "StateChange", "StateChange", "LockRelease"]
+    assert kinds.count("LockAcquire") == kinds.count("LockRelease") == 53
+    lock_id = records[0][9][0]
+    for r in records:
+        if r[8] in ("LockAcquire", "LockRelease") and r[9][0] == lock_id:
+            assert r[1].locks == (lock_id,)
+        assert r[6].endswith("test_primitives.py")
+    with_line = records[0][7]
+    assert {r[7] for r in records[:200] if r[8] != "StateChange"} == {with_line}  # `with lock:`
+    assert {r[7] for r in records[:200] if r[8] == "StateChange"} == {with_line + 1}  # `box["n"] += 1`
+    # The loop's 200 events (all made holding the lock) share one state, not one per acquire.
+    assert len({id(r[1]) for r in records[:200]}) == 1
+    rlock_id = records[-6][9][0]
+    assert [r[1].locks for r in records[-6:]] == [
+        (rlock_id,), (rlock_id, rlock_id), (rlock_id, rlock_id), (rlock_id, rlock_id), (rlock_id,), ()]
+    assert records[-1][9][:3] == ("box['n']", None, 1)
