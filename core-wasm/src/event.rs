@@ -106,6 +106,39 @@ impl Serialize for Location<'_> {
     }
 }
 
+/// A stack's frames, kept without an allocation when there is at most one (the host records
+/// one frame per access unless asked for more): one allocation per event was a measurable part
+/// of reading a batch.
+#[derive(Debug, Default)]
+pub enum Frames<'a> {
+    #[default]
+    None,
+    One(Str<'a>),
+    Many(Vec<Str<'a>>),
+}
+
+impl<'a> From<Vec<Str<'a>>> for Frames<'a> {
+    fn from(mut frames: Vec<Str<'a>>) -> Self {
+        match frames.len() {
+            0 => Frames::None,
+            1 => Frames::One(frames.pop().expect("one frame")),
+            _ => Frames::Many(frames),
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Frames<'a> {
+    type Target = [Str<'a>];
+
+    fn deref(&self) -> &[Str<'a>] {
+        match self {
+            Frames::None => &[],
+            Frames::One(frame) => std::slice::from_ref(frame),
+            Frames::Many(frames) => frames,
+        }
+    }
+}
+
 /// Externally tagged, exactly the variants the server knows (no `FunctionReturn`: the server
 /// rejects a whole batch for an unknown variant).
 #[derive(Debug, Serialize)]
@@ -134,7 +167,7 @@ pub enum Kind<'a> {
         /// The caller's stack (`file:line in function`, innermost first) for race reports.
         /// The server has no such field, so it is never written.
         #[serde(skip)]
-        stack: Vec<Str<'a>>,
+        stack: Frames<'a>,
     },
     LockAcquire {
         lock_id: Str<'a>,
@@ -494,7 +527,7 @@ mod tests {
                 new_value: raw(r#"{"v":1}"#),
                 location: at("app.py"),
                 access_type: AccessType::AtomicRmw,
-                stack: vec!["app.py:7 in f".into()],
+                stack: Frames::One("app.py:7 in f".into()),
             },
             Kind::LockAcquire {
                 lock_id: "L".into(),

@@ -5,7 +5,7 @@
 //! tables) and each event record is decoded on its own, so one bad record costs only itself.
 
 use crate::clock::VectorClock;
-use crate::event::{AccessType, Kind, Location, Ordering};
+use crate::event::{AccessType, Frames, Kind, Location, Ordering};
 use crate::ids::TraceId;
 use serde::de::{
     self, DeserializeSeed, Deserializer, Expected, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -286,7 +286,12 @@ impl<'de> Visitor<'de> for KindSeed<'de> {
                         "StateChange: access type {access:?} does not exist"
                     )));
                 };
-                let stack = stack.into_iter().map(|Text(frame)| frame).collect();
+                let stack = Frames::from(
+                    stack
+                        .into_iter()
+                        .map(|Text(frame)| frame)
+                        .collect::<Vec<_>>(),
+                );
                 Kind::StateChange {
                     variable,
                     old_value,

@@ -11,7 +11,7 @@
 //! and the point where it is reached do not change.
 
 use super::{At, Error, Node, Tree, NONE};
-use crate::event::{AccessType, Kind, Location, Ordering};
+use crate::event::{AccessType, Frames, Kind, Location, Ordering};
 use crate::ids::TraceId;
 use crate::read::ReadBatch;
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
@@ -221,8 +221,17 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
                 let (old_value, new_value) = (self.raw(old)?, self.raw(new)?);
                 let access = self.text(access)?;
                 let stack = match stack.first() {
-                    Some(&frames) => self.texts(frames)?,
-                    None => Vec::new(),
+                    Some(&frames) => match *self.seq(frames)? {
+                        [] => Frames::None,
+                        [frame] => Frames::One(self.text(frame)?),
+                        ref frames => Frames::Many(
+                            frames
+                                .iter()
+                                .map(|&f| self.text(f))
+                                .collect::<Option<_>>()?,
+                        ),
+                    },
+                    None => Frames::None,
                 };
                 Kind::StateChange {
                     variable,
