@@ -55,15 +55,20 @@ class RacewayTask(asyncio.Task[Any]):
     def done(self) -> bool:
         """A strand that sees the task done has observed its end (``asyncio.wait`` learns it
         this way, asking ``done()`` of each task on the waiting side): that is a join."""
-        finished = super().done()
-        if finished and self._raceway_joins is not None:
-            self._raceway_joins.collect(collecting_context())
+        finished = _task_done(self)
+        if finished:
+            joins = self._raceway_joins
+            if joins is not None and joins.joinable():
+                joins.collect(collecting_context())
         return finished
 
     def _raceway_collected(self) -> None:
         joins = self._raceway_joins
-        if joins is not None and asyncio.Task.done(self):
+        if joins is not None and _task_done(self) and joins.joinable():
             joins.collect(collecting_context())
+
+
+_task_done = asyncio.Task.done
 
 
 class TaskFactory:

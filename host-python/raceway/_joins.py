@@ -9,9 +9,9 @@ finished, so each collector joins it once. With a client, both edges are also re
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import logging
-import threading
 from typing import List, Optional
 
 from ._client_protocol import ClientLike
@@ -20,6 +20,7 @@ from .context import ExecutionContext, current_task, strand_context
 from .context import current_var as _current
 
 log = logging.getLogger("raceway")
+_new_lock = _thread.allocate_lock
 
 
 # ----------------------------------------------------------------------------------------------
@@ -56,8 +57,14 @@ class Joins:
         self.child = child
         self.loop = loop
         self.collectors: List[ExecutionContext] = []
-        self.lock = threading.Lock()
+        self.lock = _new_lock()  # the raw lock: never an instrumented one (`raceway.primitives`)
         self.initial = child.state
+
+    def joinable(self) -> bool:
+        """Whether the child has anything to order (see `collect`): asked before looking for
+        the collector, which costs more."""
+        child = self.child
+        return child.seq != 0 or child.state is not self.initial
 
     def collect(self, collector: Optional[ExecutionContext]) -> None:
         """``collector`` observed that the child finished: its later events come after all of

@@ -149,11 +149,21 @@ else:
 
 def _internal(filename: str) -> bool:
     """A constructor called from the SDK or from the standard library gets the original."""
-    if is_sdk(filename):
-        return True
-    return (
-        filename.startswith(_STDLIB) and "site-packages" not in filename and "dist-packages" not in filename
-    ) or filename.startswith("<frozen")
+    found = _internal_files.get(filename)
+    if found is None:
+        found = is_sdk(filename) or (
+            (filename.startswith(_STDLIB) and "site-packages" not in filename and "dist-packages" not in filename)
+            or filename.startswith("<frozen")
+        )
+        if len(_internal_files) >= MAX_CACHED_FILES:
+            _internal_files.clear()
+        _internal_files[filename] = found
+    return found
+
+
+MAX_CACHED_FILES = 4096
+_internal_files: Dict[str, bool] = {}
+"""`_internal`'s answers by file name (a ``threading.Thread`` makes three primitives)."""
 
 
 def _new_id(kind: str) -> str:
