@@ -335,6 +335,67 @@ impl Kind<'_> {
     }
 }
 
+/// The parts of the last `StateChange`s' JSON that repeat from event to event, rendered once:
+/// the part up to `old_value` (by variable) and the part after `new_value` (by location and
+/// access type). Keyed by the strings themselves (the same string of the batch, or an equal
+/// one), so a cache gives the bytes `Kind::write_json` writes; one per batch.
+#[derive(Default)]
+pub struct KindCache<'b> {
+    variable: Option<&'b str>,
+    /// `{"StateChange":{"variable":"…","old_value":`
+    head: Vec<u8>,
+    site: Option<(&'b str, u32, AccessType)>,
+    /// `,"location":"…","access_type":"…"}}`
+    tail: Vec<u8>,
+}
+
+/// The same text: the same string (a string the pickle holds once), or an equal one.
+fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+impl<'b> KindCache<'b> {
+    /// Writes `kind` as `Kind::write_json` does.
+    pub fn write_json(&mut self, kind: &'b Kind<'_>, out: &mut Vec<u8>) {
+        let Kind::StateChange {
+            variable,
+            old_value,
+            new_value,
+            location,
+            access_type,
+            stack: _,
+        } = kind
+        else {
+            return kind.write_json(out);
+        };
+        if !self.variable.is_some_and(|v| same(v, variable)) {
+            self.head.clear();
+            self.head
+                .extend_from_slice(b"{\"StateChange\":{\"variable\":");
+            render::string(&mut self.head, variable);
+            self.head.extend_from_slice(b",\"old_value\":");
+            self.variable = Some(variable);
+        }
+        let site = (&*location.file, location.line, *access_type);
+        if !self.site.is_some_and(|(file, line, access)| {
+            (line, access) == (site.1, site.2) && same(file, site.0)
+        }) {
+            self.tail.clear();
+            self.tail.extend_from_slice(b",\"location\":");
+            location.write_json(&mut self.tail);
+            self.tail.extend_from_slice(b",\"access_type\":");
+            access_type.write_json(&mut self.tail);
+            self.tail.extend_from_slice(b"}}");
+            self.site = Some(site);
+        }
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(old_value.get().as_bytes());
+        out.extend_from_slice(b",\"new_value\":");
+        out.extend_from_slice(new_value.get().as_bytes());
+        out.extend_from_slice(&self.tail);
+    }
+}
+
 /// `{"Variant":{"field":value,…}}`: an externally tagged struct variant as serde_json writes it.
 /// Variant and field names are Rust identifiers, so they are written as they are: nothing in
 /// them needs escaping.
@@ -576,6 +637,64 @@ mod tests {
                 data: raw("[1,{}]"),
             },
         ]
+    }
+
+    #[test]
+    fn the_kind_cache_writes_what_write_json_does() {
+        let raw_one = raw("1");
+        let raw_obj = raw(r#"{"v":[1]}"#);
+        let change =
+            |variable: &'static str, file: &'static str, line, access_type| Kind::StateChange {
+                variable: variable.into(),
+                old_value: raw_one,
+                new_value: raw_obj,
+                location: Location {
+                    file: file.into(),
+                    line,
+                },
+                access_type,
+                stack: Frames::None,
+            };
+        // An equal variable in another string, a variable that changes and changes back, a
+        // site whose file, line or access type changes, other kinds in between, escapes.
+        let owned = String::from("acct");
+        let kinds = [
+            vec![
+                change("acct", "a.py", 3, AccessType::Write),
+                change("acct", "a.py", 3, AccessType::Write),
+                Kind::StateChange {
+                    variable: Cow::Borrowed(owned.as_str()),
+                    old_value: raw_obj,
+                    new_value: raw_one,
+                    location: Location {
+                        file: "a.py".into(),
+                        line: 3,
+                    },
+                    access_type: AccessType::Write,
+                    stack: Frames::None,
+                },
+                change("acct", "a.py", 3, AccessType::Read),
+                change("acct", "a.py", 4, AccessType::Read),
+                change("acct", "b.py", 4, AccessType::Read),
+                change("other\"q", "b.py", 4, AccessType::Read),
+                change("acct", "b\\.py", 4, AccessType::Read),
+            ],
+            every_kind(),
+            vec![change("acct", "a.py", 3, AccessType::Write)],
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        let mut cache = KindCache::default();
+        for kind in &kinds {
+            let (mut cached, mut direct) = (Vec::new(), Vec::new());
+            cache.write_json(kind, &mut cached);
+            kind.write_json(&mut direct);
+            assert_eq!(
+                String::from_utf8(cached).unwrap(),
+                String::from_utf8(direct).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -8,16 +8,14 @@
 //! rendered once per batch: metadata per context, clock and lock set per state. The varying
 //! parts (ids, timestamp, kind, counters) are written straight into the body.
 
-use crate::clock::VectorClock;
 use crate::detector::Detector;
-use crate::event::ProcessConfig;
+use crate::event::{KindCache, ProcessConfig};
 use crate::ids::event_id_bits;
 use crate::pickle;
 use crate::read::{self, Event};
 use crate::record::{ContextRecord, StateRecord};
 use crate::render::{self, Timestamps};
 use serde::Serialize;
-use std::borrow::Cow;
 
 /// At most this many distinct error messages are returned per batch.
 const MAX_ERRORS: usize = 10;
@@ -167,21 +165,23 @@ fn process_read(
 struct Ctx<'a> {
     id_base: u128,
     component: &'a str,
-    /// `"trace_id":"…"`
+    /// `,"trace_id":"…","parent_id":`
     trace: Vec<u8>,
-    /// `"metadata":{"thread_id":…,"tags":{…},"duration_ns":`
+    /// `,"metadata":{"thread_id":…,"tags":{…},"duration_ns":`
     meta_head: Vec<u8>,
     /// `,"instance_id":…,"upstream_span_id":…}`
     meta_tail: Vec<u8>,
 }
 
-/// A state rendered for one context: its clock around the context's own counter, its locks.
+/// A state rendered for one context: what follows the event's duration up to the context's
+/// own counter in the clock, and what follows the counter to the end of the event.
 struct RenderedState {
     context: usize,
-    clock_head: Vec<u8>,
+    /// `,"instance_id":…}` (the context's), `,"causality_vector":[…,["own",`
+    head: Vec<u8>,
     base_own: u64,
-    clock_tail: Vec<u8>,
-    lock_set: Vec<u8>,
+    /// `]…],"lock_set":[…]}`
+    tail: Vec<u8>,
 }
 
 /// The batch's states as rendered so far, by index. A state is rendered again only when an
@@ -195,18 +195,18 @@ impl RenderedStates {
         index: usize,
         state: &StateRecord,
         context: usize,
-        own: &str,
+        ctx: &Ctx,
     ) -> &RenderedState {
         if self.0.len() <= index {
             self.0.resize_with(index + 1, || None);
         }
         let slot = &mut self.0[index];
         slot.take_if(|rendered| rendered.context != context);
-        slot.get_or_insert_with(|| render_state(&state.clock, &state.locks, context, own))
+        slot.get_or_insert_with(|| render_state(state, context, ctx))
     }
 }
 
-struct Encoder {
+struct Encoder<'b> {
     max_per_body: usize,
     /// `,"process_id":…,"service_name":…,"environment":…,"tags":{…}`
     process: Vec<u8>,
@@ -214,11 +214,12 @@ struct Encoder {
     instance: Vec<u8>,
     states: RenderedStates,
     timestamps: Timestamps,
+    kinds: KindCache<'b>,
     in_body: usize,
     out: Encoded,
 }
 
-impl Encoder {
+impl<'b> Encoder<'b> {
     fn new(config: &ProcessConfig, max_per_body: usize) -> Self {
         let mut process = b",\"process_id\":".to_vec();
         render::u64(&mut process, u64::from(config.process_id));
@@ -236,6 +237,7 @@ impl Encoder {
             instance,
             states: RenderedStates::default(),
             timestamps: Timestamps::default(),
+            kinds: KindCache::default(),
             in_body: 0,
             out: Encoded::default(),
         }
@@ -248,9 +250,10 @@ impl Encoder {
         id_base: &Result<u128, String>,
     ) -> Result<Ctx<'a>, String> {
         let id_base = id_base.clone()?;
-        let mut trace = b"\"trace_id\":".to_vec();
+        let mut trace = b",\"trace_id\":".to_vec();
         render::string(&mut trace, &c.trace_id);
-        let mut meta_head = b"\"metadata\":{\"thread_id\":".to_vec();
+        trace.extend_from_slice(b",\"parent_id\":");
+        let mut meta_head = b",\"metadata\":{\"thread_id\":".to_vec();
         render::string(&mut meta_head, &c.thread_id);
         meta_head.extend_from_slice(&self.process);
         meta_head.extend_from_slice(b",\"duration_ns\":");
@@ -275,14 +278,11 @@ impl Encoder {
         })
     }
 
-    fn event(&mut self, ctx: &Ctx, event: &Event) {
-        let (seq, prev_seq, kind) = (event.seq, event.prev_seq, event.kind);
-        let st = self.states.get(
-            event.state_index,
-            event.state,
-            event.context_index,
-            ctx.component,
-        );
+    fn event(&mut self, ctx: &Ctx, event: &Event<'b, '_>) {
+        let (seq, prev_seq) = (event.seq, event.prev_seq);
+        let st = self
+            .states
+            .get(event.state_index, event.state, event.context_index, ctx);
 
         let body = &mut self.out.bodies;
         if self.in_body == self.max_per_body {
@@ -300,9 +300,7 @@ impl Encoder {
         }
         body.extend_from_slice(b"{\"id\":");
         render::uuid(body, event_id_bits(ctx.id_base, seq));
-        body.push(b',');
         body.extend_from_slice(&ctx.trace);
-        body.extend_from_slice(b",\"parent_id\":");
         if prev_seq == 0 {
             body.extend_from_slice(b"null");
         } else {
@@ -311,21 +309,15 @@ impl Encoder {
         body.extend_from_slice(b",\"timestamp\":");
         self.timestamps.write(body, event.unix_nanos);
         body.extend_from_slice(b",\"kind\":");
-        kind.write_json(body);
-        body.push(b',');
+        self.kinds.write_json(event.kind, body);
         body.extend_from_slice(&ctx.meta_head);
         match event.duration_ns {
             Some(d) => render::u64(body, d),
             None => body.extend_from_slice(b"null"),
         }
-        body.extend_from_slice(&ctx.meta_tail);
-        body.extend_from_slice(b",\"causality_vector\":");
-        body.extend_from_slice(&st.clock_head);
+        body.extend_from_slice(&st.head);
         render::u64(body, st.base_own.max(seq));
-        body.extend_from_slice(&st.clock_tail);
-        body.extend_from_slice(b",\"lock_set\":");
-        body.extend_from_slice(&st.lock_set);
-        body.push(b'}');
+        body.extend_from_slice(&st.tail);
         self.in_body += 1;
         self.out.summary.events += 1;
     }
@@ -340,14 +332,13 @@ impl Encoder {
 }
 
 /// A context's clock is its inherited clock with its own component at the event's counter:
-/// rendered as the JSON before the counter and the JSON after it.
-fn render_state(
-    clock: &VectorClock,
-    locks: &[Cow<str>],
-    context: usize,
-    own: &str,
-) -> RenderedState {
-    let mut head = vec![b'['];
+/// rendered as the JSON before the counter and the JSON after it, with what comes before
+/// (the end of the context's metadata) and after (the lock set).
+fn render_state(state: &StateRecord, context: usize, ctx: &Ctx) -> RenderedState {
+    let (clock, own) = (&state.clock, ctx.component);
+    let mut head = ctx.meta_tail.clone();
+    head.extend_from_slice(b",\"causality_vector\":[");
+    let start = head.len();
     let mut tail = Vec::new();
     let mut base_own = 0;
     let mut seen_own = false;
@@ -355,7 +346,7 @@ fn render_state(
         if c == own {
             seen_own = true;
             base_own = *n;
-            if head.len() > 1 {
+            if head.len() > start {
                 head.push(b',');
             }
             head.push(b'[');
@@ -363,7 +354,7 @@ fn render_state(
             head.push(b',');
             continue;
         }
-        let needs_comma = seen_own || head.len() > 1;
+        let needs_comma = seen_own || head.len() > start;
         let target = if seen_own { &mut tail } else { &mut head };
         if needs_comma {
             target.push(b',');
@@ -375,7 +366,7 @@ fn render_state(
         target.push(b']');
     }
     if !seen_own {
-        if head.len() > 1 {
+        if head.len() > start {
             head.push(b',');
         }
         head.push(b'[');
@@ -384,15 +375,14 @@ fn render_state(
     }
     let mut clock_tail = vec![b']'];
     clock_tail.extend_from_slice(&tail);
-    clock_tail.push(b']');
-    let mut lock_set = Vec::new();
-    serde_json::to_writer(&mut lock_set, locks).expect("plain data serializes");
+    clock_tail.extend_from_slice(b"],\"lock_set\":");
+    serde_json::to_writer(&mut clock_tail, &state.locks).expect("plain data serializes");
+    clock_tail.push(b'}');
     RenderedState {
         context,
-        clock_head: head,
+        head,
         base_own,
-        clock_tail,
-        lock_set,
+        tail: clock_tail,
     }
 }
 
@@ -468,6 +458,117 @@ mod tests {
                    "environment": "test", "tags": {"sdk_language": "python"}, "duration_ns": null,
                    "instance_id": "host-1", "distributed_span_id": "b7ad6b7169203331", "upstream_span_id": null})
         );
+    }
+
+    /// An event as the server takes it, written the slow way: every field through serde
+    /// (`Kind`'s derived `Serialize`, the clock built entry by entry), nothing cached.
+    fn reference_event(config: &ProcessConfig, batch: &read::ReadBatch, e: &Event) -> String {
+        #[derive(Serialize)]
+        struct Metadata<'r> {
+            thread_id: &'r str,
+            process_id: u32,
+            service_name: &'r str,
+            environment: &'r str,
+            tags: &'r std::collections::BTreeMap<String, String>,
+            duration_ns: Option<u64>,
+            instance_id: &'r str,
+            distributed_span_id: Option<&'r str>,
+            upstream_span_id: Option<&'r str>,
+        }
+        #[derive(Serialize)]
+        struct ServerEvent<'r> {
+            id: String,
+            trace_id: &'r str,
+            parent_id: Option<String>,
+            timestamp: String,
+            kind: &'r crate::event::Kind<'r>,
+            metadata: Metadata<'r>,
+            causality_vector: Vec<(&'r str, u64)>,
+            lock_set: &'r [std::borrow::Cow<'r, str>],
+        }
+        let c = &batch.contexts[e.context_index];
+        let own = &*c.component;
+        let mut clock: Vec<(&str, u64)> = e
+            .state
+            .clock
+            .entries()
+            .iter()
+            .map(|(name, n)| (name.as_str(), *n))
+            .collect();
+        match clock.iter_mut().find(|(name, _)| *name == own) {
+            Some(entry) => entry.1 = entry.1.max(e.seq),
+            None => clock.push((own, e.seq)),
+        }
+        serde_json::to_string(&ServerEvent {
+            id: crate::ids::format_uuid(event_id_bits(e.id_base, e.seq)),
+            trace_id: &c.trace_id,
+            parent_id: (e.prev_seq > 0)
+                .then(|| crate::ids::format_uuid(event_id_bits(e.id_base, e.prev_seq))),
+            timestamp: crate::timestamp::rfc3339_micros(e.unix_nanos),
+            kind: e.kind,
+            metadata: Metadata {
+                thread_id: &c.thread_id,
+                process_id: config.process_id,
+                service_name: &config.service_name,
+                environment: &config.environment,
+                tags: &config.tags,
+                duration_ns: e.duration_ns,
+                instance_id: &config.instance_id,
+                distributed_span_id: c.span_id.as_deref(),
+                upstream_span_id: c.upstream_span_id.as_deref(),
+            },
+            causality_vector: clock,
+            lock_set: &e.state.locks,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn cached_fragments_give_what_rendering_each_event_alone_gives() {
+        const OTHER: &str = r#"{"trace_id":"4bf92f35-77b3-4da6-a3ce-929d0e0e4736","thread_id":"t\"2","component":"svc#host-1/0000beef","span_id":null,"upstream_span_id":"00f067aa0ba902b7","id_base":"ffffffffffffffffffffffffffffff00"}"#;
+        let states = r#"[{"clock":[["up",3]],"locks":["L"]},
+            {"clock":[["up",4],["svc#host-1/0000abcd",2]],"locks":[]},
+            {"clock":[["svc#host-1/0000beef",9],["up",4]],"locks":["L","M\u00e9"]},
+            {"clock":[],"locks":["L"]}]"#;
+        // Two contexts interleaved; a context whose state changes mid-batch and changes back;
+        // a state both contexts use in turn; lock sets that change; durations and none;
+        // variables, files, lines and access types that change; ids that carry past 2^64.
+        let events = [
+            r#"[0,0,1,0,1000,null,"a.py",3,"StateChange",["x",null,5,"write"]]"#,
+            r#"[1,2,1,0,1001,7,"b.py",3,"StateChange",["x",5,6,"Write"]]"#,
+            r#"[0,0,2,1,2000,null,"a.py",3,"StateChange",["x",5,6,"Write"]]"#,
+            r#"[0,1,3,2,2001,12,"a.py",4,"StateChange",["x",6,7,"Read"]]"#,
+            r#"[1,3,2,1,2002,null,"b.py",3,"StateChange",["y\n",6,7,"Read"]]"#,
+            r#"[0,3,4,3,3000,null,"a.py",4,"FunctionCall",["f","m",{"a":[1]}]]"#,
+            r#"[0,0,5,4,3001,0,"a.py",4,"StateChange",["x",7,8,"AtomicRMW"]]"#,
+            r#"[1,3,300,2,3002,null,"b.py",3,"StateChange",["x",8,9,"Write"]]"#,
+            r#"[0,1,6,5,1999999999,null,"a.py",5,"Custom",["n",1]]"#,
+            r#"[1,0,301,300,2000000000,5,"b.py",3,"StateChange",["x",9,10,"Write"]]"#,
+            r#"[0,2,7,6,2000000001,null,"a.py",5,"LockAcquire",["L","Mutex"]]"#,
+        ];
+        let b = format!(
+            r#"{{"contexts":[{CTX},{OTHER}],"states":{states},"events":[{}]}}"#,
+            events.join(",")
+        );
+        let batch = read::read_batch(&b).unwrap();
+        let checked: Vec<_> = batch.contexts.iter().map(read::check_context).collect();
+        let expected: Vec<String> = batch
+            .events
+            .iter()
+            .map(|r| {
+                let e = read::typed_event(r, &batch.contexts, &checked, &batch.states).unwrap();
+                reference_event(&config(), &batch, &e)
+            })
+            .collect();
+        for per_body in [1, 3, 50] {
+            let out = encode_batch(&config(), &b, per_body).unwrap();
+            assert_eq!(out.summary.events, events.len());
+            let want: Vec<String> = expected
+                .chunks(per_body)
+                .map(|events| format!("{{\"events\":[{}]}}", events.join(",")))
+                .collect();
+            assert_eq!(String::from_utf8(out.bodies).unwrap(), want.join("\n"));
+        }
     }
 
     #[test]

@@ -3,34 +3,41 @@
 
 use crate::timestamp::rfc3339_micros;
 
-/// Each byte's two lower-case hex digits.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut table = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
-        i += 1;
-    }
-    table
-};
-
 /// Writes 128 bits as a quoted lower-case hyphenated UUID.
 pub fn uuid(out: &mut Vec<u8>, bits: u128) {
-    let bytes = bits.to_be_bytes();
-    let mut buf = [0u8; 38];
-    buf[0] = b'"';
-    buf[37] = b'"';
-    let mut pos = 1;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            buf[pos] = b'-';
-            pos += 1;
-        }
-        buf[pos..pos + 2].copy_from_slice(&HEX_PAIRS[*b as usize]);
-        pos += 2;
-    }
+    let (high, low) = (hex16((bits >> 64) as u64), hex16(bits as u64));
+    let mut buf = [b'"'; 38];
+    buf[1..9].copy_from_slice(&high[..8]);
+    buf[9] = b'-';
+    buf[10..14].copy_from_slice(&high[8..12]);
+    buf[14] = b'-';
+    buf[15..19].copy_from_slice(&high[12..]);
+    buf[19] = b'-';
+    buf[20..24].copy_from_slice(&low[..4]);
+    buf[24] = b'-';
+    buf[25..37].copy_from_slice(&low[4..]);
     out.extend_from_slice(&buf);
+}
+
+/// The 16 lower-case hex digits of `x`, eight at a time in a word rather than a table look-up
+/// per byte (ids are two of every event's few computed fields).
+fn hex16(x: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&hex8((x >> 32) as u32).to_be_bytes());
+    out[8..].copy_from_slice(&hex8(x as u32).to_be_bytes());
+    out
+}
+
+/// The 8 hex digits of `x`, most significant in the word's most significant byte.
+fn hex8(x: u32) -> u64 {
+    let x = u64::from(x);
+    // Each nibble into a byte of its own, in order: halves, then bytes, then nibbles apart.
+    let x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    let x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+    let x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // '0' + d, and 'a' - '0' - 10 more where d >= 10 (d + 6 carries into bit 4).
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    x + 0x3030_3030_3030_3030 + letters * 0x27
 }
 
 pub fn u64(out: &mut Vec<u8>, n: u64) {
@@ -142,7 +149,15 @@ mod tests {
 
     #[test]
     fn uuid_matches_the_slow_formatter() {
-        for bits in [0u128, 1, u128::MAX, 0x0af7651916cd43dd8448eb211c80319c] {
+        let mut bits_seen = vec![0u128, 1, u128::MAX, 0x0af7651916cd43dd8448eb211c80319c];
+        let mut x = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834u128;
+        for _ in 0..1000 {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(1);
+            bits_seen.push(x);
+        }
+        for bits in bits_seen {
             let mut out = Vec::new();
             uuid(&mut out, bits);
             assert_eq!(
