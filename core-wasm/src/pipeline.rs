@@ -24,8 +24,25 @@ const MAX_ERRORS: usize = 10;
 #[derive(Debug, Default)]
 pub struct Encoded {
     /// Request bodies, each `{"events":[…]}`, separated by `\n`.
-    pub bodies: Vec<u8>,
+    pub bodies: Bodies,
     pub summary: Summary,
+}
+
+/// The request bodies as they sit in the component's answer (`Encoded::into_wire`), after the
+/// summary's line: the summary is known before the first body is written, so the bodies are
+/// written in place after it rather than copied there. Derefs to the bodies' bytes.
+#[derive(Debug, Default)]
+pub struct Bodies {
+    wire: Vec<u8>,
+    start: usize,
+}
+
+impl std::ops::Deref for Bodies {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.wire[self.start..]
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -41,16 +58,13 @@ impl Encoded {
     /// The component's answer: the summary as one JSON line, then the bodies verbatim.
     /// Bodies are not embedded in the JSON: escaping them would double their size.
     pub fn into_wire(self) -> String {
-        let mut out = serde_json::to_vec(&self.summary).expect("plain data serializes");
-        out.push(b'\n');
-        out.extend_from_slice(&self.bodies);
         // Checking the bytes again was a pass over every byte of every body (~7% of an
         // encode call in the component), for bytes that are UTF-8 by construction.
-        debug_assert!(std::str::from_utf8(&out).is_ok());
-        // SAFETY: serde_json writes UTF-8, and every byte of `bodies` is either ASCII written
+        debug_assert!(std::str::from_utf8(&self.bodies.wire).is_ok());
+        // SAFETY: serde_json writes UTF-8, and every byte of the bodies is either ASCII written
         // by the encoder (punctuation, digits, hex) or a whole `&str` copied as it is (strings
         // through `render::string`, raw values, fragments rendered from those).
-        unsafe { String::from_utf8_unchecked(out) }
+        unsafe { String::from_utf8_unchecked(self.bodies.wire) }
     }
 
     #[cfg(test)]
@@ -138,11 +152,18 @@ fn process_read(
     if let Some(d) = detector.as_deref_mut() {
         d.begin_batch(&config.service_name);
     }
+    let mut out = Encoded::default();
+    // The events to render, once the summary is written.
+    let mut kept = Vec::with_capacity(if max_per_body > 0 {
+        batch.events.len()
+    } else {
+        0
+    });
     for record in &batch.events {
         let event = match read::typed_event(record, &batch.contexts, &contexts, &batch.states) {
             Ok(event) => event,
             Err(e) => {
-                enc.out.drop_record(e);
+                out.drop_record(e);
                 continue;
             }
         };
@@ -151,14 +172,39 @@ fn process_read(
         }
         if max_per_body > 0 {
             match &rendered[event.context_index] {
-                Ok(ctx) => enc.event(ctx, &event),
-                Err(e) => enc.out.drop_record(e.clone()),
+                Ok(_) => kept.push(event),
+                Err(e) => out.drop_record(e.clone()),
             }
         } else {
-            enc.out.summary.events += 1;
+            out.summary.events += 1;
         }
     }
-    enc.finish()
+    if max_per_body > 0 {
+        out.summary.events = kept.len();
+        out.summary.counts = kept
+            .chunks(max_per_body)
+            .map(|events| events.len())
+            .collect();
+    }
+    let mut wire = serde_json::to_vec(&out.summary).expect("plain data serializes");
+    wire.push(b'\n');
+    let start = wire.len();
+    enc.body = wire;
+    for (i, event) in kept.iter().enumerate() {
+        let ctx = rendered[event.context_index].as_ref().expect("kept above");
+        enc.event(ctx, event);
+        if i == 0 {
+            // Room for the rest, so that the bodies are not copied as they grow.
+            let first = enc.body.len() - start;
+            enc.body
+                .reserve((first + 64) * (kept.len() - 1) + 2 * kept.len());
+        }
+    }
+    out.bodies = Bodies {
+        wire: enc.finish(),
+        start,
+    };
+    out
 }
 
 /// A context of the batch, checked and pre-rendered once for all its events.
@@ -216,7 +262,10 @@ struct Encoder<'b> {
     timestamps: Timestamps,
     kinds: KindCache<'b>,
     in_body: usize,
-    out: Encoded,
+    /// The summary's line, then the bodies so far.
+    body: Vec<u8>,
+    /// Bodies written so far.
+    bodies: usize,
 }
 
 impl<'b> Encoder<'b> {
@@ -239,7 +288,8 @@ impl<'b> Encoder<'b> {
             timestamps: Timestamps::default(),
             kinds: KindCache::default(),
             in_body: 0,
-            out: Encoded::default(),
+            body: Vec::new(),
+            bodies: 0,
         }
     }
 
@@ -284,17 +334,17 @@ impl<'b> Encoder<'b> {
             .states
             .get(event.state_index, event.state, event.context_index, ctx);
 
-        let body = &mut self.out.bodies;
+        let body = &mut self.body;
         if self.in_body == self.max_per_body {
             body.extend_from_slice(b"]}");
-            self.out.summary.counts.push(self.in_body);
             self.in_body = 0;
         }
         if self.in_body == 0 {
-            if !body.is_empty() {
+            if self.bodies > 0 {
                 body.push(b'\n');
             }
             body.extend_from_slice(b"{\"events\":[");
+            self.bodies += 1;
         } else {
             body.push(b',');
         }
@@ -319,15 +369,14 @@ impl<'b> Encoder<'b> {
         render::u64(body, st.base_own.max(seq));
         body.extend_from_slice(&st.tail);
         self.in_body += 1;
-        self.out.summary.events += 1;
     }
 
-    fn finish(mut self) -> Encoded {
+    /// The summary's line and the bodies.
+    fn finish(mut self) -> Vec<u8> {
         if self.in_body > 0 {
-            self.out.bodies.extend_from_slice(b"]}");
-            self.out.summary.counts.push(self.in_body);
+            self.body.extend_from_slice(b"]}");
         }
-        self.out
+        self.body
     }
 }
 
@@ -567,7 +616,10 @@ mod tests {
                 .chunks(per_body)
                 .map(|events| format!("{{\"events\":[{}]}}", events.join(",")))
                 .collect();
-            assert_eq!(String::from_utf8(out.bodies).unwrap(), want.join("\n"));
+            assert_eq!(
+                String::from_utf8(out.bodies.to_vec()).unwrap(),
+                want.join("\n")
+            );
         }
     }
 
