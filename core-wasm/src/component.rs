@@ -34,6 +34,10 @@ impl wit_propagation::Guest for Core {
     fn outgoing_template(request: String) -> Result<String, String> {
         propagation::outgoing_template_json(&request)
     }
+
+    fn incoming_template() -> String {
+        propagation::incoming_template_json()
+    }
 }
 
 impl wit_pipeline::Guest for Core {

@@ -121,6 +121,24 @@ pub fn parse_incoming(headers: &BTreeMap<String, Vec<String>>) -> Incoming {
     out
 }
 
+/// The strict shapes of canonical incoming headers (JSON, as the WIT's `incoming-template`
+/// documents it): `traceparent`, `tracestate`, `raceway_clock`, `raceway_clock_json` and
+/// `clock_entry` patterns, each made by the module that parses that header, next to its
+/// parser. For headers that match them, `parse_incoming` answers what the WIT says, with no
+/// error; a host reads them itself and passes anything else to `parse-incoming`. The host
+/// tests pin that equality over every incoming vector and generated headers.
+pub fn incoming_template_json() -> String {
+    let clock = raceway_clock::canonical_patterns();
+    serde_json::json!({
+        "traceparent": traceparent::canonical_pattern(),
+        "tracestate": tracestate::canonical_pattern(),
+        "raceway_clock": clock.value,
+        "raceway_clock_json": clock.json,
+        "clock_entry": clock.entry,
+    })
+    .to_string()
+}
+
 /// What the host knows when it makes an outgoing call.
 #[derive(Debug, Deserialize)]
 pub struct Outgoing {

@@ -120,6 +120,58 @@ impl Template {
     }
 }
 
+/// The canonical header as patterns (see `crate::propagation::incoming_template_json`), the
+/// form `encode` and `Template` write when no string needs an escape:
+///
+/// - `value`: `v1;` and the payload in base64url's alphabet, without padding; group 1 is the
+///   payload. (Its length is left to the decoding, as `base64url::decode` does: a length one
+///   more than a multiple of 4 does not decode. A repetition of 4-character groups would say
+///   it in the pattern, at 5 times the cost of matching in Python.)
+/// - `json`: the payload's bytes, one character per byte: the keys in their order, no
+///   whitespace, ids in lower-case hex (the span ids not all zero), names without escapes or
+///   control characters (service and instance up to `MAX_NAME_LEN` bytes), and at most
+///   `MAX_COMPONENTS` clock entries, each as `entry`. Groups: the trace id (a UUID), the span
+///   id, the parent span id (absent for `null`), the service, the instance, the clock's
+///   entries (the text between its brackets).
+/// - `entry`: one clock entry: a component of 1 to `MAX_COMPONENT_LEN` bytes and a counter
+///   of at most 19 digits without leading zeros. Groups: the component, the counter.
+///
+/// A header whose payload matches `json` and is UTF-8 decodes without an error or a note:
+/// nothing is cut from such a clock. The largest payload `json` matches stays within
+/// `MAX_LEN` (tested below).
+pub struct CanonicalPatterns {
+    pub value: String,
+    pub json: String,
+    pub entry: String,
+}
+
+pub fn canonical_patterns() -> CanonicalPatterns {
+    use crate::clock::{MAX_COMPONENTS, MAX_COMPONENT_LEN};
+    // A character of a JSON string that needs no escape: not `"`, `\` or a control character.
+    const PLAIN: &str = r#"[^"\\\x00-\x1f]"#;
+    const SPAN: &str = "(?!0{16})[0-9a-f]{16}";
+    let entry = format!(r#"\["({PLAIN}{{1,{MAX_COMPONENT_LEN}}})",(0|[1-9][0-9]{{0,18}})\]"#);
+    let bare_entry = format!(r#"\["{PLAIN}{{1,{MAX_COMPONENT_LEN}}}",(?:0|[1-9][0-9]{{0,18}})\]"#);
+    let json = format!(
+        concat!(
+            r#"\{{"trace_id":"([0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}})","#,
+            r#""span_id":"({span})","parent_span_id":(?:null|"({span})"),"#,
+            r#""service":"({plain}{{0,{name}}})","instance":"({plain}{{0,{name}}})","#,
+            r#""clock":\[((?:{entry}(?:,{entry}){{0,{more}}})?)\]\}}"#
+        ),
+        span = SPAN,
+        plain = PLAIN,
+        name = MAX_NAME_LEN,
+        entry = bare_entry,
+        more = MAX_COMPONENTS - 1,
+    );
+    CanonicalPatterns {
+        value: format!("{PREFIX}([A-Za-z0-9_-]*)"),
+        json,
+        entry,
+    }
+}
+
 /// A decoded, validated header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClockHeader {
@@ -259,6 +311,19 @@ mod tests {
             ("banking-api#host-1/0000abcd".to_string(), 9)
         );
         assert!(note.unwrap().contains("past"));
+    }
+
+    #[test]
+    fn the_longest_canonical_header_stays_within_max_len() {
+        use crate::clock::{MAX_COMPONENTS, MAX_COMPONENT_LEN};
+        let skeleton = r#"{"trace_id":"","span_id":"","parent_span_id":"","service":"","instance":"","clock":[]}"#;
+        let ids = 36 + 16 + 18; // a UUID, two span ids (one quoted in the skeleton's place)
+        let entry = MAX_COMPONENT_LEN + 19 + r#",["",]"#.len();
+        let json = skeleton.len() + ids + 2 * MAX_NAME_LEN + MAX_COMPONENTS * entry;
+        assert!(PREFIX.len() + (json * 4).div_ceil(3) <= MAX_LEN);
+        let p = canonical_patterns();
+        assert!(p.json.contains(&format!("{{0,{}}}", MAX_COMPONENTS - 1)));
+        assert!(p.entry.contains(&format!("{{1,{MAX_COMPONENT_LEN}}}")));
     }
 
     const REFERENCE_JSON: &str = r#"{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","span_id":"5ca1b17ca84ca5e5","parent_span_id":"b7ad6b7169203331","service":"banking-api","instance":"host-1","clock":[["banking-api#host-1",2]]}"#;

@@ -130,6 +130,14 @@ pub fn format_parts(trace_id: TraceId, flags: u8) -> (String, String) {
     )
 }
 
+/// The canonical value as a pattern (see `crate::propagation::incoming_template_json`): version
+/// 00, nothing around it, ids not all zero. Groups: the trace id's 32 hex digits, the parent
+/// id, the flags' 2 hex digits. Every value it matches `parse` reads as version 0 with those
+/// fields; a value it does not match may still be valid (blanks around it, a future version).
+pub fn canonical_pattern() -> String {
+    "00-((?!0{32})[0-9a-f]{32})-((?!0{16})[0-9a-f]{16})-([0-9a-f]{2})".to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,6 +71,16 @@ pub fn is_valid_value(value: &str) -> bool {
         && b[b.len() - 1] != b' '
 }
 
+/// One received value that `combine` passes on unchanged, as a pattern (see
+/// `crate::propagation::incoming_template_json`): 1 to `MAX_MEMBERS` members joined by bare
+/// commas, no blanks or empty members around them, each a Level 2 key (`lcalpha`, then up to
+/// 255 of `lcalpha / DIGIT / _ - * / @`) and a valid value. No groups. A value it does not
+/// match may still be valid (blanks, empty members, a Level 1 tenant key starting with a digit).
+pub fn canonical_pattern() -> String {
+    let member = r"[a-z][a-z0-9_*/@-]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]";
+    format!("{member}(?:,{member}){{0,{}}}", MAX_MEMBERS - 1)
+}
+
 /// Combines and validates every received value. `Ok(None)` when there is nothing to pass on.
 pub fn combine(values: &[&str]) -> Result<Option<String>, TraceStateError> {
     let total: usize = values.iter().map(|v| v.len() + 1).sum();

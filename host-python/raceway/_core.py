@@ -40,6 +40,7 @@ from ._core_types import (
     EncodedBatch,
     FindingsJSON,
     IncomingJSON,
+    IncomingTemplateJSON,
     OutgoingRequestJSON,
     OutgoingTemplateJSON,
     ProcessConfigJSON,
@@ -103,6 +104,7 @@ PROBES: Tuple[Tuple[str, Tuple[Any, ...]], ...] = (
             '"service":"s","instance":"i","component":"s#i/1","clock":[]}',
         ),
     ),
+    ("incoming-template", ()),
     ("encode-batch", ('{"contexts":[],"states":[],"events":[]}', 50)),
     ("observe", ('{"contexts":[],"states":[],"events":[]}', 0)),
     ("encode-batch-pickle", (EMPTY_PICKLE, 50)),
@@ -117,7 +119,7 @@ every kind of answer: a string, an ``ok`` result, an ``err`` result, bytes."""
 BODIES = ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
 """The calls that answer request bodies: kept as ``bytes`` (see `encode_batch`)."""
 
-HOLD_GIL = ("parse-incoming", "encode-outgoing", "outgoing-template")
+HOLD_GIL = ("parse-incoming", "encode-outgoing", "outgoing-template", "incoming-template")
 """The calls that keep the GIL (for inputs up to `raceway._fastcall.HOLD_GIL_MAX_BYTES`): the
 header codecs, a few microseconds each, made on application threads per request or per
 outgoing call. Releasing the GIL for them offers it to whichever thread wants it (the sender,
@@ -276,7 +278,7 @@ class CoreInstance:
         self._funcs: Dict[str, Any] = {}
         self._fast: Dict[str, Any] = {}
         for iface, names in (
-            (PROPAGATION, ("parse-incoming", "encode-outgoing", "outgoing-template")),
+            (PROPAGATION, ("parse-incoming", "encode-outgoing", "outgoing-template", "incoming-template")),
             (PIPELINE, ("configure", "encode-batch", "encode-batch-pickle")),
             (DETECTOR, ("reset-detector", "observe", "observe-pickle", "races")),
         ):
@@ -345,38 +347,34 @@ class CoreInstance:
 
     def _call(self, name: str, *args: Any, fuel: Optional[int] = None) -> Any:
         """Calls ``name`` with a fuel budget of ``fuel`` (default: by the input's size)."""
-        if self.failure is not None:
-            raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
         fast = self._fast[name]
         if fast is None:
             return self._call_public(name, *args, fuel=fuel)
         with self._lock:
+            if self.failure is not None:
+                raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
             try:
                 self._set_fuel(fuel if fuel is not None else self._fuel(args))
                 return fast(*args)
             except CallError as e:
                 raise CoreError(f"core refused {name}: {e}") from None
             except (WasmtimeError, wasmtime.Trap) as e:  # a trap: out of fuel or memory, a panic
-                trap = self._trapped(name, e)
-                self._notify(trap)
-                raise trap from None
+                raise self._trapped(name, e) from None
             except Exception as e:  # the host could not pass the arguments
                 raise CoreError(f"core call {name} failed: {type(e).__name__}: {e}") from e
 
     def _call_public(self, name: str, *args: Any, fuel: Optional[int] = None) -> Any:
         """wasmtime-py's own calling path: the fallback, and the reference in tests."""
-        if self.failure is not None:
-            raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
         func = self._funcs[name]
         with self._lock:
+            if self.failure is not None:
+                raise CoreTrap(f"core is off after an earlier failure: {self.failure}")
             try:
                 self._store.set_fuel(fuel if fuel is not None else self._fuel(args))
                 result = func(self._store, *args)
                 func.post_return(self._store)
             except (WasmtimeError, wasmtime.Trap) as e:
-                trap = self._trapped(name, e)
-                self._notify(trap)
-                raise trap from None
+                raise self._trapped(name, e) from None
             except Exception as e:  # the host could not pass the arguments
                 raise CoreError(f"core call {name} failed: {type(e).__name__}: {e}") from e
         if isinstance(result, wasmtime.component.Variant):
@@ -386,16 +384,21 @@ class CoreInstance:
         return result
 
     def _trapped(self, name: str, error: BaseException) -> CoreTrap:
-        """Marks the instance unusable (a trapped instance refuses every later call anyway).
-        The message keeps wasmtime's cause (its last line), not the wasm backtrace."""
+        """Tells the owner (`_notify`), then marks the instance unusable (a trapped instance
+        refuses every later call anyway); with the lock held. The message keeps wasmtime's
+        cause (its last line), not the wasm backtrace."""
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        self.failure = f"{name}: {lines[-1] if lines else type(error).__name__}"
-        return CoreTrap(f"core call {self.failure}")
+        failure = f"{name}: {lines[-1] if lines else type(error).__name__}"
+        trap = CoreTrap(f"core call {failure}")
+        self._notify(trap)
+        self.failure = failure
+        return trap
 
     def _notify(self, trap: CoreTrap) -> None:
-        """Tells the owner, once. Runs with the lock held, so no other caller can see the
-        failure before the owner has reacted (the client must log one error, not two); the
-        handler must not call this instance."""
+        """Tells the owner, once. Runs with the lock held, before `failure` is set, which calls
+        read only with the lock held: no other caller can see the failure before the owner has
+        reacted (the client must log one error, not two). The handler must not call this
+        instance."""
         callback, self.on_trap = self.on_trap, None
         if callback is not None:
             try:
@@ -430,6 +433,11 @@ class CoreInstance:
         """The templates of one context's outgoing headers (see the WIT's ``outgoing-template``
         and `raceway._headers.OutgoingTemplate`); ``request`` is its JSON."""
         return cast(OutgoingTemplateJSON, _decode(self._call("outgoing-template", request))[0])
+
+    def incoming_template(self) -> IncomingTemplateJSON:
+        """The strict shapes of canonical incoming headers (see the WIT's ``incoming-template``
+        and `raceway._headers.IncomingTemplate`). The same for every call of a core build."""
+        return cast(IncomingTemplateJSON, _decode(self._call("incoming-template"))[0])
 
     # -- pipeline ------------------------------------------------------------------------------
     def configure(self, config: "ProcessConfigJSON | Mapping[str, Any]") -> None:

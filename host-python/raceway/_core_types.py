@@ -10,6 +10,7 @@ Answers (what the core writes):
 
 - ``propagation.parse-incoming``: `IncomingJSON` (with `ParentJSON`, `UpstreamJSON`).
 - ``propagation.outgoing-template``: `OutgoingTemplateJSON` (with `ClockTemplateJSON`).
+- ``propagation.incoming-template``: `IncomingTemplateJSON`.
 - ``pipeline.encode-batch`` and ``detector.observe`` (and their pickle-form twins,
   ``encode-batch-pickle`` and ``observe-pickle``, which answer the same): `BatchSummaryJSON`,
   the summary line; `CoreInstance.encode_batch` / `observe` return it with the bodies added,
@@ -119,6 +120,25 @@ class OutgoingTemplateJSON(TypedDict):
     raceway_clock: ClockTemplateJSON
     tracestate: Optional[str]
     """The ``tracestate`` header value to send as is, or None for none."""
+
+
+class IncomingTemplateJSON(TypedDict):
+    """``incoming-template``'s answer: the strict shapes of canonical incoming headers, each a
+    regular expression to match a whole value (`raceway._headers.IncomingTemplate`; the WIT
+    says what ``parse-incoming`` answers for headers that match them)."""
+
+    traceparent: str
+    """A ``traceparent`` value; groups: the trace id (32 hex digits), the span id, the flags
+    (2 hex digits)."""
+    tracestate: str
+    """A ``tracestate`` value passed on as it is; no groups."""
+    raceway_clock: str
+    """A ``raceway-clock`` value; group 1: its base64url payload."""
+    raceway_clock_json: str
+    """The payload's bytes, one character per byte; groups: the trace id (a UUID), the span
+    id, the parent span id (absent for null), the service, the instance, the clock's entries."""
+    clock_entry: str
+    """One clock entry in the JSON; groups: the component, the counter (decimal)."""
 
 
 # -- pipeline and detector: the batch answer -----------------------------------------------------

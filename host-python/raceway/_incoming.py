@@ -2,6 +2,9 @@
 
 The W3C rules (and the raceway-clock rules) live in the core's ``parse-incoming``; this module
 only gathers what the request carried and turns the core's answer into an `ExecutionContext`.
+Canonical headers (the ones the core writes) are read by the host from the core's template
+(`raceway._headers.IncomingTemplate`), which answers exactly what the core would; anything
+else goes to the core.
 It passes every value of each trace header, in order, with the name lower-cased: a repeated
 ``traceparent`` must reach the core as two values, or it could not be refused.
 
@@ -12,11 +15,17 @@ the request is still served.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
 
 from ._client_protocol import ClientLike
+from ._core_types import IncomingJSON
+from ._headers import IncomingTemplate
 from ._recorder import recorder_of, warn_once
 from .context import ExecutionContext
+
+if TYPE_CHECKING:
+    from ._core import CoreInstance
 
 log = logging.getLogger("raceway")
 
@@ -54,24 +63,94 @@ def gather_wsgi(environ: Dict[str, Any]) -> Dict[str, List[str]]:
     return found
 
 
+_PROBE_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+PROBES: Tuple[Dict[str, List[str]], ...] = (
+    {"traceparent": [_PROBE_TRACEPARENT]},
+    {
+        "traceparent": [_PROBE_TRACEPARENT],
+        "tracestate": ["congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"],
+        "raceway-clock": [
+            "v1;eyJ0cmFjZV9pZCI6IjBhZjc2NTE5LTE2Y2QtNDNkZC04NDQ4LWViMjExYzgwMzE5YyIsInNwYW5faWQiOiJiN2FkNmI3MT"
+            "Y5MjAzMzMxIiwicGFyZW50X3NwYW5faWQiOiI1Y2ExYjE3Y2E4NGNhNWU1Iiwic2VydmljZSI6ImJhbmtpbmctYXBpIiwiaW5z"
+            "dGFuY2UiOiJob3N0LTEiLCJjbG9jayI6W1siYmFua2luZy1hcGkjaG9zdC0xIiwyXV19"
+        ],
+    },
+    {"tracestate": ["a=1"]},
+)
+"""Canonical headers the template must read, each exactly as the core does, before it is used."""
+
+_template: "Tuple[Optional[weakref.ref[CoreInstance]], Optional[IncomingTemplate]]" = (None, None)
+"""The last codec asked and its template (None: the core reads every header). One entry: a
+process has one client, so one codec, but for tests."""
+
+
+def template_of(codec: "CoreInstance") -> Optional[IncomingTemplate]:
+    """``codec``'s incoming-header template, made once (one component call, plus one per
+    `PROBES` entry); None when the core cannot make one, Python cannot read its patterns, or
+    it reads a probe otherwise than the core (said once at WARNING): the core then reads every
+    header, slower but right."""
+    global _template
+    ref, template = _template
+    if ref is not None and ref() is codec:
+        return template
+    template = None
+    try:
+        template = IncomingTemplate(codec.incoming_template())
+        for headers in PROBES:
+            mine, core = template.parse(headers), codec.parse_incoming(headers)
+            if mine != core:
+                log.warning(
+                    "raceway: the incoming-header template disagrees with the core (%r: %r vs %r); "
+                    "the core reads every header (slower)",
+                    headers,
+                    mine,
+                    core,
+                )
+                template = None
+                break
+    except Exception as e:  # a core that cannot make one, a pattern Python cannot read
+        log.debug("raceway: no incoming-header template (%s: %s); the core reads every header", type(e).__name__, e)
+        template = None
+    try:
+        _template = (weakref.ref(codec), template)
+    except TypeError:  # pragma: no cover - a codec that cannot be referred to weakly: ask again
+        pass
+    return template
+
+
 def context_from_headers(client: Optional[ClientLike], headers: Dict[str, List[str]]) -> ExecutionContext:
     """The execution context of a request that carried ``headers`` (from `gather`).
 
     With a valid ``traceparent``: its trace id, the span id the caller minted for us as our
     span, its flags (sampled and random kept), the validated ``tracestate``, and from a valid
     ``raceway-clock`` the caller's span (our upstream) and clock. Otherwise a new trace, and
-    whatever ``tracestate`` came is dropped. The headers are read by the core instance of
-    ``client``'s recorder; a client without one (a test double, None) starts new traces."""
+    whatever ``tracestate`` came is dropped. The headers are read by the template of the core
+    instance of ``client``'s recorder when they are canonical, else by that core instance; a
+    client without one (a test double, None) starts new traces."""
     recorder = recorder_of(client)
     codec = recorder.codec if recorder is not None else None
     identity = getattr(client, "identity", None)
     if codec is None or not headers:
         return ExecutionContext.new_trace(identity)
     try:
-        parsed = codec.parse_incoming(headers)
+        template = template_of(codec)
+        found = template.read(headers) if template is not None else None
+        parsed = codec.parse_incoming(headers) if found is None else None
     except Exception as e:  # a core failure must not fail the request
         warn_once(client, "parse-incoming", "raceway: cannot read incoming trace headers: %s", e)
         return ExecutionContext.new_trace(identity)
+    if parsed is not None:
+        return _from_answer(client, parsed, identity)
+    if found is None or isinstance(found, str):  # NO_TRACEPARENT
+        return ExecutionContext.new_trace(identity)
+    trace_id, span_id, flags, tracestate, upstream = found
+    if upstream is None:
+        return ExecutionContext(trace_id, span_id, None, tracestate, flags, (), identity)
+    return ExecutionContext(trace_id, span_id, upstream[1], tracestate, flags, upstream[4], identity)
+
+
+def _from_answer(client: Optional[ClientLike], parsed: IncomingJSON, identity: Optional[str]) -> ExecutionContext:
+    """The context ``parse-incoming``'s answer ``parsed`` describes (see `context_from_headers`)."""
     if parsed.get("errors") and getattr(getattr(client, "config", None), "debug", False):
         log.debug("raceway: incoming trace headers: %s", "; ".join(map(str, parsed["errors"])))
     parent = parsed.get("parent")

@@ -87,6 +87,7 @@ def test_propagation_answers(core: CoreInstance) -> None:
     template = core.outgoing_template(json.dumps({k: v for k, v in REQUEST.items() if k != "span_id"}))
     assert mismatches(template, t.OutgoingTemplateJSON) == []
     assert template["tracestate"] == "a=1"
+    assert mismatches(core.incoming_template(), t.IncomingTemplateJSON) == []
 
 
 def test_batch_answers(core: CoreInstance) -> None:

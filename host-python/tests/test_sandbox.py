@@ -74,8 +74,9 @@ def test_a_core_that_traps_leaves_the_apps_requests_answering(app_server, collec
     """``first``: where the trap happens first. Requests without trace headers to ``/plain``
     make no core call on the request thread (the middleware only parses headers that came), so
     the first call to trap is the flusher's encode-batch. Requests with a ``traceparent`` to
-    ``/call`` trap on the request's own thread (parse-incoming, or encode-outgoing for the
-    handler's propagation headers)."""
+    ``/call`` trap on the request's own thread: the handler's propagation headers
+    (outgoing-template, or encode-outgoing), or parse-incoming (a canonical ``traceparent`` is
+    read from the core's template, made before the fault, so it calls nothing)."""
     client, url = app_server
     on_request_thread = first == "request thread"
     during = "/call" if on_request_thread else "/plain"
@@ -96,7 +97,7 @@ def test_a_core_that_traps_leaves_the_apps_requests_answering(app_server, collec
     errors = raceway_errors(caplog)
     assert len(errors) == 1, errors
     assert "core failed" in errors[0] and "fuel" in errors[0]
-    trapped = ("parse-incoming", "encode-outgoing") if on_request_thread else ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
+    trapped = ("parse-incoming", "encode-outgoing", "outgoing-template") if on_request_thread else ("encode-batch", "observe", "encode-batch-pickle", "observe-pickle")
     assert any(f"call {name}:" in errors[0] for name in trapped), errors[0]
     assert client._codec is None and not client._flusher.alive
     recorded = client.stats()["recorded"]
@@ -157,6 +158,36 @@ def test_a_trapped_instance_refuses_every_later_call_and_reports_once():
             core.parse_incoming(headers)
     assert len(reports) == 1 and isinstance(reports[0], CoreTrap)
     assert CoreInstance().parse_incoming(headers)["parent"] is not None  # a new instance works
+
+
+def test_no_caller_sees_a_trap_before_the_owner_has_reacted():
+    """Another thread's call, made while the owner's ``on_trap`` runs, waits for it and then
+    refuses: had it seen the failure first, the client would log its own error beside the
+    owner's one (test_a_core_that_traps_leaves_the_apps_requests_answering)."""
+    seen: List[object] = []
+    reacted: List[bool] = []
+
+    def other_call() -> None:
+        try:
+            core.parse_incoming({"traceparent": [TRACEPARENT]})
+            seen.append("answered")
+        except CoreTrap:
+            seen.append(bool(reacted))  # True: the owner had finished reacting
+
+    def on_trap(error: BaseException) -> None:
+        other = threading.Thread(target=other_call)
+        other.start()
+        other.join(0.5)  # long enough for a call that does not wait to finish; this one waits
+        reacted.append(True)
+        threads.append(other)
+
+    threads: List[threading.Thread] = []
+    core = CoreInstance(on_trap=on_trap)
+    with core_limits(fuel_base=1_000, fuel_per_char=0):
+        with pytest.raises(CoreTrap, match="fuel"):
+            core.parse_incoming({"traceparent": [TRACEPARENT]})
+    threads[0].join(10)
+    assert seen == [True]
 
 
 def test_the_fuel_budget_leaves_real_input_a_wide_margin():
