@@ -33,6 +33,7 @@ TRACE_HEADERS = ("traceparent", "tracestate", "raceway-clock")
 """The only header names the core reads: nothing else is sent across the boundary."""
 
 _WSGI_KEYS = {"HTTP_" + name.upper().replace("-", "_"): name for name in TRACE_HEADERS}
+_BYTE_NAMES = {name.encode("latin-1"): name for name in TRACE_HEADERS}
 
 
 def gather(pairs: Iterable[Tuple[Any, Any]]) -> Dict[str, List[str]]:
@@ -41,9 +42,9 @@ def gather(pairs: Iterable[Tuple[Any, Any]]) -> Dict[str, List[str]]:
     Names match case-insensitively; other spellings (``trace-parent``) are not the header."""
     found: Dict[str, List[str]] = {}
     for name, value in pairs:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        key = name.lower()
+        # bytes.lower() changes ASCII letters only, as str.lower() does to any character of
+        # latin-1 that could lower-case to a trace header's (ASCII) name.
+        key = _BYTE_NAMES.get(name.lower()) if name.__class__ is bytes else name.lower()
         if key in TRACE_HEADERS:
             if isinstance(value, bytes):
                 value = value.decode("latin-1")

@@ -346,3 +346,10 @@ def test_a_core_without_a_template_leaves_every_header_to_it(fresh_template_cach
     assert template_of(client._codec) is None
     ctx = context_from_headers(client, {"traceparent": [TRACEPARENT]})
     assert (ctx.trace_id, ctx.span_id) == (TRACE, "b7ad6b7169203331")
+
+
+def test_gather_reads_every_value_of_each_trace_header_whatever_the_case_and_type():
+    pairs = [(b"TraceParent", b"a"), ("TRACESTATE", "s=1"), (b"host", b"h"), (b"tracestate", "s=2"),
+             ("raceway-clock", b"v1;x\xe9"), (b"trace-parent", b"no"), (b"traceparent\xe9", b"no"), ("x", "y")]
+    assert gather(pairs) == {"traceparent": ["a"], "tracestate": ["s=1", "s=2"], "raceway-clock": ["v1;x\xe9"]}
+    assert gather([]) == {}

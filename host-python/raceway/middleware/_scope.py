@@ -28,11 +28,14 @@ from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Typ
 from .. import _values
 from .._client_protocol import ClientLike
 from .._incoming import context_from_headers, response_traceparent
+from .._location import UNKNOWN, Site
 from .._recorder import EventRecorder, Fields, warn_once
 from ..context import ExecutionContext, current_task
 from ..context import current_var as _current
 
 T = TypeVar("T")
+NOT_LOCATED: Site = UNKNOWN
+"""The file and line of the request's records: its kinds have no location in an event."""
 _UNSET = object()
 """`RequestScope.collect`'s default: "what is current now" (None is a value it may be given)."""
 
@@ -178,12 +181,14 @@ class RequestScope:
     # -- recording -----------------------------------------------------------------------------
     def record(self, kind: str, fields: Fields, duration_ns: Optional[int] = None) -> None:
         """Records one event of ``kind`` (``HttpRequest``, ``HttpResponse``, ``Error``) on the
-        request's context; ``duration_ns`` in nanoseconds. A failure is logged once."""
+        request's context; ``duration_ns`` in nanoseconds. A failure is logged once. These
+        kinds carry no location (docs/record-format.md), so none is looked up (a frame walk
+        per event): the record says `NOT_LOCATED`."""
         recorder = self.recorder
         if recorder is None:
             return
         try:
-            recorder.record(self.ctx, kind, fields, duration_ns)
+            recorder.append(self.ctx, NOT_LOCATED, kind, fields, duration_ns)
         except Exception as e:
             warn_once(self.client, "middleware-record", "raceway: cannot record a request event: %s", e)
 
