@@ -367,3 +367,31 @@ def test_released_strands_are_forgotten_without_inventing_races(make_client):
                                           ("lost-update", "CRITICAL", "last")]
     stats = detector.findings()["stats"]
     assert stats["strands"] <= 16 and stats["accesses"] >= 400  # the 200 strands did record
+
+
+def test_races_waits_for_the_flusher_only_when_something_is_pending(make_client):
+    """Everything recorded before `races()` is analysed first; asked again with nothing recorded
+    since (the plugin asks at teardown and for the report), it answers without a hand-off."""
+    client = local(make_client, flush_interval=3600)
+    flusher = client._flusher
+    flushes = []
+    real_flush = flusher.flush
+
+    def counted(timeout):
+        flushes.append(timeout)
+        return real_flush(timeout)
+
+    flusher.flush = counted
+    with client.trace():
+        barrier = threading.Barrier(2)
+        run_strands(client, (unsynchronised, (client, "x", barrier)), (unsynchronised, (client, "x", barrier)))
+    assert {r.variable for r in client.races()} == {"x"}
+    assert len(flushes) == 1
+    assert {r.variable for r in client.races()} == {"x"}
+    assert "x" in client.race_report()
+    assert len(flushes) == 1  # nothing recorded since: answered directly
+    with client.trace():
+        barrier = threading.Barrier(2)
+        run_strands(client, (unsynchronised, (client, "y", barrier)), (unsynchronised, (client, "y", barrier)))
+    assert {r.variable for r in client.races()} == {"x", "y"}
+    assert len(flushes) == 2
