@@ -72,6 +72,8 @@ class _TestRun:
     strands_were_on: bool
     on_race: str
     races: List[Race] = dataclasses.field(default_factory=list)
+    checked_at: Optional[int] = None
+    """Events recorded when the races were asked for after the test body (None: not asked)."""
 
 
 _RUN = pytest.StashKey[_TestRun]()
@@ -154,8 +156,10 @@ class RacewayPlugin:
 
     def _check(self, item: pytest.Item, run: _TestRun) -> Tuple[List[Race], str]:
         client = run.client
-        races = client.races(timeout=RACES_TIMEOUT) if client.stats()["recorded"] else []
+        recorded = client.stats()["recorded"]
+        races = client.races(timeout=RACES_TIMEOUT) if recorded else []
         run.races = races
+        run.checked_at = recorded
         item.user_properties.append(("raceway_races", [(r.kind, r.severity, r.variable) for r in races]))
         if not races:
             return races, ""
@@ -185,8 +189,8 @@ class RacewayPlugin:
         races = run.races or []
         try:
             recorded = client.stats()["recorded"]
-            if recorded:
-                races = client.races(timeout=RACES_TIMEOUT) or races  # teardown's too
+            if recorded and recorded != run.checked_at:  # the teardown's events too
+                races = client.races(timeout=RACES_TIMEOUT) or races
             item.user_properties.append(("raceway_events", recorded))
         finally:
             client.shutdown(timeout=5)

@@ -231,6 +231,39 @@ def test_sarif_and_html_of_the_run(pytester: pytest.Pytester) -> None:
     assert page.startswith("<!DOCTYPE html>") and "accounts[&#x27;alice&#x27;]" in page
 
 
+TEARDOWN_RACE = '''
+import threading
+import pytest
+import raceway
+
+
+@pytest.fixture
+def settings():
+    config = raceway.shared({"mode": "slow"}, "settings")
+    yield config
+    threads = [threading.Thread(target=config.__setitem__, args=("mode", m)) for m in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_body_is_clean(settings):
+    assert settings["mode"] == "slow"
+'''
+
+
+def test_a_race_in_a_fixtures_teardown_joins_the_runs_findings(pytester: pytest.Pytester) -> None:
+    """The races are asked for again after the teardown when it recorded anything: the body
+    passed, the teardown's race is in the run's SARIF."""
+    pytester.makepyfile(test_teardown=TEARDOWN_RACE)
+    sarif = pytester.path / "races.sarif"
+    result = pytester.runpytest("--raceway", f"--raceway-sarif={sarif}", *INNER)
+    result.assert_outcomes(passed=1)
+    results = json.loads(sarif.read_text())["runs"][0]["results"]
+    assert any("settings['mode']" in r["message"]["text"] for r in results)
+
+
 # ----------------------------------------------------------------------------------------------
 # Off: nothing of the plugin runs
 # ----------------------------------------------------------------------------------------------
