@@ -15,9 +15,11 @@ interleaved so the machine's noise falls on all alike:
   variable name built per access as a user would (``f"d[{k!r}]"``).
 
 The programs: each of the twelve run as a plain function (no plugin: ``raceway.shared`` records
-nothing) and as under ``pytest --raceway`` (a client, strands without setup, the primitives
+nothing) and as under ``pytest --raceway`` (the plugin's own client configuration, strands without setup, the primitives
 instrumented, the test's context, and the races asked for at the end, which waits for the
-detector), best of several runs each; the slowdown is the ratio.
+detector), best of several runs each; the slowdown is the ratio. Every run's races are checked
+against the plugin test's verdicts (``bar_wrong_verdicts`` counts the runs that missed one or
+found one in a clean program).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import gc
 import importlib.util
 import os
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Set, Tuple
 
 from harness import per_call_us
 
@@ -111,24 +113,28 @@ def _load_bar():
     return module
 
 
-def _under_plugin(fn: Callable[[], object]) -> float:
+def _under_plugin(fn: Callable[[], object]) -> Tuple[float, Set[Tuple[str, str]]]:
     """Runs ``fn`` as the plugin runs a test body; returns the seconds it took, the plugin's
     per-test set-up (a client of its own) and tear-down excluded, the wait for the races
-    included."""
-    from raceway import Config, RacewayClient
+    included, and the races found, as ``(kind, variable)``."""
+    from raceway import RacewayClient
     from raceway._auto import set_client
+    from raceway.context import ExecutionContext, reset_context, set_context
+    from raceway.pytest_plugin import RACES_TIMEOUT, client_config
     from raceway.strands import disable_strands, enable_strands
 
-    client = RacewayClient(Config(endpoint=None, service_name="pytest", report_races_at_shutdown=False))
+    client = RacewayClient(client_config())  # the plugin's own configuration of a test's client
     previous = set_client(client)
     enable_strands()
+    token = set_context(ExecutionContext.new_trace(client.identity).bind())  # the test's strand, as the plugin sets it
     try:
         started = time.perf_counter()
-        with client.trace():
-            fn()
-        client.races(timeout=10)
-        return time.perf_counter() - started
+        fn()
+        races = client.races(timeout=RACES_TIMEOUT) if client.stats()["recorded"] else []  # as the plugin asks
+        took = time.perf_counter() - started
+        return took, {(r.kind, r.variable) for r in races}
     finally:
+        reset_context(token)
         disable_strands()
         set_client(previous)
         client.shutdown(timeout=5)
@@ -140,9 +146,11 @@ def _programs() -> Dict[str, List[float]]:
     bar = _load_bar()
     names = list(bar.RACY) + list(bar.CLEAN)
     out: Dict[str, List[float]] = {}
+    wrong = 0
     for name in names:
         fn = getattr(bar, name)
         plain, auto = [], []
+        expected = bar.RACY.get(name, set())
         for _ in range(PROGRAM_RUNS):
             gc.collect()
             started = time.perf_counter()
@@ -150,15 +158,21 @@ def _programs() -> Dict[str, List[float]]:
             plain.append(time.perf_counter() - started)
             instrument_primitives()
             try:
-                auto.append(_under_plugin(fn))
+                took, found = _under_plugin(fn)
             finally:
                 uninstrument_primitives()
+            auto.append(took)
+            # The verdicts of the plugin's test (test_pytest_plugin.py): each race expected is
+            # found, and nothing in a clean program.
+            if not expected <= found or (not expected and found):
+                wrong += 1
         out[f"bar_plain_ms_{name}"] = [min(plain) * 1000]
         out[f"bar_auto_ms_{name}"] = [min(auto) * 1000]
         out[f"bar_slowdown_{name}"] = [min(auto) / min(plain)]
     total_plain = sum(out[f"bar_plain_ms_{n}"][0] for n in names)
     total_auto = sum(out[f"bar_auto_ms_{n}"][0] for n in names)
     out["bar_slowdown_total"] = [total_auto / total_plain]
+    out["bar_wrong_verdicts"] = [float(wrong)]
     return out
 
 
@@ -171,6 +185,7 @@ if __name__ == "__main__":
     r = run()
     for key in ("shared_plain", "shared_off", "shared_on", "shared_by_hand"):
         print(f"{key:<16} {median(r[key]):.3f} µs per access")
+    print(f"runs with a wrong verdict (a race missed, or one in a clean program): {int(r['bar_wrong_verdicts'][0])}")
     for key in sorted(k for k in r if k.startswith("bar_slowdown")):
         name = key[len("bar_slowdown_"):]
         extra = (f"  ({r[f'bar_plain_ms_{name}'][0]:.2f} ms -> {r[f'bar_auto_ms_{name}'][0]:.2f} ms)"

@@ -44,7 +44,7 @@ from .strands import disable_strands, enable_strands, strands_enabled
 if TYPE_CHECKING:
     from ._client_protocol import ClientLike
 
-__all__ = ["RacewayPlugin", "RacewayRaceWarning", "instrument_session"]
+__all__ = ["RacewayPlugin", "RacewayRaceWarning", "instrument_session", "client_config"]
 
 RACES_TIMEOUT = 10.0
 """Seconds the plugin waits for a test's events to reach the detector."""
@@ -54,6 +54,13 @@ _PATCHED = pytest.StashKey[bool]()
 
 class RacewayRaceWarning(UserWarning):
     """A test's code raced (``--raceway-on-race=warn``); the message is the race report."""
+
+
+def client_config(suppressions: Optional[str] = None) -> Config:
+    """The configuration of each test's client: the in-process detector, nothing sent anywhere,
+    no report at shutdown (the plugin reports), ``suppressions`` (a path, or None for
+    ``RACEWAY_SUPPRESSIONS``). benchmarks/bench_shared.py times the issue's programs with it."""
+    return Config(endpoint=None, service_name="pytest", report_races_at_shutdown=False, suppressions=suppressions)
 
 
 def instrument_session(config: pytest.Config) -> None:
@@ -122,9 +129,7 @@ class RacewayPlugin:
         if not options.get("enabled", True):
             return
         on_race = options.get("on_race", self.on_race)
-        client = RacewayClient(
-            Config(endpoint=None, service_name="pytest", report_races_at_shutdown=False, suppressions=self.suppressions)
-        )
+        client = RacewayClient(client_config(self.suppressions))
         previous = _auto.set_client(client)
         strands_were_on = strands_enabled()
         enable_strands()
