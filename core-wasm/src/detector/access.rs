@@ -33,8 +33,9 @@ pub struct Access {
     pub access_type: AccessType,
     pub unix_nanos: u64,
     pub locks: Rc<[Box<str>]>,
-    pub old_value: Box<RawValue>,
-    pub new_value: Box<RawValue>,
+    /// The old value's JSON then the new one's, as kept for a report (`Values`): one
+    /// allocation for both.
+    pub values: Values,
     /// Fingerprints of the values' JSON text: the lost-update rule compares these.
     pub old_hash: u64,
     pub new_hash: u64,
@@ -67,19 +68,56 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
     h
 }
 
-/// A value as kept for a report: its JSON, or a string saying it was cut when it is long.
-pub fn kept_value(raw: &RawValue, max_chars: usize) -> Box<RawValue> {
+/// An access's old and new values as kept for a report, each its JSON or, when it is longer
+/// than the detector's `max_value_bytes`, a string saying it was cut.
+#[derive(Debug)]
+pub struct Values {
+    text: Box<str>,
+    /// Where the new value starts in `text`.
+    split: usize,
+}
+
+impl Values {
+    pub fn new(old: &RawValue, new: &RawValue, max_chars: usize) -> Self {
+        let mut text =
+            String::with_capacity(old.get().len().min(max_chars) + new.get().len().min(max_chars));
+        keep_value(&mut text, old, max_chars);
+        let split = text.len();
+        keep_value(&mut text, new, max_chars);
+        Values {
+            text: text.into_boxed_str(),
+            split,
+        }
+    }
+
+    pub fn old_value(&self) -> &RawValue {
+        raw(&self.text[..self.split])
+    }
+
+    pub fn new_value(&self) -> &RawValue {
+        raw(&self.text[self.split..])
+    }
+}
+
+/// Kept text as the `RawValue` a report writes (parsed again: reports are rare).
+fn raw(json: &str) -> &RawValue {
+    serde_json::from_str(json).expect("a kept value is JSON")
+}
+
+/// Appends a value as kept for a report: its JSON, or a string saying it was cut when it is
+/// long.
+fn keep_value(out: &mut String, raw: &RawValue, max_chars: usize) {
     let text = raw.get();
     if text.len() <= max_chars {
-        return raw.to_owned();
+        out.push_str(text);
+        return;
     }
     let mut end = max_chars;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     let cut = format!("{}…[+{} bytes]", &text[..end], text.len() - end);
-    RawValue::from_string(serde_json::to_string(&cut).expect("a string serializes"))
-        .expect("valid JSON")
+    out.push_str(&serde_json::to_string(&cut).expect("a string serializes"));
 }
 
 /// Interned sites, by fingerprint of their text.
@@ -91,13 +129,19 @@ pub struct Sites {
     /// of the stack): in a batch read from a pickle, a string the host wrote once is one
     /// string of the input, so a site recorded again is found without reading its text.
     /// Addresses are only compared within one batch, whose input does not change or move.
-    batch: IdMap<(usize, usize, u32, usize, usize), Rc<Site>>,
+    batch: IdMap<SiteKey, Rc<Site>>,
+    /// The site of the last access of the batch, by the same key: most accesses repeat it.
+    last: Option<(SiteKey, Rc<Site>)>,
 }
+
+/// A site's strings by address (file, line, the one frame: see `Sites::batch`).
+type SiteKey = (usize, usize, u32, usize, usize);
 
 impl Sites {
     /// A new batch: the addresses of the last one mean nothing now.
     pub fn begin_batch(&mut self) {
         self.batch.clear();
+        self.last = None;
     }
 
     pub fn intern(&mut self, file: &str, line: u32, stack: &[std::borrow::Cow<str>]) -> Rc<Site> {
@@ -108,11 +152,20 @@ impl Sites {
             .first()
             .map_or((0, 0), |f| (f.as_ptr() as usize, f.len()));
         let key = (file.as_ptr() as usize, file.len(), line, frame.0, frame.1);
-        if let Some(site) = self.batch.get(&key) {
-            return site.clone();
+        if let Some((last, site)) = &self.last {
+            if *last == key {
+                return site.clone();
+            }
         }
-        let site = self.intern_text(file, line, stack);
-        self.batch.insert(key, site.clone());
+        let site = match self.batch.get(&key) {
+            Some(site) => site.clone(),
+            None => {
+                let site = self.intern_text(file, line, stack);
+                self.batch.insert(key, site.clone());
+                site
+            }
+        };
+        self.last = Some((key, site.clone()));
         site
     }
 
@@ -147,5 +200,30 @@ impl Sites {
         });
         bucket.push(site.clone());
         site
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> &RawValue {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn values_are_kept_whole_or_cut_at_a_character() {
+        let long = raw(r#"{"k":"ééééé"}"#); // 18 bytes
+        let short = raw("[1,null]");
+        let kept = Values::new(long, short, 11);
+        // 11 bytes would end inside the third `é`: the cut is at 10.
+        assert_eq!(kept.old_value().get(), r#""{\"k\":\"éé…[+8 bytes]""#);
+        assert_eq!(kept.new_value().get(), "[1,null]");
+        let kept = Values::new(short, long, 64);
+        assert_eq!(kept.old_value().get(), "[1,null]");
+        assert_eq!(kept.new_value().get(), long.get());
+        let kept = Values::new(raw("null"), raw("\"\""), 0);
+        assert_eq!(kept.old_value().get(), r#""…[+4 bytes]""#);
+        assert_eq!(kept.new_value().get(), r#""…[+2 bytes]""#);
     }
 }

@@ -22,7 +22,7 @@ pub mod variables;
 use crate::event::Kind;
 use crate::ids::TraceId;
 use crate::read::Event;
-use access::{fingerprint, kept_value, Access, Sites};
+use access::{fingerprint, Access, Sites, Values};
 use clock::Clock;
 use races::Races;
 use serde::{Deserialize, Serialize};
@@ -173,14 +173,17 @@ impl Detector {
                     access_type: *access_type,
                     unix_nanos: e.unix_nanos,
                     locks,
-                    old_value: kept_value(old_value, self.options.max_value_bytes),
-                    new_value: kept_value(new_value, self.options.max_value_bytes),
+                    values: Values::new(old_value, new_value, self.options.max_value_bytes),
                     old_hash: fingerprint(old_value.get().as_bytes()),
                     new_hash: fingerprint(new_value.get().as_bytes()),
                 });
-                let clock = &self.strands.get(me).clock;
-                self.variables
-                    .access(variable, access, clock, &self.strands, &mut self.found);
+                self.variables.access(
+                    variable,
+                    access,
+                    &strand.clock,
+                    &self.strands,
+                    &mut self.found,
+                );
                 for finding in self.found.drain(..) {
                     self.races.file(variable, finding);
                 }

@@ -189,8 +189,8 @@ impl<'a> AccessJson<'a> {
             timestamp: rfc3339_micros(a.unix_nanos),
             unix_nanos: a.unix_nanos,
             locks: &a.locks,
-            old_value: &a.old_value,
-            new_value: &a.new_value,
+            old_value: a.values.old_value(),
+            new_value: a.values.new_value(),
         }
     }
 }

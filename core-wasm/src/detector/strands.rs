@@ -171,6 +171,16 @@ impl Strands {
                 id
             }
         };
+        let state_key = (batch, e.state_index);
+        // The usual event: a live strand in a state already merged, found with one look-up.
+        if let Some(strand) = self.live.get_mut(&id) {
+            if strand.last_state == state_key {
+                strand.seq = strand.seq.max(e.seq);
+                strand.clock.raise(id, e.seq);
+                strand.last_active = now;
+                return id;
+            }
+        }
         if !self.live.contains_key(&id) {
             self.evict_if_full();
             let mut clock = Clock::default();
@@ -207,7 +217,6 @@ impl Strands {
             };
             self.live.insert(id, strand);
         }
-        let state_key = (batch, e.state_index);
         if self.live[&id].last_state != state_key {
             let mut learned = Clock::default();
             for (component, counter) in e.state.clock.entries() {

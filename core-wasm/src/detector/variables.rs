@@ -61,6 +61,8 @@ pub struct Variables {
     /// name the host wrote once is hashed once per batch. Cleared with each batch and
     /// whenever variables are forgotten.
     batch: IdMap<(usize, usize), u32>,
+    /// The last name looked up in the batch, by address, and its id: most accesses repeat it.
+    last: Option<((usize, usize), u32)>,
 }
 
 impl Variables {
@@ -72,6 +74,7 @@ impl Variables {
             max_variables: max_variables.max(16),
             max_readers: max_readers.max(1),
             batch: IdMap::default(),
+            last: None,
         }
     }
 
@@ -83,6 +86,7 @@ impl Variables {
     /// A new batch: the addresses of the last one mean nothing now.
     pub fn begin_batch(&mut self) {
         self.batch.clear();
+        self.last = None;
     }
 
     /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
@@ -96,21 +100,11 @@ impl Variables {
         found: &mut Vec<Finding>,
     ) {
         let key = (name.as_ptr() as usize, name.len());
-        let id = match self.batch.get(&key) {
-            Some(&id) => id,
-            None => {
-                let id = match self.ids.get(name) {
-                    Some(&id) => id,
-                    None => {
-                        self.evict_if_full();
-                        let id = self.next_id;
-                        self.next_id = self.next_id.wrapping_add(1);
-                        self.ids.insert(name.into(), id);
-                        self.vars.insert(id, Variable::default());
-                        id
-                    }
-                };
-                self.batch.insert(key, id);
+        let id = match self.last {
+            Some((last, id)) if last == key => id,
+            _ => {
+                let id = self.lookup(name, key);
+                self.last = Some((key, id));
                 id
             }
         };
@@ -118,6 +112,26 @@ impl Variables {
         if let Some(var) = self.vars.get_mut(&id) {
             var.access(access, clock, strands, max_readers, found);
         }
+    }
+
+    /// The id of the variable `name` (whose address is `key`), made if it is new.
+    fn lookup(&mut self, name: &str, key: (usize, usize)) -> u32 {
+        if let Some(&id) = self.batch.get(&key) {
+            return id;
+        }
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                self.evict_if_full();
+                let id = self.next_id;
+                self.next_id = self.next_id.wrapping_add(1);
+                self.ids.insert(name.into(), id);
+                self.vars.insert(id, Variable::default());
+                id
+            }
+        };
+        self.batch.insert(key, id);
+        id
     }
 
     /// Over `max_variables`, the least recently accessed eighth is forgotten (races on them
@@ -134,6 +148,7 @@ impl Variables {
         let vars = &self.vars;
         self.ids.retain(|_, id| vars.contains_key(id));
         self.batch.clear();
+        self.last = None;
     }
 }
 
