@@ -261,6 +261,8 @@ struct Encoder<'b> {
     states: RenderedStates,
     timestamps: Timestamps,
     kinds: KindCache<'b>,
+    /// The last event's context, counter and id: the next one's parent, most of the time.
+    last_id: (usize, u64, [u8; 38]),
     in_body: usize,
     /// The summary's line, then the bodies so far.
     body: Vec<u8>,
@@ -287,6 +289,7 @@ impl<'b> Encoder<'b> {
             states: RenderedStates::default(),
             timestamps: Timestamps::default(),
             kinds: KindCache::default(),
+            last_id: (usize::MAX, 0, [0; 38]),
             in_body: 0,
             body: Vec::new(),
             bodies: 0,
@@ -348,14 +351,18 @@ impl<'b> Encoder<'b> {
         } else {
             body.push(b',');
         }
+        let id = render::uuid_bytes(event_id_bits(ctx.id_base, seq));
         body.extend_from_slice(b"{\"id\":");
-        render::uuid(body, event_id_bits(ctx.id_base, seq));
+        body.extend_from_slice(&id);
         body.extend_from_slice(&ctx.trace);
         if prev_seq == 0 {
             body.extend_from_slice(b"null");
+        } else if (self.last_id.0, self.last_id.1) == (event.context_index, prev_seq) {
+            body.extend_from_slice(&self.last_id.2);
         } else {
             render::uuid(body, event_id_bits(ctx.id_base, prev_seq));
         }
+        self.last_id = (event.context_index, seq, id);
         body.extend_from_slice(b",\"timestamp\":");
         self.timestamps.write(body, event.unix_nanos);
         body.extend_from_slice(b",\"kind\":");

@@ -5,36 +5,42 @@ use crate::timestamp::rfc3339_micros;
 
 /// Writes 128 bits as a quoted lower-case hyphenated UUID.
 pub fn uuid(out: &mut Vec<u8>, bits: u128) {
-    let (high, low) = (hex16((bits >> 64) as u64), hex16(bits as u64));
-    let mut buf = [b'"'; 38];
-    buf[1..9].copy_from_slice(&high[..8]);
-    buf[9] = b'-';
-    buf[10..14].copy_from_slice(&high[8..12]);
-    buf[14] = b'-';
-    buf[15..19].copy_from_slice(&high[12..]);
-    buf[19] = b'-';
-    buf[20..24].copy_from_slice(&low[..4]);
-    buf[24] = b'-';
-    buf[25..37].copy_from_slice(&low[4..]);
-    out.extend_from_slice(&buf);
+    out.extend_from_slice(&uuid_bytes(bits));
 }
 
-/// The 16 lower-case hex digits of `x`, eight at a time in a word rather than a table look-up
-/// per byte (ids are two of every event's few computed fields).
-fn hex16(x: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&hex8((x >> 32) as u32).to_be_bytes());
-    out[8..].copy_from_slice(&hex8(x as u32).to_be_bytes());
+/// 128 bits as a quoted lower-case hyphenated UUID (`"8-4-4-4-12"`, 38 bytes), assembled in
+/// words: eight hex digits at a time (`hex8`), placed around the quotes and hyphens by shifts,
+/// rather than a table look-up and a store per byte (ids are two of every event's few computed
+/// fields).
+pub fn uuid_bytes(bits: u128) -> [u8; 38] {
+    let [a, b, c, d] = [96, 64, 32, 0].map(|shift| hex8((bits >> shift) as u32));
+    const QUOTE: u64 = b'"' as u64;
+    const DASH: u64 = b'-' as u64;
+    // Little-endian words of the output: digit k of `a` is byte k of `a`.
+    let words = [
+        QUOTE | (a << 8),
+        (a >> 56) | (DASH << 8) | ((b & 0xffff_ffff) << 16) | (DASH << 48) | ((b >> 32) << 56),
+        (b >> 40) | (DASH << 24) | (c << 32),
+        DASH | ((c >> 32) << 8) | (d << 40),
+        (d >> 24) | (QUOTE << 40),
+    ];
+    let mut out = [0u8; 38];
+    for (i, word) in words.iter().enumerate() {
+        let bytes = word.to_le_bytes();
+        let n = if i == 4 { 6 } else { 8 };
+        out[8 * i..8 * i + n].copy_from_slice(&bytes[..n]);
+    }
     out
 }
 
-/// The 8 hex digits of `x`, most significant in the word's most significant byte.
+/// The 8 lower-case hex digits of `x`, the most significant in the word's lowest byte (so that
+/// `to_le_bytes` gives them in order).
 fn hex8(x: u32) -> u64 {
     let x = u64::from(x);
-    // Each nibble into a byte of its own, in order: halves, then bytes, then nibbles apart.
-    let x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
-    let x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
-    let x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // Each nibble into a byte of its own, the top one lowest: halves, bytes, then nibbles.
+    let x = (x >> 16) | ((x & 0xffff) << 32);
+    let x = ((x >> 8) & 0x0000_00ff_0000_00ff) | ((x & 0x0000_00ff_0000_00ff) << 16);
+    let x = ((x >> 4) & 0x000f_000f_000f_000f) | ((x & 0x000f_000f_000f_000f) << 8);
     // '0' + d, and 'a' - '0' - 10 more where d >= 10 (d + 6 carries into bit 4).
     let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
     x + 0x3030_3030_3030_3030 + letters * 0x27
