@@ -125,7 +125,7 @@ enum Text<'a> {
 }
 
 impl<'a> Input<'a> {
-    #[inline]
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, String> {
         match self.data.get(self.pos) {
             Some(&b) if b < 0x80 => {
@@ -142,6 +142,7 @@ impl<'a> Input<'a> {
         }
     }
 
+    #[inline(always)]
     fn le<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let mut out = [0u8; N];
         for b in out.iter_mut() {
@@ -151,6 +152,7 @@ impl<'a> Input<'a> {
     }
 
     /// The next `n` bytes.
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<Text<'a>, String> {
         if let Some(run) = self.data.get(self.pos..self.pos.saturating_add(n)) {
             if run.is_ascii() {
