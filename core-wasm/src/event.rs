@@ -38,9 +38,17 @@ impl AccessType {
 
     /// Case-insensitive, so `"write"` (a common slip the server would reject) still works.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s))
+        // The server's own spelling, which hosts write, without a comparison per letter.
+        let exact = match s {
+            "Read" => Some(AccessType::Read),
+            "Write" => Some(AccessType::Write),
+            _ => None,
+        };
+        exact.or_else(|| {
+            Self::ALL
+                .into_iter()
+                .find(|a| a.name().eq_ignore_ascii_case(s))
+        })
     }
 
     /// The server's name for it, as `Serialize` writes it.
