@@ -69,33 +69,61 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
 }
 
 /// An access's old and new values as kept for a report, each its JSON or, when it is longer
-/// than the detector's `max_value_bytes`, a string saying it was cut.
+/// than the detector's `max_value_bytes`, a string saying it was cut. Short ones (counters,
+/// flags: most values) are kept in the access itself, without an allocation of their own.
 #[derive(Debug)]
 pub struct Values {
-    text: Box<str>,
-    /// Where the new value starts in `text`.
+    text: Kept,
+    /// Where the new value starts in the text.
     split: usize,
 }
 
+/// The bytes of `Values::INLINE` or fewer, or a string of their own.
+#[derive(Debug)]
+enum Kept {
+    Inline([u8; Values::INLINE], u8),
+    Heap(Box<str>),
+}
+
 impl Values {
+    const INLINE: usize = 22;
+
     pub fn new(old: &RawValue, new: &RawValue, max_chars: usize) -> Self {
-        let mut text =
-            String::with_capacity(old.get().len().min(max_chars) + new.get().len().min(max_chars));
+        let (o, n) = (old.get().as_bytes(), new.get().as_bytes());
+        if o.len() + n.len() <= Self::INLINE && o.len().max(n.len()) <= max_chars {
+            let mut bytes = [0u8; Self::INLINE];
+            bytes[..o.len()].copy_from_slice(o);
+            bytes[o.len()..o.len() + n.len()].copy_from_slice(n);
+            return Values {
+                text: Kept::Inline(bytes, (o.len() + n.len()) as u8),
+                split: o.len(),
+            };
+        }
+        let mut text = String::with_capacity(o.len().min(max_chars) + n.len().min(max_chars));
         keep_value(&mut text, old, max_chars);
         let split = text.len();
         keep_value(&mut text, new, max_chars);
         Values {
-            text: text.into_boxed_str(),
+            text: Kept::Heap(text.into_boxed_str()),
             split,
         }
     }
 
+    fn text(&self) -> &str {
+        match &self.text {
+            Kept::Inline(bytes, len) => {
+                std::str::from_utf8(&bytes[..*len as usize]).expect("copied from two strs")
+            }
+            Kept::Heap(text) => text,
+        }
+    }
+
     pub fn old_value(&self) -> &RawValue {
-        raw(&self.text[..self.split])
+        raw(&self.text()[..self.split])
     }
 
     pub fn new_value(&self) -> &RawValue {
-        raw(&self.text[self.split..])
+        raw(&self.text()[self.split..])
     }
 }
 
@@ -225,5 +253,21 @@ mod tests {
         let kept = Values::new(raw("null"), raw("\"\""), 0);
         assert_eq!(kept.old_value().get(), r#""…[+4 bytes]""#);
         assert_eq!(kept.new_value().get(), r#""…[+2 bytes]""#);
+        // Kept in the access (22 bytes or fewer in all), or apart.
+        for (old, new) in [
+            ("1", "2"),
+            ("null", "\"é\""),
+            ("12345678901", "12345678901"),
+        ] {
+            let kept = Values::new(raw(old), raw(new), 256);
+            assert!(matches!(kept.text, Kept::Inline(..)));
+            assert_eq!((kept.old_value().get(), kept.new_value().get()), (old, new));
+        }
+        let kept = Values::new(raw("12345678901"), raw("123456789012"), 256);
+        assert!(matches!(kept.text, Kept::Heap(..)));
+        assert_eq!(kept.new_value().get(), "123456789012");
+        let kept = Values::new(raw("123"), raw("1"), 2);
+        assert_eq!(kept.old_value().get(), r#""12…[+1 bytes]""#);
+        assert_eq!(kept.new_value().get(), "1");
     }
 }
