@@ -111,11 +111,13 @@ class Config:
     (docs/delivery.md). Set it to ``batch_size`` for requests of exactly ``batch_size``. Taken
     as ``batch_size`` when smaller. 500 events are ~340 KB, 5% of the Raceway server's ingest
     queue (10,000 events)."""
-    background_nice: int = 10
+    background_nice: int = 0
     """Added to the nice value of the SDK's background threads (the flusher, which encodes and
-    detects, and the HTTP sender), on Linux: when the application and the SDK both want the
-    CPU, the application gets it first, and what the SDK cannot keep up with waits in the
-    bounded queue (``max_queue_size``). 0 leaves them at the application's priority. See
+    detects, and the HTTP sender), on Linux. With 10, when the application and the SDK both
+    want a core the application gets ~90% of it, and what the SDK cannot keep up with waits in
+    the bounded queue (``max_queue_size``). Off by default: the SDK then also yields to every
+    other process, so on a loaded machine delivery lags, and a short ``shutdown()`` budget can
+    end before anything was settled (what is left goes to the spool). See
     raceway/_priority.py and docs/delivery.md."""
 
     def __post_init__(self) -> None:

@@ -37,12 +37,12 @@ def test_the_flusher_and_the_sender_run_at_the_configured_nice_value(collector, 
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
 
 
-def test_the_default_is_ten_and_a_local_client_lowers_its_flusher_too(make_client):
+def test_off_by_default_and_a_local_client_lowers_its_flusher_too(make_client):
     from raceway import Config
 
-    assert Config().background_nice == 10
+    assert Config().background_nice == 0
     own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    client = make_client(endpoint=None)
+    client = make_client(endpoint=None, background_nice=10)
     _run_background_threads(client)
     assert _nice_by_thread_name()["raceway-flusher"] == min(19, own + 10)
 
