@@ -95,7 +95,8 @@ pub struct Tree<'a> {
     values_limit: usize,
 }
 
-const NONE: (u32, u32) = (u32::MAX, u32::MAX);
+/// No value: every value's JSON has at least one byte, so no value ends where it starts.
+const NONE: (u32, u32) = (0, 0);
 
 /// The host passes the pickle's bytes as a string of the characters U+0000 to U+00FF, one per
 /// byte (`bytes.decode("latin-1")`), because the component's arguments are strings: `Input`
@@ -388,6 +389,7 @@ impl<'a> Tree<'a> {
     }
 
     /// The string a node holds, if it is one.
+    #[inline]
     fn text(&self, node: u32) -> Option<&str> {
         match self.nodes[node as usize] {
             Node::Str(s) => Some(s),
@@ -406,6 +408,7 @@ impl<'a> Tree<'a> {
         Ok(())
     }
 
+    #[inline]
     fn seq(&self, node: u32) -> Option<&[u32]> {
         match self.nodes[node as usize] {
             Node::Tuple(start, len) => Some(&self.items[start as usize..(start + len) as usize]),
@@ -451,12 +454,20 @@ impl<'a> Tree<'a> {
             let Some(f) = self.seq(fields) else { continue };
             todo.extend(places.iter().filter_map(|&i| f.get(i).copied()));
         }
+        values.reserve(4 * todo.len());
         for node in todo {
             if self.raw[node as usize] != NONE {
                 continue;
             }
             let start = values.len();
-            self.write_value(&mut values, node, 0)?;
+            match self.nodes[node as usize] {
+                // The usual value, written here rather than through the recursive writer.
+                Node::Int(i) => {
+                    self.visit()?;
+                    values.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                }
+                _ => self.write_value(&mut values, node, 0)?,
+            }
             if values.len() > self.values_limit || values.len() > u32::MAX as usize {
                 return err("values too large");
             }

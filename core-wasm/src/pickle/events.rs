@@ -107,12 +107,14 @@ pub(super) struct Plain<'t, 'a> {
 }
 
 impl<'t, 'a: 't> Plain<'t, 'a> {
+    #[inline(always)]
     fn enter(&mut self, node: u32) -> Node<'a> {
         self.visits += 1;
         self.tree.nodes[node as usize]
     }
 
     /// A `u64` as serde reads one from a node: a non-negative int.
+    #[inline(always)]
     fn u64(&mut self, node: u32) -> Option<u64> {
         match self.enter(node) {
             Node::Int(i) if i >= 0 => Some(i as u64),
@@ -121,15 +123,18 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
         }
     }
 
+    #[inline(always)]
     fn int<T: TryFrom<u64>>(&mut self, node: u32) -> Option<T> {
         T::try_from(self.u64(node)?).ok()
     }
 
+    #[inline(always)]
     fn text(&mut self, node: u32) -> Option<Cow<'t, str>> {
         self.visits += 1;
         self.tree.text(node).map(Cow::Borrowed)
     }
 
+    #[inline(always)]
     fn seq(&mut self, node: u32) -> Option<&'t [u32]> {
         self.visits += 1;
         self.tree.seq(node)
