@@ -19,6 +19,8 @@ use serde::Serialize;
 
 /// At most this many distinct error messages are returned per batch.
 const MAX_ERRORS: usize = 10;
+/// The most room reserved for a batch's bodies ahead of writing them (they can grow past it).
+const MAX_RESERVE: usize = 4 * 1024 * 1024;
 
 /// What one `encode-batch` call produced.
 #[derive(Debug, Default)]
@@ -194,10 +196,11 @@ fn process_read(
         let ctx = rendered[event.context_index].as_ref().expect("kept above");
         enc.event(ctx, event);
         if i == 0 {
-            // Room for the rest, so that the bodies are not copied as they grow.
+            // Room for the rest, so that the bodies are not copied as they grow; at most
+            // `MAX_RESERVE` (an unusually large first event must not reserve for all).
             let first = enc.body.len() - start;
-            enc.body
-                .reserve((first + 64) * (kept.len() - 1) + 2 * kept.len());
+            let rest = (first + 64).saturating_mul(kept.len() - 1);
+            enc.body.reserve(rest.min(MAX_RESERVE));
         }
     }
     out.bodies = Bodies {
