@@ -389,7 +389,7 @@ impl<'a> Tree<'a> {
     }
 
     /// The string a node holds, if it is one.
-    #[inline]
+    #[inline(always)]
     fn text(&self, node: u32) -> Option<&str> {
         match self.nodes[node as usize] {
             Node::Str(s) => Some(s),
@@ -561,6 +561,7 @@ impl<'a> Tree<'a> {
     }
 }
 
+#[inline]
 fn long1(bytes: &[u8]) -> Result<Node<'static>, String> {
     match bytes.len() {
         0 => Ok(Node::Int(0)),

@@ -108,16 +108,19 @@ impl Timestamps {
             self.prefix.extend_from_slice(&full.as_bytes()[..20]); // through "SS."
             self.second = Some(second);
         }
-        let micros = (unix_nanos % 1_000_000_000) / 1_000;
+        let micros = ((unix_nanos % 1_000_000_000) / 1_000) as u32;
         out.push(b'"');
         out.extend_from_slice(&self.prefix);
-        let mut digits = [b'0'; 6];
-        let mut m = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (m % 10) as u8;
-            m /= 10;
-        }
-        out.extend_from_slice(&digits);
+        // Six digits, two at a time.
+        let pair = |n: u32| {
+            let n = n as u8;
+            [b'0' + n / 10, b'0' + n % 10]
+        };
+        let (high, low) = (micros / 10_000, micros % 10_000);
+        let [a, b] = pair(high);
+        let [c, d] = pair(low / 100);
+        let [e, f] = pair(low % 100);
+        out.extend_from_slice(&[a, b, c, d, e, f]);
         out.extend_from_slice(b"+00:00\"");
     }
 }
@@ -182,6 +185,11 @@ mod tests {
             1_000_000_000,
             1_795_246_001_000_516_000,
             1_795_246_001_616_516_999,
+            1_795_246_001_000_009_000,
+            1_795_246_001_000_099_999,
+            1_795_246_001_090_010_000,
+            1_795_246_001_100_000_000,
+            1_795_246_001_999_999_000,
         ] {
             let mut out = Vec::new();
             ts.write(&mut out, nanos);
