@@ -179,7 +179,8 @@ impl<'a> Tree<'a> {
         let mut tree = Tree {
             nodes: Vec::with_capacity(data.len() / 4),
             owned: Vec::new(),
-            items: Vec::new(),
+            // Room for what a batch of records needs (an item is at least one byte).
+            items: Vec::with_capacity(data.len() / 2),
             lists: Vec::new(),
             dicts: Vec::new(),
             root: 0,
@@ -188,9 +189,9 @@ impl<'a> Tree<'a> {
             values_limit: (VALUES_PER_BYTE * data.len() + VALUES_SLACK).min(MAX_VALUES),
         };
         let mut input = Input { data, pos: 0 };
-        let mut stack: Vec<u32> = Vec::new();
-        let mut marks: Vec<usize> = Vec::new();
-        let mut memo: Vec<u32> = Vec::new();
+        let mut stack: Vec<u32> = Vec::with_capacity(64);
+        let mut marks: Vec<usize> = Vec::with_capacity(16);
+        let mut memo: Vec<u32> = Vec::with_capacity(data.len() / 16);
         let floor = |marks: &Vec<usize>| marks.last().copied().unwrap_or(0);
         macro_rules! pop {
             () => {{
