@@ -80,21 +80,34 @@ PROBES: Tuple[Dict[str, List[str]], ...] = (
 )
 """Canonical headers the template must read, each exactly as the core does, before it is used."""
 
-_template: "Tuple[Optional[weakref.ref[CoreInstance]], Optional[IncomingTemplate]]" = (None, None)
-"""The last codec asked and its template (None: the core reads every header). One entry: a
-process has one client, so one codec, but for tests."""
+_templates: "weakref.WeakKeyDictionary[CoreInstance, Optional[IncomingTemplate]]" = weakref.WeakKeyDictionary()
+"""Each codec's template (None: the core reads every header), made once per codec."""
+
+_last: "Tuple[Optional[weakref.ref[CoreInstance]], Optional[IncomingTemplate]]" = (None, None)
+"""The codec asked last and its template: a process has one client, so one codec, and this
+lookup costs less than `_templates`'."""
 
 
 def template_of(codec: "CoreInstance") -> Optional[IncomingTemplate]:
-    """``codec``'s incoming-header template, made once (one component call, plus one per
-    `PROBES` entry); None when the core cannot make one, Python cannot read its patterns, or
-    it reads a probe otherwise than the core (said once at WARNING): the core then reads every
+    """``codec``'s incoming-header template, made once per codec (one component call, plus one
+    per `PROBES` entry); None when the core cannot make one, Python cannot read its patterns,
+    or it reads a probe otherwise than the core (logged at WARNING): the core then reads every
     header, slower but right."""
-    global _template
-    ref, template = _template
+    global _last
+    ref, template = _last
     if ref is not None and ref() is codec:
         return template
-    template = None
+    try:
+        template = _templates[codec]
+    except KeyError:
+        template = _templates[codec] = _make_template(codec)
+    except TypeError:  # not a CoreInstance (a test's stand-in): nothing to cache it by
+        return _make_template(codec)
+    _last = (weakref.ref(codec), template)
+    return template
+
+
+def _make_template(codec: "CoreInstance") -> Optional[IncomingTemplate]:
     try:
         template = IncomingTemplate(codec.incoming_template())
         for headers in PROBES:
@@ -107,16 +120,11 @@ def template_of(codec: "CoreInstance") -> Optional[IncomingTemplate]:
                     mine,
                     core,
                 )
-                template = None
-                break
+                return None
+        return template
     except Exception as e:  # a core that cannot make one, a pattern Python cannot read
         log.debug("raceway: no incoming-header template (%s: %s); the core reads every header", type(e).__name__, e)
-        template = None
-    try:
-        _template = (weakref.ref(codec), template)
-    except TypeError:  # pragma: no cover - a codec that cannot be referred to weakly: ask again
-        pass
-    return template
+        return None
 
 
 def context_from_headers(client: Optional[ClientLike], headers: Dict[str, List[str]]) -> ExecutionContext:

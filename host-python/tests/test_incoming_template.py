@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import weakref
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -317,7 +318,8 @@ def test_a_request_with_canonical_headers_makes_no_core_call(make_client):
 
 @pytest.fixture
 def fresh_template_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_incoming, "_template", (None, None))
+    monkeypatch.setattr(_incoming, "_last", (None, None))
+    monkeypatch.setattr(_incoming, "_templates", weakref.WeakKeyDictionary())
     yield
 
 
@@ -331,9 +333,18 @@ def test_a_template_that_disagrees_with_the_core_is_not_used(fresh_template_cach
 
     monkeypatch.setattr(IncomingTemplate, "read", wrong)
     caplog.set_level(logging.WARNING, logger="raceway")
+    other = CoreInstance()
     assert template_of(core) is None
-    assert template_of(core) is None  # decided once per codec
-    assert len([r for r in caplog.records if "disagrees" in r.getMessage()]) == 1
+    assert template_of(other) is None
+    assert template_of(core) is None  # decided once per codec, whichever was asked last
+    assert len([r for r in caplog.records if "disagrees" in r.getMessage()]) == 2
+
+
+def test_two_codecs_keep_their_own_templates(fresh_template_cache):
+    first, second = CoreInstance(), CoreInstance()
+    made = [template_of(first), template_of(second)]
+    assert all(isinstance(t, IncomingTemplate) for t in made) and made[0] is not made[1]
+    assert [template_of(first), template_of(second), template_of(first)] == [made[0], made[1], made[0]]
 
 
 def test_a_core_without_a_template_leaves_every_header_to_it(fresh_template_cache, make_client, monkeypatch):
