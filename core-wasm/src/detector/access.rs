@@ -59,11 +59,13 @@ impl Access {
 
 /// FNV-1a: a fast, deterministic fingerprint (no security role: values are compared, and a
 /// collision can only hide one lost update).
-pub fn fingerprint(bytes: &[u8]) -> u64 {
+pub const fn fingerprint(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
     }
     h
 }

@@ -92,6 +92,8 @@ pub struct Detector {
     /// Lock sets of the current batch's states, by state index.
     lock_sets: Vec<Option<Rc<[Box<str>]>>>,
     found: Vec<Finding>,
+    /// A write the variables no longer hold, whose allocation the next access may take.
+    spare: Option<Rc<Access>>,
     /// `strands.evictions` when the lock and annotation clocks were last pruned.
     pruned_at: u64,
 }
@@ -117,6 +119,7 @@ impl Detector {
             service: Rc::from(""),
             lock_sets: Vec::new(),
             found: Vec::new(),
+            spare: None,
             pruned_at: 0,
             options,
         }
@@ -164,7 +167,7 @@ impl Detector {
                     })
                     .clone();
                 let strand = self.strands.get(me);
-                let access = Rc::new(Access {
+                let access = Access {
                     strand: me,
                     seq: e.seq,
                     pos: now,
@@ -176,8 +179,19 @@ impl Detector {
                     values: Values::new(old_value, new_value, self.options.max_value_bytes),
                     old_hash: fingerprint(old_value.get().as_bytes()),
                     new_hash: fingerprint(new_value.get().as_bytes()),
-                });
-                self.variables.access(
+                };
+                // The allocation of the last write replaced, when nothing holds it any more.
+                let access = match self.spare.take() {
+                    Some(mut spare) => match Rc::get_mut(&mut spare) {
+                        Some(slot) => {
+                            *slot = access;
+                            spare
+                        }
+                        None => Rc::new(access),
+                    },
+                    None => Rc::new(access),
+                };
+                let replaced = self.variables.access(
                     variable,
                     access,
                     &strand.clock,
@@ -187,6 +201,7 @@ impl Detector {
                 for finding in self.found.drain(..) {
                     self.races.file(variable, finding);
                 }
+                self.spare = replaced;
             }
             Kind::LockAcquire { lock_id, .. } => {
                 if let Some(released) = self.locks.get(lock_id.as_ref()) {

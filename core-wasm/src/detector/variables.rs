@@ -90,7 +90,8 @@ impl Variables {
     }
 
     /// Checks `access` (by a strand whose clock is `clock`) against what `name` holds, records
-    /// it, and pushes what it found onto `found`.
+    /// it, and pushes what it found onto `found`. Returns the write it replaced, if any (the
+    /// caller may reuse its allocation once nothing else holds it).
     pub fn access(
         &mut self,
         name: &str,
@@ -98,7 +99,7 @@ impl Variables {
         clock: &Clock,
         strands: &Strands,
         found: &mut Vec<Finding>,
-    ) {
+    ) -> Option<Rc<Access>> {
         let key = (name.as_ptr() as usize, name.len());
         let id = match self.last {
             Some((last, id)) if last == key => id,
@@ -109,9 +110,8 @@ impl Variables {
             }
         };
         let max_readers = self.max_readers;
-        if let Some(var) = self.vars.get_mut(&id) {
-            var.access(access, clock, strands, max_readers, found);
-        }
+        let var = self.vars.get_mut(&id)?;
+        var.access(access, clock, strands, max_readers, found)
     }
 
     /// The id of the variable `name` (whose address is `key`), made if it is new.
@@ -160,7 +160,7 @@ impl Variable {
         strands: &Strands,
         max_readers: usize,
         found: &mut Vec<Finding>,
-    ) {
+    ) -> Option<Rc<Access>> {
         let var = self;
         var.last_pos = access.pos;
         let me = access.strand;
@@ -195,7 +195,7 @@ impl Variable {
                 if let (Some(read), Some(other)) = (basis, &var.write) {
                     let stale = other.strand != me
                         && other.pos > read.pos
-                        && access.old_hash != null_hash()
+                        && access.old_hash != NULL_HASH
                         && access.old_hash != other.new_hash;
                     if stale {
                         found.push(Finding::LostUpdate {
@@ -208,7 +208,7 @@ impl Variable {
                 var.pending.retain(|r| r.strand != me);
             }
             var.reads.clear();
-            var.write = Some(access);
+            var.write.replace(access)
         } else {
             // A read ordered before this one adds nothing a later write could race with
             // that this read does not already (FastTrack's read-exclusive step).
@@ -225,10 +225,10 @@ impl Variable {
                 }
                 var.pending.push(access);
             }
+            None
         }
     }
 }
 
-pub fn null_hash() -> u64 {
-    super::access::fingerprint(NULL_HASH_TEXT)
-}
+/// The fingerprint of a `null` value (an old value the host did not record).
+const NULL_HASH: u64 = super::access::fingerprint(NULL_HASH_TEXT);
