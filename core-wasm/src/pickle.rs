@@ -126,30 +126,33 @@ enum Text<'a> {
 }
 
 impl<'a> Input<'a> {
+    /// The next byte, or None (see `fault` for why). An `Option`, not a `Result`: the error
+    /// is made apart, so that a byte read costs no `Result` in memory (most of reading a
+    /// batch is reading bytes).
     #[inline(always)]
-    fn byte(&mut self) -> Result<u8, String> {
+    fn next(&mut self) -> Option<u8> {
         match self.data.get(self.pos) {
             Some(&b) if b < 0x80 => {
                 self.pos += 1;
-                Ok(b)
+                Some(b)
             }
             Some(&b) if (b == 0xc2 || b == 0xc3) && self.pos + 1 < self.data.len() => {
                 let next = self.data[self.pos + 1];
                 self.pos += 2;
-                Ok(((b & 0x1f) << 6) | (next & 0x3f))
+                Some(((b & 0x1f) << 6) | (next & 0x3f))
             }
-            Some(_) => err("a character beyond U+00FF"),
-            None => err("truncated"),
+            _ => None,
         }
     }
 
-    #[inline(always)]
-    fn le<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut out = [0u8; N];
-        for b in out.iter_mut() {
-            *b = self.byte()?;
+    /// Why `next` gave no byte.
+    #[cold]
+    #[inline(never)]
+    fn fault(&self) -> String {
+        match self.data.get(self.pos) {
+            Some(_) => "pickle: a character beyond U+00FF".to_owned(),
+            None => "pickle: truncated".to_owned(),
         }
-        Ok(out)
     }
 
     /// The next `n` bytes.
@@ -166,7 +169,10 @@ impl<'a> Input<'a> {
         }
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            out.push(self.byte()?);
+            match self.next() {
+                Some(b) => out.push(b),
+                None => return Err(self.fault()),
+            }
         }
         Ok(Text::Decoded(out))
     }
@@ -193,6 +199,24 @@ impl<'a> Tree<'a> {
         let mut marks: Vec<usize> = Vec::with_capacity(16);
         let mut memo: Vec<u32> = Vec::with_capacity(data.len() / 16);
         let floor = |marks: &Vec<usize>| marks.last().copied().unwrap_or(0);
+        macro_rules! byte {
+            () => {{
+                match input.next() {
+                    Some(b) => b,
+                    None => return Err(input.fault()),
+                }
+            }};
+        }
+        // The next `$n` bytes, as an array.
+        macro_rules! le {
+            ($n:literal) => {{
+                let mut out = [0u8; $n];
+                for b in out.iter_mut() {
+                    *b = byte!();
+                }
+                out
+            }};
+        }
         macro_rules! pop {
             () => {{
                 if stack.len() <= floor(&marks) {
@@ -216,14 +240,14 @@ impl<'a> Tree<'a> {
                 mark
             }};
         }
-        if input.byte()? != 0x80 || !(2..=5).contains(&input.byte()?) {
+        if byte!() != 0x80 || !(2..=5).contains(&byte!()) {
             return err("not a pickle of protocol 2 to 5");
         }
         loop {
-            let op = input.byte()?;
+            let op = byte!();
             match op {
                 0x95 => {
-                    input.le::<8>()?; // FRAME: a length hint
+                    le!(8); // FRAME: a length hint
                 }
                 b'.' => {
                     let root = pop!();
@@ -304,29 +328,30 @@ impl<'a> Tree<'a> {
                 b'N' => push!(Node::None),
                 0x88 => push!(Node::Bool(true)),
                 0x89 => push!(Node::Bool(false)),
-                b'J' => push!(Node::Int(i64::from(i32::from_le_bytes(input.le()?)))),
-                b'K' => push!(Node::Int(i64::from(input.byte()?))),
-                b'M' => push!(Node::Int(i64::from(u16::from_le_bytes(input.le()?)))),
+                b'J' => push!(Node::Int(i64::from(i32::from_le_bytes(le!(4))))),
+                b'K' => push!(Node::Int(i64::from(byte!()))),
+                b'M' => push!(Node::Int(i64::from(u16::from_le_bytes(le!(2))))),
                 0x8a => {
-                    let n = input.byte()? as usize;
+                    let n = byte!() as usize;
                     if n > 9 {
                         return err("an integer beyond 64 bits");
                     }
                     let mut bytes = [0u8; 9];
                     for b in bytes[..n].iter_mut() {
-                        *b = input.byte()?;
+                        *b = byte!();
                     }
-                    push!(long1(&bytes[..n])?);
+                    let low = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+                    push!(long1(n, low, bytes[8])?);
                 }
                 b'G' => {
-                    let x = f64::from_be_bytes(input.le()?);
+                    let x = f64::from_be_bytes(le!(8));
                     push!(Node::Float(x));
                 }
                 0x8c | b'X' | 0x8d => {
                     let n = match op {
-                        0x8c => input.byte()? as usize,
-                        b'X' => u32::from_le_bytes(input.le()?) as usize,
-                        _ => usize::try_from(u64::from_le_bytes(input.le()?)).unwrap_or(usize::MAX),
+                        0x8c => byte!() as usize,
+                        b'X' => u32::from_le_bytes(le!(4)) as usize,
+                        _ => usize::try_from(u64::from_le_bytes(le!(8))).unwrap_or(usize::MAX),
                     };
                     match input.take(n)? {
                         Text::Borrowed(ascii) => {
@@ -352,9 +377,9 @@ impl<'a> Tree<'a> {
                 }
                 b'h' | b'j' => {
                     let i = if op == b'h' {
-                        input.byte()? as usize
+                        byte!() as usize
                     } else {
-                        u32::from_le_bytes(input.le()?) as usize
+                        u32::from_le_bytes(le!(4)) as usize
                     };
                     let Some(&node) = memo.get(i) else {
                         return err("unknown memo index");
@@ -562,24 +587,23 @@ impl<'a> Tree<'a> {
     }
 }
 
+/// The int `LONG1` writes in `n` bytes, little-endian two's complement: `low` holds the first
+/// eight, `ninth` the ninth.
 #[inline]
-fn long1(bytes: &[u8]) -> Result<Node<'static>, String> {
-    match bytes.len() {
+fn long1(n: usize, low: u64, ninth: u8) -> Result<Node<'static>, String> {
+    match n {
         0 => Ok(Node::Int(0)),
-        1..=8 => {
-            let negative = bytes[bytes.len() - 1] & 0x80 != 0;
-            let mut buf = [if negative { 0xff } else { 0 }; 8];
-            buf[..bytes.len()].copy_from_slice(bytes);
-            Ok(Node::Int(i64::from_le_bytes(buf)))
+        1..=7 => {
+            let negative = low >> (8 * n - 1) & 1 == 1;
+            let high = if negative { u64::MAX << (8 * n) } else { 0 };
+            Ok(Node::Int((low | high) as i64))
         }
-        9 if bytes[8] == 0 => {
-            let u = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-            Ok(if u > i64::MAX as u64 {
-                Node::Big(u)
-            } else {
-                Node::Int(u as i64)
-            })
-        }
+        8 => Ok(Node::Int(low as i64)),
+        9 if ninth == 0 => Ok(if low > i64::MAX as u64 {
+            Node::Big(low)
+        } else {
+            Node::Int(low as i64)
+        }),
         _ => err("an integer beyond 64 bits"),
     }
 }
@@ -1070,6 +1094,62 @@ mod tests {
             let json = process_batch(&config(), KINDS_JSON, per_body, None).unwrap();
             assert_eq!((pickled.summary.events, pickled.summary.dropped), (16, 4));
             assert_eq!(pickled.into_wire(), json.into_wire());
+        }
+    }
+
+    /// `LONG1`'s int as the bytes say: the reference `long1` is held to.
+    fn long1_reference(bytes: &[u8]) -> Result<Node<'static>, String> {
+        match bytes.len() {
+            0 => Ok(Node::Int(0)),
+            1..=8 => {
+                let negative = bytes[bytes.len() - 1] & 0x80 != 0;
+                let mut buf = [if negative { 0xff } else { 0 }; 8];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Ok(Node::Int(i64::from_le_bytes(buf)))
+            }
+            9 if bytes[8] == 0 => {
+                let u = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+                Ok(if u > i64::MAX as u64 {
+                    Node::Big(u)
+                } else {
+                    Node::Int(u as i64)
+                })
+            }
+            _ => err("an integer beyond 64 bits"),
+        }
+    }
+
+    #[test]
+    fn long_ints_are_read_as_their_bytes_say() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..=9 {
+            for i in 0..400u32 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let mut bytes = x.to_le_bytes().to_vec();
+                bytes.push((x >> 13) as u8 & if i % 2 == 0 { 0 } else { 0xff });
+                // Edges: the sign bit of the last byte set and clear, all ones, all zeros.
+                match i {
+                    0 => bytes.iter_mut().for_each(|b| *b = 0),
+                    1 => bytes.iter_mut().for_each(|b| *b = 0xff),
+                    2 if n > 0 => bytes[n - 1] = 0x80,
+                    3 if n > 0 => bytes[n - 1] = 0x7f,
+                    _ => {}
+                }
+                let bytes = &bytes[..n];
+                let low = bytes
+                    .iter()
+                    .take(8)
+                    .enumerate()
+                    .fold(0u64, |v, (k, &b)| v | u64::from(b) << (8 * k));
+                let ninth = bytes.get(8).copied().unwrap_or(0);
+                assert_eq!(
+                    format!("{:?}", long1(n, low, ninth)),
+                    format!("{:?}", long1_reference(bytes)),
+                    "{bytes:?}"
+                );
+            }
         }
     }
 
