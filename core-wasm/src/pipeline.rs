@@ -5,8 +5,12 @@
 //! record that cannot be built is dropped and reported instead of being passed on.
 //!
 //! This is the throughput-critical loop of the SDK, so the parts of an event that repeat are
-//! rendered once per batch: metadata per context, clock and lock set per state. The varying
-//! parts (ids, timestamp, kind, counters) are written straight into the body.
+//! rendered once per batch: metadata per context, clock and lock set per state (joined into
+//! one fragment each), a `StateChange` up to its values per variable and after them per site
+//! (`event::KindCache`). The varying parts (ids, timestamp, values, counters) are written
+//! straight into the body, an event's parent id copied from the previous event's id when it
+//! is that event. The summary is worked out first, so the bodies are written after its line
+//! in the answer itself (`Bodies`), not copied there.
 
 use crate::detector::Detector;
 use crate::event::{KindCache, ProcessConfig};
