@@ -395,3 +395,37 @@ def test_races_waits_for_the_flusher_only_when_something_is_pending(make_client)
         run_strands(client, (unsynchronised, (client, "y", barrier)), (unsynchronised, (client, "y", barrier)))
     assert {r.variable for r in client.races()} == {"x", "y"}
     assert len(flushes) == 2
+
+
+def test_races_asked_while_threads_record_sees_each_strands_events_in_order(make_client):
+    """races() asked again and again while three threads record a lock-protected counter: every
+    answer is empty. Whoever takes the records to the core (the flusher, or the asking thread)
+    must hand them over in the order they were recorded; a release seen after the acquire that
+    followed it would make the counter look racy."""
+    client = local(make_client, batch_size=7)
+    lock = threading.Lock()
+    box = {"n": 0}
+    asked_once = threading.Event()
+
+    def bump():
+        for i in range(2000):  # 24,000 events in all: the log never fills
+            if i == 1000:
+                asked_once.wait(10)  # the second half is recorded while races() is being asked
+            with tracked_lock(client, lock, "box"):
+                old = box["n"]
+                client.track_state_change("box.n", None, old, "Read")
+                box["n"] = old + 1
+                client.track_state_change("box.n", old, old + 1, "Write")
+
+    with client.trace():
+        threads = [ContextAwareThread(target=bump, client=client) for _ in range(3)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            assert client.races(timeout=10) == []
+            asked_once.set()
+        for t in threads:
+            t.join()
+    assert client.races(timeout=10) == []
+    stats = client.stats()
+    assert stats["recorded"] == 3 * 2000 * 4 + 6 and stats["dropped"] == 0  # and 3 spawns, 3 joins
