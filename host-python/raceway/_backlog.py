@@ -12,7 +12,7 @@ deque drops its oldest record for each new one. The two together never exceed th
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     from ._spool import Claim
@@ -65,6 +65,18 @@ class Backlog:
         """The oldest body's entry (``[body, events, attempts, source]``, `Entry`), or None."""
         return self._bodies[0] if self._bodies else None
 
+    def heads(self, max_events: int, joinable: Callable[[Entry], bool]) -> List[Entry]:
+        """The oldest body's entry and those right after it that are ``joinable`` (the oldest
+        always, whatever it is), while their events come to ``max_events`` at most."""
+        out: List[Entry] = []
+        total = 0
+        for entry in self._bodies:
+            if out and (not joinable(entry) or total + entry[1] > max_events):
+                break
+            out.append(entry)
+            total += entry[1]
+        return out
+
     def pop(self) -> int:
         """Removes the oldest body; returns its event count."""
         events: int
@@ -89,3 +101,19 @@ class Backlog:
         self._bodies.clear()
         self.events = self.spool_events = 0
         return events
+
+
+BODY_START = b'{"events":['
+BODY_END = b"]}"
+
+
+def join_bodies(bodies: Sequence[bytes]) -> bytes:
+    """One request body with the events of ``bodies``, in order: ``{"events":[...]}`` bodies
+    as the core renders them (docs/record-format.md), joined without reading their events.
+    Raises ``ValueError`` for a body of another shape (none is: the core renders them all)."""
+    inner = []
+    for body in bodies:
+        if not (body.startswith(BODY_START) and body.endswith(BODY_END)):
+            raise ValueError("not a body of the core's shape")
+        inner.append(body[len(BODY_START) : -len(BODY_END)])
+    return BODY_START + b",".join(inner) + BODY_END

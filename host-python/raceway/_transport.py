@@ -540,6 +540,11 @@ class Pacer:
         else:
             self._next = now + events / self.rate
 
+    def backed_off(self, now: float) -> bool:
+        """Whether the server has been the bottleneck lately: a body held back, or the rate cut
+        within the last `PROBE_AFTER` seconds."""
+        return self._holds > 0 or now - self._cut_at < self.PROBE_AFTER
+
     def measured(self, now: float) -> float:
         """Events per second the server took over the last `WINDOW` seconds."""
         if not self._taken:

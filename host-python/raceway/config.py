@@ -103,14 +103,14 @@ class Config:
 
     # Request size under load (docs/delivery.md); last, so positional use is unchanged.
     max_batch_size: int = 500
-    """Events one request may carry when more than ``batch_size`` are waiting (the sender fell
-    behind a burst or sustained load): the waiting events go in requests of up to this many
-    instead of ``batch_size`` each, as OpenTelemetry's batch processor sends up to
+    """Events one request may carry: while the server keeps up, the sender joins the
+    ``batch_size`` bodies that wait (after a burst, or under load it is behind on) into requests
+    of up to this many, as OpenTelemetry's batch processor sends up to
     ``max_export_batch_size``. A request costs ~0.2-0.3 ms of CPU whatever its size, so at
-    ``batch_size`` 50 requests alone would cap delivery at ~200k events/s of one core
-    (docs/delivery.md). Set it to ``batch_size`` for requests of exactly ``batch_size``. Taken
-    as ``batch_size`` when smaller. 500 events are ~340 KB, 5% of the Raceway server's ingest
-    queue (10,000 events)."""
+    ``batch_size`` 50 requests alone would cap delivery at ~200k events/s of one core. Bodies
+    are not joined after a 206 (back-pressure) or a 4xx: docs/delivery.md. Set it to
+    ``batch_size`` for requests of exactly ``batch_size``; taken as ``batch_size`` when
+    smaller. 500 events are ~340 KB, 5% of the Raceway server's ingest queue."""
     background_nice: int = 0
     """Added to the nice value of the SDK's background threads (the flusher, which encodes and
     detects, and the HTTP sender), on Linux. With 10, when the application and the SDK both

@@ -1,7 +1,7 @@
-"""How many events one request carries (docs/delivery.md, "Request size"): ``batch_size``
-while the sender keeps up, up to ``Config.max_batch_size`` when more wait, and exactly
-``batch_size`` at most when ``max_batch_size`` says so. Checked on what a real collector on
-127.0.0.1 received."""
+"""How many events one request carries (docs/delivery.md, "Request size"): the core renders
+bodies of ``batch_size`` events, and while the server keeps up the sender joins the bodies that
+wait into requests of up to ``Config.max_batch_size`` events; after a 4xx or a 206 a request's
+bodies go again one by one. Checked on what a real collector on 127.0.0.1 received."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Any, Dict, List
 
 import pytest
 from conftest import assert_valid_batch
+
+from raceway._backlog import join_bodies
+from raceway.testing import CollectorServer, Status
 
 BURST = 2_000
 
@@ -78,3 +81,38 @@ def test_the_default_is_500():
     from raceway import Config
 
     assert Config().max_batch_size == 500 and Config().batch_size == 50
+
+
+def test_a_refused_request_of_several_bodies_goes_again_body_by_body(make_client):
+    """A 4xx refuses a whole request for one bad event; the bodies it carried go again alone,
+    so only a body that is itself refused is lost."""
+    with CollectorServer() as server:
+        server.script(Status(422, error="one bad event"))
+        client = make_client(endpoint=server.url, batch_size=10, max_batch_size=100, flush_interval=3600.0)
+        _record(client, 30)
+        assert client.flush(timeout=10)
+        assert _sizes(server) == [30, 10, 10, 10]
+        stats = client.stats()
+        assert (stats["sent"], stats["failed"], stats["retried"]) == (30, 0, 30)
+        # What the server accepted: every event once (the refused request stored nothing).
+        assert len(server.arrived) == 30 and set(server.arrived.values()) == {1}
+
+
+def test_a_request_the_server_took_part_of_goes_again_body_by_body(make_client):
+    """After a 206 the bodies of that request are sent one by one: the server dedupes by id,
+    and smaller requests send fewer events twice while its queue is full."""
+    with CollectorServer() as server:
+        server.script(Status(206))
+        client = make_client(endpoint=server.url, batch_size=10, max_batch_size=100, flush_interval=3600.0)
+        _record(client, 30)
+        assert client.flush(timeout=10)
+        assert _sizes(server) == [30, 10, 10, 10]
+        assert client.stats()["sent"] == 30
+
+
+def test_bodies_join_into_one_body_with_their_events_in_order():
+    a, b = b'{"events":[{"id":1},{"id":2}]}', b'{"events":[{"id":3}]}'
+    assert join_bodies([a, b]) == b'{"events":[{"id":1},{"id":2},{"id":3}]}'
+    assert join_bodies([a]) == a
+    with pytest.raises(ValueError):
+        join_bodies([a, b'{"other":[]}'])

@@ -20,7 +20,7 @@ def own_counter(event: dict) -> int:
 
 
 def test_every_batch_validates_and_contexts_chain_in_order(collector, make_client):
-    client = make_client(endpoint=collector.url, batch_size=7)
+    client = make_client(endpoint=collector.url, batch_size=7, max_batch_size=7)
     lock = threading.Lock()
     per_thread = 40
 

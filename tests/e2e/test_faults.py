@@ -160,7 +160,7 @@ def test_a_long_outage_keeps_memory_bounded_drops_the_oldest_and_counts_them(mak
 def test_a_refused_batch_is_dropped_with_an_error_naming_the_reason(make_client, caplog):
     with CollectorServer() as server:
         server.script(Status(422, error="invalid kind FunctionReturn"), Status(401, error="bad api key"))
-        client = make_client(endpoint=server.url, batch_size=10, **{**FAST_RETRY, "flush_interval": 60.0})
+        client = make_client(endpoint=server.url, batch_size=10, max_batch_size=10, **{**FAST_RETRY, "flush_interval": 60.0})
         with caplog.at_level(logging.ERROR, logger="raceway"):
             with client.trace() as ctx:
                 for i in range(30):
