@@ -112,7 +112,9 @@ def test_a_core_that_traps_leaves_the_apps_requests_answering(app_server, collec
 
 def test_a_core_out_of_memory_turns_the_client_off_with_one_error(make_client, collector, caplog):
     with core_limits(memory=2 * 1024 * 1024):  # the instances made now may grow to 2 MiB
-        client = make_client(endpoint=collector.url)
+        # The flusher hands the core the log in parts sized by batch_size (`_records.part_size`):
+        # at 500, a part is more than the core can hold with its answer in 2 MiB.
+        client = make_client(endpoint=collector.url, batch_size=500)
     caplog.set_level(logging.DEBUG, logger="raceway")
     with client.trace():
         for i in range(300):  # ~1.2 MB of record log: the core cannot hold it and its output
