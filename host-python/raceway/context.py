@@ -16,6 +16,7 @@ import inspect
 import itertools
 import logging
 import os
+import random
 import re
 import sys
 import threading
@@ -35,6 +36,22 @@ _current = current_var
 
 CurrentToken = Token[Optional["ExecutionContext"]]
 """What setting the current context returns, and undoing it takes."""
+
+# Trace, span and event ids are drawn from a Mersenne Twister seeded from the OS, as
+# OpenTelemetry's id generator draws them (`random.getrandbits`), not from `os.urandom` per id:
+# `os.urandom` is a system call that releases the GIL, and a request thread that releases it
+# while the flusher is busy waits ~15 µs to get it back (once per new context: the middleware's
+# per-request cost). Reseeded in a forked child, or both processes would draw the same ids.
+_random = random.Random(os.urandom(32))
+_bits = _random.getrandbits
+
+
+def _reseed() -> None:
+    _random.seed(os.urandom(32))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
 
 # Context suffixes count up from a random start: unique within the process (a random draw per
 # context would collide within a few ten thousand requests), unlikely to repeat across processes.
@@ -60,6 +77,7 @@ def renew_after_fork() -> None:
     forking thread goes on as a child of itself (as if spawned at the fork), so the child's
     events get ids and a clock component of their own."""
     global _suffixes
+    _reseed()  # also done by its own fork hook; again here in case this runs before it
     _suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
     current = _current.get()
     if current is not None:
@@ -77,7 +95,7 @@ def _uuid(h: str) -> str:
 
 def new_trace_id() -> str:
     """A random trace id as a lower-case hyphenated UUID (never all zero)."""
-    h = os.urandom(16).hex()
+    h = f"{_bits(128):032x}"
     if h == "0" * 32:  # pragma: no cover - one in 2**128
         return new_trace_id()
     return _uuid(h)
@@ -85,7 +103,7 @@ def new_trace_id() -> str:
 
 def new_span_id() -> str:
     """A random 16-hex span id (never all zero)."""
-    h = os.urandom(8).hex()
+    h = f"{_bits(64):016x}"
     return h if h != "0" * 16 else new_span_id()
 
 
@@ -168,7 +186,7 @@ class ExecutionContext:
         # `<service>#<instance>` of the client the context works for (the most recent
         # client's when none is named), then this context's own suffix.
         self.component = f"{identity or _identity[0]}/{suffix}"
-        self.id_base = os.urandom(16).hex()
+        self.id_base = f"{_bits(128):032x}"
         self.seq = 0  # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
         self.state = State(clock)
