@@ -447,8 +447,15 @@ impl<'a> Tree<'a> {
     /// The records' places of values are those of `docs/record-format.md`; a record of another
     /// shape is left for the typed read to refuse.
     pub fn render_values(&mut self) -> Result<String, String> {
-        self.raw = vec![NONE; self.nodes.len()];
-        let mut values = Vec::new();
+        let mut raw = vec![NONE; self.nodes.len()];
+        let values = self.render_values_into(&mut raw);
+        self.raw = raw;
+        values
+    }
+
+    /// `render_values`, with the table of where each value's JSON is apart from the tree (so
+    /// that each value is written as its record is found, without a list of them first).
+    fn render_values_into(&self, raw: &mut [(u32, u32)]) -> Result<String, String> {
         let Node::Dict(d) = self.nodes[self.root as usize] else {
             return err("the batch is not a dict");
         };
@@ -461,7 +468,7 @@ impl<'a> Tree<'a> {
         let Some(records) = self.seq(events) else {
             return err("events is not a list");
         };
-        let mut todo = Vec::new();
+        let mut values = Vec::with_capacity(8 * records.len());
         for &record in records {
             let Some(r) = self.seq(record) else { continue };
             let (Some(&kind), Some(&fields)) = (r.get(8), r.get(9)) else {
@@ -478,26 +485,24 @@ impl<'a> Tree<'a> {
                 _ => continue,
             };
             let Some(f) = self.seq(fields) else { continue };
-            todo.extend(places.iter().filter_map(|&i| f.get(i).copied()));
-        }
-        values.reserve(4 * todo.len());
-        for node in todo {
-            if self.raw[node as usize] != NONE {
-                continue;
-            }
-            let start = values.len();
-            match self.nodes[node as usize] {
-                // The usual value, written here rather than through the recursive writer.
-                Node::Int(i) => {
-                    self.visit()?;
-                    values.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            for &node in places.iter().filter_map(|&i| f.get(i)) {
+                if raw[node as usize] != NONE {
+                    continue;
                 }
-                _ => self.write_value(&mut values, node, 0)?,
+                let start = values.len();
+                match self.nodes[node as usize] {
+                    // The usual value, written here rather than through the recursive writer.
+                    Node::Int(i) => {
+                        self.visit()?;
+                        values.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                    }
+                    _ => self.write_value(&mut values, node, 0)?,
+                }
+                if values.len() > self.values_limit || values.len() > u32::MAX as usize {
+                    return err("values too large");
+                }
+                raw[node as usize] = (start as u32, values.len() as u32);
             }
-            if values.len() > self.values_limit || values.len() > u32::MAX as usize {
-                return err("values too large");
-            }
-            self.raw[node as usize] = (start as u32, values.len() as u32);
         }
         String::from_utf8(values).map_err(|_| "pickle: values are not UTF-8".to_owned())
     }

@@ -10,11 +10,13 @@
 //! counts the same visits (`Tree::visit`) as the serde read would, so the bound on the work
 //! and the point where it is reached do not change.
 
-use super::{At, Error, Node, Tree, NONE};
+use super::{At, Error, Node, RawValueMap, Tree, NONE};
 use crate::event::{AccessType, Frames, Kind, Location, Ordering};
 use crate::ids::TraceId;
 use crate::read::ReadBatch;
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
+use serde::de::{Deserializer, Visitor};
+use serde::forward_to_deserialize_any;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -148,16 +150,11 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
     /// A user value: its JSON as rendered, through `RawValue`'s own `Deserialize` (which the
     /// serde read calls without entering the node).
     fn raw(&self, node: u32) -> Option<&'t RawValue> {
-        if self.tree.raw.get(node as usize).is_none_or(|&r| r == NONE) {
+        let (start, end) = *self.tree.raw.get(node as usize)?;
+        if (start, end) == NONE {
             return None;
         }
-        let at = At {
-            tree: self.tree,
-            values: self.values,
-            node,
-            depth: 0,
-        };
-        <&RawValue>::deserialize(at).ok()
+        <&RawValue>::deserialize(RawJson(&self.values[start as usize..end as usize])).ok()
     }
 
     fn headers(&mut self, node: u32) -> Option<BTreeMap<Cow<'t, str>, Cow<'t, str>>> {
@@ -315,5 +312,31 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
             },
             _ => return None,
         })
+    }
+}
+
+/// A value's JSON, as the one thing serde_json's `RawValue` asks a deserializer for (what `At`
+/// gives it for a rendered value, without the node).
+struct RawJson<'t>(&'t str);
+
+impl<'t> Deserializer<'t> for RawJson<'t> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'t>>(self, _: V) -> Result<V::Value, Error> {
+        Err(Error("not a raw value".to_owned()))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'t>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_map(RawValueMap { json: Some(self.0) })
+    }
+
+    forward_to_deserialize_any! {
+        <W: Visitor<'t>>
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string option
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
     }
 }
