@@ -1085,13 +1085,14 @@ mod tests {
             panic!("a dict")
         };
         let records = tree.seq(tree.dicts[d as usize][2].1).unwrap();
+        let mut read = Vec::new();
         let plain = records.iter().map(|&record| {
-            let read = events::Plain {
+            let plain = events::Plain {
                 tree: &tree,
                 values: &values,
                 visits: 0,
             };
-            read.record(record).is_some()
+            plain.record(record, &mut read)
         });
         assert_eq!(plain.filter(|&p| p).count(), 16);
         for per_body in [0, 1, 50] {

@@ -80,16 +80,11 @@ impl<'a> Tree<'a> {
                 tree: self,
                 values,
                 visits: 0,
-            }
-            .record(record);
-            match plain {
-                Some((event, visits)) if visits <= self.visits_left.get() => {
-                    self.visits_left.set(self.visits_left.get() - visits);
-                    events.push(Ok(event));
-                }
-                _ => events.push(Ok(
+            };
+            if !plain.record(record, &mut events) {
+                events.push(Ok(
                     EventRecord::deserialize(list.child(record)).map_err(fail)?
-                )),
+                ));
             }
         }
         Ok(BatchRecord {
@@ -169,9 +164,30 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
         Some(headers)
     }
 
-    /// `[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields]`,
-    /// with the visits it took.
-    pub(super) fn record(mut self, node: u32) -> Option<(EventRecord<'t>, u64)> {
+    /// Appends `[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind,
+    /// fields]` to `events` and takes the visits it took from the tree's, or does neither and
+    /// answers false (a record of another shape, or not enough visits left).
+    pub(super) fn record(
+        self,
+        node: u32,
+        events: &mut Vec<Result<EventRecord<'t>, String>>,
+    ) -> bool {
+        let tree = self.tree;
+        let Some((event, visits)) = self.read(node) else {
+            return false;
+        };
+        let left = tree.visits_left.get();
+        if visits > left {
+            return false;
+        }
+        tree.visits_left.set(left - visits);
+        events.push(Ok(event));
+        true
+    }
+
+    /// The record and the visits it took, without taking them.
+    #[inline(always)]
+    fn read(mut self, node: u32) -> Option<(EventRecord<'t>, u64)> {
         let &[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields] =
             self.seq(node)?
         else {
