@@ -59,7 +59,7 @@ class RaceQueries:
         # then nothing held means every record made before the call has been through the core.
         # (The plugin asks again at teardown and for the report: no hand-off to the flusher.)
         if not self._closed and flusher.alive and (flusher.queue or flusher.held):
-            flusher.flush(timeout)
+            flusher.analyse_here(timeout)
         try:
             found = races_from_json(flusher.core.races()["races"])
         except CoreError as e:

@@ -375,13 +375,13 @@ def test_races_waits_for_the_flusher_only_when_something_is_pending(make_client)
     client = local(make_client, flush_interval=3600)
     flusher = client._flusher
     flushes = []
-    real_flush = flusher.flush
+    real_analyse = flusher.analyse_here
 
     def counted(timeout):
         flushes.append(timeout)
-        return real_flush(timeout)
+        return real_analyse(timeout)
 
-    flusher.flush = counted
+    flusher.analyse_here = counted
     with client.trace():
         barrier = threading.Barrier(2)
         run_strands(client, (unsynchronised, (client, "x", barrier)), (unsynchronised, (client, "x", barrier)))
