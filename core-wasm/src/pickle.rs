@@ -10,8 +10,9 @@
 //!
 //! What is read: the subset of opcodes `pickle.dumps(batch, 5)` writes for a batch of records
 //! (tuples, lists, dicts, strings, ints, floats, `None`, booleans, the memo), and one global:
-//! `builtins.int` called on one int, which is how the host writes the index of a context or
-//! a state. Anything else (another opcode, another global, an integer beyond 64 bits, a
+//! `builtins.int` called on one int, which is how an earlier host wrote the index of a context
+//! or a state. The host now writes a record's context and state as tuples inline, which
+//! `Tree::inline_rows` turns into table rows. Anything else (another opcode, another global, an integer beyond 64 bits, a
 //! string that is not UTF-8 such as a lone surrogate, a float that is not finite, a dict key
 //! that is not a string, nesting deeper than `MAX_DEPTH`, a record that does not fit) is an
 //! error for the whole batch, before any event is used: the host then sends the same batch as
@@ -29,7 +30,8 @@
 mod events;
 
 use crate::read::ReadBatch;
-use crate::record::{BatchRecord, EventRecord};
+use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
+use serde::Deserialize;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
@@ -93,6 +95,9 @@ pub struct Tree<'a> {
     raw: Vec<(u32, u32)>,
     visits_left: Cell<u64>,
     values_limit: usize,
+    /// Contexts (`[0]`) and states (`[1]`) written inline in the records (`inline_rows`):
+    /// each distinct one's tuple, moved to a node of its own, in order of first use.
+    inline: [Vec<u32>; 2],
 }
 
 /// No value: every value's JSON has at least one byte, so no value ends where it starts.
@@ -193,6 +198,7 @@ impl<'a> Tree<'a> {
             raw: Vec::new(),
             visits_left: Cell::new(VISITS_PER_BYTE * data.len() as u64 + VISITS_SLACK),
             values_limit: (VALUES_PER_BYTE * data.len() + VALUES_SLACK).min(MAX_VALUES),
+            inline: [Vec::new(), Vec::new()],
         };
         let mut input = Input { data, pos: 0 };
         let mut stack: Vec<u32> = Vec::with_capacity(64);
@@ -558,6 +564,79 @@ impl<'a> Tree<'a> {
         Ok(())
     }
 
+    /// Makes table rows of the contexts and states written inline in the records, the Python
+    /// host's pickle form (docs/record-format.md): a record's context or state is then the
+    /// tuple itself (`(trace_id, thread_id, component, span_id, upstream_span_id, id_base)`,
+    /// `(clock, locks)`) instead of a table index, and pickle's memo makes every repeat of a
+    /// tuple the same node. Each distinct tuple gets the next index after the batch's own
+    /// table rows, its node becomes that index and the tuple moves to a node of its own, read
+    /// as a row by `batch` (as the JSON form's table rows are, positionally). So every read
+    /// of the records sees indexes, as in the JSON form. Call after `render_values`, whose
+    /// values are then already rendered. At most two nodes per record are added.
+    pub fn inline_rows(&mut self) {
+        let Node::Dict(d) = self.nodes[self.root as usize] else {
+            return;
+        };
+        let (mut tables, mut events) = ([None, None], None);
+        for &(k, v) in &self.dicts[d as usize] {
+            match self.text(k) {
+                Some("contexts") => tables[0] = Some(v),
+                Some("states") => tables[1] = Some(v),
+                Some("events") => events = Some(v),
+                _ => {}
+            }
+        }
+        let base = tables.map(|t| t.and_then(|t| self.seq(t)).map_or(0, <[u32]>::len));
+        let Some(records) = events.and_then(|e| self.seq(e)).map(<[u32]>::to_vec) else {
+            return;
+        };
+        for record in records {
+            let Some(refs) = self.seq(record).map(|r| [r.first().copied(), r.get(1).copied()])
+            else {
+                continue;
+            };
+            for (table, node) in refs.into_iter().enumerate() {
+                let Some(node) = node else { continue };
+                let found = self.nodes[node as usize];
+                if !matches!(found, Node::Tuple(..) | Node::List(_)) {
+                    continue; // an index, or something the read will refuse
+                }
+                let index = base[table] + self.inline[table].len();
+                self.inline[table].push(self.nodes.len() as u32);
+                self.nodes.push(found);
+                self.raw.push(NONE);
+                self.nodes[node as usize] = Node::Int(index as i64);
+            }
+        }
+    }
+
+    /// Appends the rows `inline_rows` found to the batch's own tables. Fails (the host then
+    /// sends the batch as JSON) when one is not a context's or a state's tuple.
+    fn read_inline<'t>(
+        &'t self,
+        values: &'t str,
+        contexts: &mut Vec<ContextRecord<'t>>,
+        states: &mut Vec<StateRecord<'t>>,
+    ) -> Result<(), String>
+    where
+        'a: 't,
+    {
+        let fail = |e: Error| format!("pickle: an inline row: {}", e.0);
+        let at = |node| At {
+            tree: self,
+            values,
+            node,
+            depth: 1,
+        };
+        for &node in &self.inline[0] {
+            contexts.push(ContextRecord::deserialize(at(node)).map_err(fail)?);
+        }
+        for &node in &self.inline[1] {
+            states.push(StateRecord::deserialize(at(node)).map_err(fail)?);
+        }
+        Ok(())
+    }
+
     /// The batch's typed records, reading the JSON of values from `values` (what
     /// `render_values` returned). Fails when any record does not fit: the host then sends the
     /// batch as JSON, whose reader says which records it drops and why.
@@ -582,8 +661,9 @@ impl<'a> Tree<'a> {
             node: self.root,
             depth: 0,
         };
-        let batch: BatchRecord<EventRecord<'t>> =
+        let mut batch: BatchRecord<EventRecord<'t>> =
             serde::Deserialize::deserialize(at).map_err(|e| format!("pickle: {}", e.0))?;
+        self.read_inline(values, &mut batch.contexts, &mut batch.states)?;
         Ok(BatchRecord {
             contexts: batch.contexts,
             states: batch.states,
@@ -1037,6 +1117,56 @@ mod tests {
             assert_eq!(pickled.summary.events, 3);
             assert_eq!(pickled.into_wire(), json.into_wire());
         }
+    }
+
+    /// `BATCH_JSON` as the Python host now pickles it: each record's context and state inline,
+    /// the tuple written once and memo references after (`_records.encode_pickle`).
+    const BATCH_INLINE: &[u8] = b"\x80\x05\x95\x89\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94\x8c\x06states\x94]\x94\x8c\x06events\x94]\x94(((\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x0dpython-1-main\x94\x8c\x0dsvc#host/main\x94\x8c\x10b7ad6b7169203331\x94N\x8c 00000000000000000000000000000001\x94t\x94\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x01L\x94\x85\x94\x86\x94K\x01K\x00M\xe8\x03N\x8c\x06app.py\x94K\x03\x8c\x0bStateChange\x94(\x8c\x01x\x94N}\x94\x8c\x02\xc3\xa9\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00\x88\x8c\x04\xf0\x9f\x98\x80\x94es\x8c\x05Write\x94\x8c\x0dapp.py:3 in f\x94\x85\x94t\x94t\x94(h\x0ch\x12K\x02K\x01M\xd0\x07K\x07h\x13K\x04\x8c\x06Custom\x94\x8c\x01n\x94\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80\x86\x94t\x94(h\x0ch\x12K\x03K\x02M\xb8\x0bNh\x13K\x05h\x14(h\x15\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\x00G>\xe4\xf8\xb5\x88\xe3h\xf1\x8c\x04read\x94t\x94t\x94eu.";
+
+    #[test]
+    fn inline_contexts_and_states_give_what_the_tables_give() {
+        for per_body in [0, 1, 50] {
+            let inline =
+                process_pickle(&config(), &host_string(BATCH_INLINE), per_body, None).unwrap();
+            let json = process_batch(&config(), BATCH_JSON, per_body, None).unwrap();
+            assert_eq!(inline.summary.events, 3);
+            assert_eq!(inline.into_wire(), json.into_wire());
+        }
+        // Three records, one context and one state: each tuple became one row.
+        let text = host_string(BATCH_INLINE);
+        let mut tree = Tree::read(text.as_bytes()).unwrap();
+        tree.render_values().unwrap();
+        tree.inline_rows();
+        assert_eq!(tree.inline.each_ref().map(Vec::len), [1, 1]);
+    }
+
+    #[test]
+    fn inline_rows_come_after_the_tables_rows() {
+        // One context and one state in the tables (index 0); the records also carry a
+        // context and a state inline, which become index 1 of each table.
+        const MIXED: &[u8] = b"\x80\x05\x95\xfc\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94}\x94(\x8c\x08trace_id\x94\x8c$11111111-16cd-43dd-8448-eb211c80319c\x94\x8c\x09thread_id\x94\x8c\x0apython-2-x\x94\x8c\x09component\x94\x8c\x0asvc#host/x\x94\x8c\x07span_id\x94\x8c\x10b7ad6b7169203331\x94\x8c\x10upstream_span_id\x94N\x8c\x07id_base\x94\x8c 00000000000000000000000000000002\x94ua\x8c\x06states\x94]\x94}\x94(\x8c\x05clock\x94)\x8c\x05locks\x94)ua\x8c\x06events\x94]\x94(((\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x0dpython-1-main\x94\x8c\x0dsvc#host/main\x94h\x0bN\x8c 00000000000000000000000000000001\x94t\x94K\x00K\x01K\x00M\xe8\x03N\x8c\x06app.py\x94K\x03\x8c\x0bStateChange\x94(\x8c\x01x\x94NK\x05\x8c\x05Write\x94\x8c\x0dapp.py:3 in f\x94\x85\x94t\x94t\x94(K\x00\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x01L\x94\x85\x94\x86\x94K\x01K\x00M\xd0\x07K\x07h\x1bK\x04\x8c\x06Custom\x94\x8c\x01n\x94K\x03\x86\x94t\x94eu.";
+        const MIXED_JSON: &str = r#"{"contexts":[{"trace_id":"11111111-16cd-43dd-8448-eb211c80319c","thread_id":"python-2-x","component":"svc#host/x","span_id":"b7ad6b7169203331","upstream_span_id":null,"id_base":"00000000000000000000000000000002"},{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"python-1-main","component":"svc#host/main","span_id":"b7ad6b7169203331","upstream_span_id":null,"id_base":"00000000000000000000000000000001"}],"states":[{"clock":[],"locks":[]},{"clock":[["up#h/1",3]],"locks":["L"]}],"events":[[1,0,1,0,1000,null,"app.py",3,"StateChange",["x",null,5,"Write",["app.py:3 in f"]]],[0,1,1,0,2000,7,"app.py",4,"Custom",["n",3]]]}"#;
+        for per_body in [0, 50] {
+            let mixed = process_pickle(&config(), &host_string(MIXED), per_body, None).unwrap();
+            let json = process_batch(&config(), MIXED_JSON, per_body, None).unwrap();
+            assert_eq!(mixed.summary.events, 2);
+            assert_eq!(mixed.into_wire(), json.into_wire());
+        }
+    }
+
+    #[test]
+    fn an_inline_row_of_the_wrong_shape_is_refused() {
+        // A context tuple of five items instead of six (no id_base): the pickle is refused
+        // (the host sends the JSON form), not read with a made-up row.
+        let mut bytes = BATCH_INLINE.to_vec();
+        let id_base = b"\x8c 00000000000000000000000000000001\x94";
+        let at = bytes
+            .windows(id_base.len())
+            .position(|w| w == id_base)
+            .unwrap();
+        bytes.drain(at..at + id_base.len());
+        let found = process_pickle(&config(), &host_string(&bytes), 50, None);
+        assert!(found.is_err(), "{:?}", found.map(|e| e.summary.events));
     }
 
     /// The records `batch` reads from the nodes, and the visits left after, as the serde read

@@ -68,9 +68,11 @@ impl<'a> Tree<'a> {
         };
         self.visit().map_err(|e| format!("pickle: {e}"))?; // the root
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "contexts"
-        let contexts = Vec::<ContextRecord>::deserialize(root.child(contexts)).map_err(fail)?;
+        let mut contexts =
+            Vec::<ContextRecord>::deserialize(root.child(contexts)).map_err(fail)?;
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "states"
-        let states = Vec::<StateRecord>::deserialize(root.child(states)).map_err(fail)?;
+        let mut states = Vec::<StateRecord>::deserialize(root.child(states)).map_err(fail)?;
+        self.read_inline(values, &mut contexts, &mut states)?;
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "events"
         self.visit().map_err(|e| format!("pickle: {e}"))?; // the list of records
         let list = root.child(0);
