@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 from ._core import CoreError, CoreInstance
 from ._headers import OutgoingTemplate
 from .config import Config, Settings
-from .context import ExecutionContext, new_span_id, strand_context
+from .context import CLOCK, ExecutionContext, new_span_id, strand_context
 
 if TYPE_CHECKING:
     import requests
@@ -68,7 +68,7 @@ class Propagation:
                 "service": self.settings.service_name,
                 "instance": self.settings.instance_id,
                 "component": own,
-                "clock": [[c, n] for c, n in state.clock if c != own],
+                "clock": [[c, n] for c, n in state[CLOCK] if c != own],
             }
         )
         template = OutgoingTemplate(codec.outgoing_template(request))

@@ -98,7 +98,7 @@ class EventRecorder:
         q = self.queue
         if len(q) >= self.wake_at:
             self.pressure(len(q))
-        q.append((ctx, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind, fields))
+        q.append((ctx.row, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind, fields))
 
     def record(self, ctx: ExecutionContext, kind: str, fields: Fields, duration_ns: Optional[int] = None) -> None:
         """`append`, located at the first application frame from the caller outwards (the

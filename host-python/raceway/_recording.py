@@ -176,7 +176,7 @@ def emit(rec: TrackedVariables, var: str, old: Any, new: Any, access: str) -> No
             log.pressure(len(q))
         q.append(
             (
-                ctx,
+                ctx.row,
                 ctx.state,
                 seq,
                 prev,

@@ -1,14 +1,19 @@
 """The record log between the hot path and the core.
 
 `track_*` calls append one tuple per event to a deque:
-``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``.
+``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``, where
+``context`` is the context's `ContextRow` and ``state`` its `State`, both tuples of strings
+and ints made once and shared, so a record holds no object the cyclic GC must track: after its
+first young collection a record is untracked and waits in the log without weighing on later
+collections.
 The flusher thread drains tuples and writes each part of them for the core in one of two
 forms (docs/record-format.md): `encode_pickle`, the pickle form that ``encode-batch-pickle``
 and ``observe-pickle`` read (the default: about three times cheaper to write), or `encode`,
 the compact JSON that ``encode-batch`` and ``observe`` read (every other host's form, and the
 Python host's whenever the core refuses a pickle). Both give the core the same batch, and the
-core answers both alike. Contexts and states are shared objects, so they are written once per
-batch in tables and events refer to them by index.
+core answers both alike. The JSON form writes each distinct context and state once per batch in
+tables and events refer to them by index; the pickle form writes them inline, where pickle's
+memo makes every repeat a two-byte reference to the first.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from operator import itemgetter
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ._values import snapshot, valid_text
-from .context import ExecutionContext
+from .context import ContextRow, State
 
 Record = Tuple[Any, ...]
-"""``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``."""
+"""``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``, with
+the context as its `ContextRow` and the state as its `State`."""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -55,16 +61,19 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     the settling path directly (the flusher's retry when the core refused a batch)."""
     if sanitize:
         return _encode_sanitized(records)
-    # No Python loop over the records, and no Python function called per record: the distinct
-    # contexts and states are collected by C-level passes, and json's C encoder writes each
-    # record as it is, calling the table's `dict.__getitem__` (a C function) for the two objects
-    # it cannot write, which become indexes into the tables.
+    # The distinct contexts and states are collected by C-level passes; each record is then
+    # written with its context and state as their table indexes, and json's C encoder writes
+    # the rest as it is.
     contexts, states, index = _tables(records)
     # No check for reference cycles (it costs a dict insert and delete per tuple, ~0.25 µs per
     # record): user values are snapshots, copied acyclic on the hot path (`_values`), and a
     # cycle would still end in RecursionError, which `encode_safely` handles.
+    at = index.__getitem__
     events = json.dumps(
-        records, default=index.__getitem__, separators=(",", ":"), allow_nan=False, check_circular=False
+        [(at(id(r[0])), at(id(r[1]))) + r[2:] for r in records],
+        separators=(",", ":"),
+        allow_nan=False,
+        check_circular=False,
     )
     if _has_big_int(records) or ("\\ud" in events and _has_lone_surrogate(records)):
         return _encode_sanitized(records)
@@ -73,19 +82,20 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     return f'{{"contexts":{context_rows},"states":{state_rows},"events":{events}}}'
 
 
-def _tables(records: Sequence[Record]) -> Tuple[List[ExecutionContext], List[Any], Dict[Any, int]]:
+def _tables(records: Sequence[Record]) -> Tuple[List[ContextRow], List[State], Dict[int, int]]:
     """The batch's distinct contexts and states, in order of first use, and each one's index
-    in its table (both forms write a record's context and state as these indexes). C-level
+    in its table by the ``id`` of its tuple (a context's row and a state are made once and
+    shared, so identity is what tells them apart, without hashing their contents). C-level
     passes only: no Python function is called per record."""
-    contexts = list(dict.fromkeys(map(_context_of, records)))
-    states = list(dict.fromkeys(map(_state_of, records)))
-    index: Dict[Any, int] = {obj: i for i, obj in enumerate(contexts)}
-    index.update((obj, i) for i, obj in enumerate(states))
-    return contexts, states, index
+    rows = dict(zip(map(id, map(_context_of, records)), map(_context_of, records)))
+    states = dict(zip(map(id, map(_state_of, records)), map(_state_of, records)))
+    index: Dict[int, int] = {key: i for i, key in enumerate(rows)}
+    index.update((key, i) for i, key in enumerate(states))
+    return list(rows.values()), list(states.values()), index
 
 
-def _state_row(state: Any) -> Dict[str, Any]:
-    return {"clock": state.clock, "locks": state.locks}
+def _state_row(state: State) -> Dict[str, Any]:
+    return {"clock": state[0], "locks": state[1]}
 
 
 _fields_of = itemgetter(9)
@@ -124,15 +134,11 @@ _context_of = itemgetter(0)
 _state_of = itemgetter(1)
 
 
-def _context_row(ctx: ExecutionContext) -> Dict[str, Any]:
-    return {
-        "trace_id": ctx.trace_id,
-        "thread_id": ctx.thread_id,
-        "component": ctx.component,
-        "span_id": ctx.span_id,
-        "upstream_span_id": ctx.upstream_span_id,
-        "id_base": ctx.id_base,
-    }
+_CONTEXT_KEYS = ("trace_id", "thread_id", "component", "span_id", "upstream_span_id", "id_base")
+
+
+def _context_row(row: ContextRow) -> Dict[str, Any]:
+    return dict(zip(_CONTEXT_KEYS, row, strict=True))
 
 
 def _encode_sanitized(records: Sequence[Record]) -> str:
@@ -140,19 +146,19 @@ def _encode_sanitized(records: Sequence[Record]) -> str:
     write, and for the rest each field settled on its own (`_settled`). Values were converted
     on the hot path; converting them again would cut a cut string again and count one value's
     budget against its neighbours', so nothing is converted twice."""
-    contexts: Dict[Any, int] = {}
+    contexts: Dict[int, int] = {}  # by id(row), as `_tables`
     context_table: List[Dict[str, Any]] = []
-    states: Dict[Any, int] = {}
+    states: Dict[int, int] = {}
     state_table: List[Dict[str, Any]] = []
     events: List[Tuple[Any, ...]] = []
     for ctx, state, seq, prev, nanos, duration, file, line, kind, fields in records:
-        ci = contexts.get(ctx)
+        ci = contexts.get(id(ctx))
         if ci is None:
-            ci = contexts[ctx] = len(context_table)
+            ci = contexts[id(ctx)] = len(context_table)
             context_table.append(_context_row(ctx))
-        si = states.get(state)
+        si = states.get(id(state))
         if si is None:
-            si = states[state] = len(state_table)
+            si = states[id(state)] = len(state_table)
             state_table.append(_state_row(state))
         events.append((ci, si, seq, prev, nanos, duration, valid_text(file), line, kind, tuple(map(_settled, fields))))
     try:
@@ -208,43 +214,37 @@ which `encode_parts` splits by size."""
 
 
 class _Pickler(pickle.Pickler):
-    """Writes a batch with the contexts and states as their table indexes: `reducer_override`
-    is called only for objects pickle has no built-in way to write (the C pickler writes ints,
-    strings, tuples, lists and dicts itself), and once per object (the result is memoized).
-    An object that is not in the tables raises ``KeyError``: the batch goes as JSON."""
-
-    index: Dict[Any, int]
+    """Writes a batch of records as they are. The C pickler writes ints, floats, strings,
+    tuples, lists and dicts itself; `reducer_override` is called only for any other object,
+    which a record should never hold (every ``track_*`` method converts user values): it
+    refuses it, before pickle could call the object's own ``__reduce__``, and the batch goes
+    as JSON, whose settling path converts it."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if obj is int:  # the global the indexes are written with
-            return NotImplemented
-        return (int, (self.index[obj],))
+        raise _NotPlain(type(obj).__name__)
+
+
+class _NotPlain(Exception):
+    pass
 
 
 def encode_pickle(records: Sequence[Record]) -> Optional[str]:
     """The batch in the pickle form the core's ``encode-batch-pickle`` and ``observe-pickle``
-    read (docs/record-format.md): ``{"contexts", "states", "events"}`` as `encode` writes them,
+    read (docs/record-format.md): ``{"contexts": [], "states": [], "events": records}``, the
+    records as the hot path made them, each with its context's `ContextRow` and its `State`
+    inline (pickle writes each distinct tuple once and a memo reference for every repeat),
     pickled with protocol 5, its bytes as one character each (latin-1), since the core's
-    arguments are strings. None when the batch cannot be pickled this way (an object that is
-    not a context or a state, an object pickle refuses) or the pickle passes
-    `MAX_PICKLE_BYTES`: the caller then sends the JSON form (`encode_parts`).
+    arguments are strings. None when a record holds an object that is not plain data, or the
+    pickle passes `MAX_PICKLE_BYTES`: the caller then sends the JSON form (`encode_parts`).
 
     The core reads only what pickle writes for the values `encode` writes as they are, and
     refuses a batch with anything `encode` would settle first (an int beyond 64 bits, a lone
     surrogate, NaN or an infinity, a dict key that is not a string): so a pickled batch gives
     exactly the answer of its JSON form, and one the core refuses is sent as JSON."""
-    contexts, states, index = _tables(records)
-    batch = {
-        "contexts": [_context_row(c) for c in contexts],
-        "states": [_state_row(s) for s in states],
-        "events": records,
-    }
     out = io.BytesIO()
-    pickler = _Pickler(out, 5)
-    pickler.index = index
     try:
-        pickler.dump(batch)
-    except Exception:  # an unconverted object (KeyError), or one pickle refuses: the JSON form copes
+        _Pickler(out, 5).dump({"contexts": [], "states": [], "events": records})
+    except Exception:  # an unconverted object, or one pickle refuses: the JSON form copes
         return None
     if out.tell() > MAX_PICKLE_BYTES:
         return None

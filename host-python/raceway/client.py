@@ -276,7 +276,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
             self._pressure(len(q))
         q.append(
             (
-                ctx,
+                ctx.row,
                 ctx.state,
                 seq,
                 prev,
@@ -316,7 +316,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
             self._pressure(len(q))
         q.append(
             (
-                ctx,
+                ctx.row,
                 ctx.state,
                 seq,
                 prev,

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from ._headers import OutgoingTemplate
 
 Clock = Tuple[Tuple[str, int], ...]
+ContextRow = Tuple[str, str, str, str, Optional[str], str]
+"""``(trace_id, thread_id, component, span_id, upstream_span_id, id_base)``: a context as its
+records carry it (docs/record-format.md), the context table's row in the JSON form."""
 
 current_var: ContextVar[Optional["ExecutionContext"]] = ContextVar("raceway_context", default=None)
 """The running strand's (thread's or task's) execution context, or None: what `get_context`
@@ -131,15 +134,17 @@ def merge_clocks(a: Clock, b: Iterable[Tuple[str, int]]) -> Clock:
     return tuple(merged.items())
 
 
-class State:
-    """What a context knew and held when an event happened. Immutable: replaced, never changed,
-    so a recorded event can keep a reference instead of a copy."""
+State = Tuple[Clock, Tuple[str, ...]]
+"""What a context knew and held when an event happened: ``(clock, locks)``, the inherited
+vector clock (without the context's own component) and the lock ids held, innermost last.
+Immutable: replaced, never changed, so a recorded event keeps a reference instead of a copy.
+A plain tuple of strings and ints, like `ExecutionContext.row`, so that a record holding both
+is untracked by the cyclic GC after its first young collection (records wait in the log in
+the tens of thousands; tracked, they would be promoted and make full collections more
+frequent and longer)."""
 
-    __slots__ = ("clock", "locks")
-
-    def __init__(self, clock: Clock = (), locks: Tuple[str, ...] = ()):
-        self.clock = clock
-        self.locks = locks
+CLOCK, LOCKS = 0, 1
+"""The positions in a `State`."""
 
 
 class ExecutionContext:
@@ -147,6 +152,7 @@ class ExecutionContext:
     middleware; read them with `get_context()`."""
 
     __slots__ = (
+        "row",
         "trace_id",
         "span_id",
         "upstream_span_id",
@@ -189,7 +195,9 @@ class ExecutionContext:
         self.id_base = f"{_bits(128):032x}"
         self.seq = 0  # events (and outgoing calls) so far: this context's own clock counter
         self.last = 0  # seq of the latest event: the next event's parent
-        self.state = State(clock)
+        self.row: ContextRow = (self.trace_id, self.thread_id, self.component, span_id, upstream_span_id, self.id_base)
+        """What a record says of its context (`ContextRow`), made once: contexts never change it."""
+        self.state: State = (clock, ())
         # The outgoing-header template of this context's `state` for one client:
         # ``(client, state, template)`` (raceway/_client_propagation.py).
         self.outgoing: Optional[Tuple[object, State, OutgoingTemplate]] = None
@@ -214,7 +222,7 @@ class ExecutionContext:
     # -- clock -----------------------------------------------------------------------------
     def clock(self) -> Clock:
         """The current vector clock: the inherited one with this context's own counter."""
-        return merge_clocks(self.state.clock, ((self.component, self.seq),))
+        return merge_clocks(self.state[CLOCK], ((self.component, self.seq),))
 
     def tick(self) -> int:
         """Counts a step that is not an event (an outgoing call) and returns the new counter."""
@@ -232,7 +240,7 @@ class ExecutionContext:
         if retirable is None:
             retirable = self.retirable = {}
         retirable[component] = None
-        clock = self.state.clock
+        clock = self.state[CLOCK]
         if len(clock) <= MAX_INHERITED:
             if len(retirable) > 2 * MAX_INHERITED:  # joined strands whose components left meanwhile
                 present = {c for c, _ in clock}
@@ -247,11 +255,11 @@ class ExecutionContext:
             gone.add(c)
         for c in gone:
             del retirable[c]
-        self.state = State(tuple(p for p in clock if p[0] not in gone), self.state.locks)
+        self.state = (tuple(p for p in clock if p[0] not in gone), self.state[LOCKS])
 
     def learn(self, clock: Iterable[Tuple[str, int]]) -> None:
         """Merges what another context knew (a join, a response): later events come after it."""
-        self.state = State(merge_clocks(self.state.clock, clock), self.state.locks)
+        self.state = (merge_clocks(self.state[CLOCK], clock), self.state[LOCKS])
 
     @property
     def identity(self) -> str:
@@ -277,14 +285,14 @@ class ExecutionContext:
 
     # -- locks -----------------------------------------------------------------------------
     def hold(self, lock_id: str) -> None:
-        self.state = State(self.state.clock, self.state.locks + (lock_id,))
+        self.state = (self.state[CLOCK], self.state[LOCKS] + (lock_id,))
 
     def unhold(self, lock_id: str) -> None:
-        locks = list(self.state.locks)
+        locks = list(self.state[LOCKS])
         if lock_id in locks:
             # The most recent hold of a re-entrant lock goes first.
             del locks[len(locks) - 1 - locks[::-1].index(lock_id)]
-        self.state = State(self.state.clock, tuple(locks))
+        self.state = (self.state[CLOCK], tuple(locks))
 
     @property
     def task_id(self) -> str:

@@ -58,7 +58,7 @@ from ._location import by_offset as _by_offset
 from ._location import is_sdk, user_frame
 from ._recording import record_event, site_from, strand
 from ._values import text as _text
-from .context import ExecutionContext, State, current_task, strand_context
+from .context import CLOCK, LOCKS, ExecutionContext, State, current_task, strand_context
 from .context import current_var as _current
 from .sync import AsyncEventEdges, AsyncQueueEdges, ThreadEventEdges, ThreadQueueEdges
 
@@ -189,10 +189,12 @@ def _strand() -> Optional[Tuple[ClientLike, ExecutionContext]]:
 
 MAX_CACHED_STATES = 4096
 """States remembered by `_edge` per (state, lock) (past it the cache starts over)."""
-_holding: Dict[Tuple[State, str], State] = {}
-"""``(state, lock id) -> that state holding the lock too``: the acquire's state."""
-_unholding: Dict[Tuple[State, str], State] = {}
-"""``(the acquire's state, lock id) -> the state before it``: what the release goes back to."""
+_holding: Dict[Tuple[int, str], State] = {}
+"""``(id(state), lock id) -> that state holding the lock too``: the acquire's state. By id, as
+the records' tables are (a state's clock can be long to hash); the state stays alive as the
+value of its `_unholding` entry, so its id is not reused while the entry exists."""
+_unholding: Dict[Tuple[int, str], State] = {}
+"""``(id(the acquire's state), lock id) -> the state before it``: what the release goes back to."""
 
 
 _fields: Dict[str, Tuple[str, str]] = {}
@@ -243,14 +245,14 @@ def _edge(lock_id: str, acquire: bool, depth: int) -> None:
             where = site_from(f)
         state = ctx.state
         if acquire:
-            key = (state, lock_id)
+            key = (id(state), lock_id)
             held = _holding.get(key)
             if held is None:
                 if len(_holding) >= MAX_CACHED_STATES:
                     _holding.clear()
                     _unholding.clear()
-                held = _holding[key] = State(state.clock, state.locks + (lock_id,))
-                _unholding[(held, lock_id)] = state
+                held = _holding[key] = (state[CLOCK], state[LOCKS] + (lock_id,))
+                _unholding[(id(held), lock_id)] = state
             ctx.state = state = held
         seq = ctx.seq + 1
         prev = ctx.last
@@ -260,7 +262,7 @@ def _edge(lock_id: str, acquire: bool, depth: int) -> None:
             log.pressure(len(q))
         q.append(
             (
-                ctx,
+                ctx.row,
                 state,
                 seq,
                 prev,
@@ -273,7 +275,7 @@ def _edge(lock_id: str, acquire: bool, depth: int) -> None:
             )
         )
         if not acquire:
-            before = _unholding.get((state, lock_id))
+            before = _unholding.get((id(state), lock_id))
             if before is not None:
                 ctx.state = before
             else:
@@ -295,7 +297,7 @@ def _released(lock_id: str) -> None:
 def _held(lock_id: str) -> int:
     """How many times the calling strand holds ``lock_id`` (re-entrant locks nest)."""
     ctx = strand_context()
-    return ctx.state.locks.count(lock_id) if ctx is not None else 0
+    return ctx.state[LOCKS].count(lock_id) if ctx is not None else 0
 
 
 def _sync(token: Hashable) -> str:

@@ -218,7 +218,7 @@ def test_thousands_of_joined_threads_keep_clocks_short_and_order_stays_exact(mak
             t = ContextAwareThread(target=work, args=(i,), client=client)
             t.start()
             t.join()
-        assert len(root.state.clock) <= MAX_INHERITED
+        assert len(root.state[0]) <= MAX_INHERITED
         client.track_state_change("x", n, n + 1, "Write")
         late = ContextAwareThread(target=work, args=(n + 1,), client=client)
         late.start()

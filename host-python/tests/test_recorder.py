@@ -62,7 +62,7 @@ def test_helpers_and_the_client_append_to_one_log_located_at_the_application() -
         assert ("StateChange", "d['k']") in kinds
         helper = next(r for r in client._queue if r[9][0] == "by-a-helper")
         assert helper[6] == __file__  # the caller's frame, not the recorder's
-        seqs = [r[2] for r in client._queue if r[0] is ctx]
+        seqs = [r[2] for r in client._queue if r[0] is ctx.row]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # one sequence per context
     finally:
         client.shutdown(timeout=5)

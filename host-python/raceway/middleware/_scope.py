@@ -30,7 +30,7 @@ from .._client_protocol import ClientLike
 from .._incoming import context_from_headers, response_traceparent
 from .._location import UNKNOWN, Site
 from .._recorder import EventRecorder, Fields, warn_once
-from ..context import ExecutionContext, current_task
+from ..context import CLOCK, ExecutionContext, current_task
 from ..context import current_var as _current
 
 T = TypeVar("T")
@@ -172,7 +172,7 @@ class RequestScope:
                 or found.trace_id != ctx.trace_id
             ):
                 return
-            if all(component != ctx.component for component, _ in found.state.clock):
+            if all(component != ctx.component for component, _ in found.state[CLOCK]):
                 return  # not made from the request's context
             self.client.join(ctx, found)
         except Exception as e:

@@ -1,0 +1,75 @@
+"""Records hold no object the cyclic GC tracks (raceway/_records.py): a record's context is
+its `ContextRow` and its state a `State`, tuples of strings and ints, so once the GC's young
+collections have looked at it a record waiting in the log is untracked and no full
+collection ever walks it. Checked on every path that makes records: the client's ``track_*``
+methods, the instrumented primitives, ``raceway.shared``, spawn and join of threads."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any, List
+
+import raceway
+from raceway import Config, RacewayClient
+
+ATOMIC = (str, int, type(None))
+
+
+def _atomic(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_atomic(v) for v in value)
+    return isinstance(value, ATOMIC)
+
+
+def _record_everything(client: RacewayClient) -> List[Any]:
+    raceway.instrument_primitives(client)
+    raceway.enable_strands(client)
+    try:
+        lock = threading.Lock()
+        rlock = threading.RLock()
+        accounts = raceway.shared({"alice": 100}, "accounts")
+        with client.trace():
+            client.track_state_change("balance", 1, 2, "Write")
+            client.track_function_call("transfer", {"amount": 5})
+            client.track_lock_acquire("L")
+            client.track_lock_release("L")
+            client.track_custom("note", "x")
+            client.track_http_request("GET", "http://example.test/")
+            client.track_http_response(200, duration_ms=1)
+            with lock:
+                accounts["alice"] += 1
+            with rlock, rlock:
+                _ = accounts["alice"]
+            t = threading.Thread(target=lambda: accounts.__setitem__("bob", 1))
+            t.start()
+            t.join()
+            try:
+                raise ValueError("boom")
+            except ValueError as e:
+                client.track_error(e)
+    finally:
+        raceway.disable_strands()
+        raceway.uninstrument_primitives()
+    return list(client._queue)
+
+
+def test_every_record_carries_its_context_and_state_as_atomic_tuples():
+    client = RacewayClient(Config(endpoint=None, flush_interval=3600.0, batch_size=10**6, max_queue_size=10**6))
+    try:
+        records = _record_everything(client)
+        kinds = {r[8] for r in records}
+        assert {"StateChange", "FunctionCall", "LockAcquire", "LockRelease", "Custom", "HttpRequest",
+                "HttpResponse", "Error", "AsyncSpawn", "AsyncAwait"} <= kinds, kinds
+        for r in records:
+            assert r[0].__class__ is tuple and len(r[0]) == 6 and _atomic(r[0]), r
+            assert r[1].__class__ is tuple and len(r[1]) == 2 and _atomic(r[1]), r
+        # A record whose fields are atomic too leaves the GC once collections have seen it
+        # (one per level of nesting at most: the record, its fields, a stack).
+        for _ in range(4):
+            gc.collect()
+        plain = [r for r in records if _atomic(r[2:])]
+        assert len(plain) >= len(records) // 2
+        assert [r for r in plain if gc.is_tracked(r)] == []
+    finally:
+        client.shutdown(timeout=5)
