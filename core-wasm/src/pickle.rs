@@ -31,10 +31,10 @@ mod events;
 
 use crate::read::ReadBatch;
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
-use serde::Deserialize;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
+use serde::Deserialize;
 use std::cell::Cell;
 use std::fmt;
 
@@ -591,7 +591,9 @@ impl<'a> Tree<'a> {
             return;
         };
         for record in records {
-            let Some(refs) = self.seq(record).map(|r| [r.first().copied(), r.get(1).copied()])
+            let Some(refs) = self
+                .seq(record)
+                .map(|r| [r.first().copied(), r.get(1).copied()])
             else {
                 continue;
             };

@@ -87,8 +87,8 @@ def _tables(records: Sequence[Record]) -> Tuple[List[ContextRow], List[State], D
     in its table by the ``id`` of its tuple (a context's row and a state are made once and
     shared, so identity is what tells them apart, without hashing their contents). C-level
     passes only: no Python function is called per record."""
-    rows = dict(zip(map(id, map(_context_of, records)), map(_context_of, records)))
-    states = dict(zip(map(id, map(_state_of, records)), map(_state_of, records)))
+    rows = dict(zip(map(id, map(_context_of, records)), map(_context_of, records), strict=True))
+    states = dict(zip(map(id, map(_state_of, records)), map(_state_of, records), strict=True))
     index: Dict[int, int] = {key: i for i, key in enumerate(rows)}
     index.update((key, i) for i, key in enumerate(states))
     return list(rows.values()), list(states.values()), index

@@ -22,7 +22,7 @@ import sys
 import threading
 from contextvars import ContextVar, Token
 from types import FrameType
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Final, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 if TYPE_CHECKING:
     from ._headers import OutgoingTemplate
@@ -143,8 +143,10 @@ is untracked by the cyclic GC after its first young collection (records wait in 
 the tens of thousands; tracked, they would be promoted and make full collections more
 frequent and longer)."""
 
-CLOCK, LOCKS = 0, 1
-"""The positions in a `State`."""
+CLOCK: Final = 0
+"""A `State`'s inherited clock: ``state[CLOCK]``."""
+LOCKS: Final = 1
+"""A `State`'s lock ids: ``state[LOCKS]``."""
 
 
 class ExecutionContext:

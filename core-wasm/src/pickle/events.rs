@@ -68,8 +68,7 @@ impl<'a> Tree<'a> {
         };
         self.visit().map_err(|e| format!("pickle: {e}"))?; // the root
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "contexts"
-        let mut contexts =
-            Vec::<ContextRecord>::deserialize(root.child(contexts)).map_err(fail)?;
+        let mut contexts = Vec::<ContextRecord>::deserialize(root.child(contexts)).map_err(fail)?;
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "states"
         let mut states = Vec::<StateRecord>::deserialize(root.child(states)).map_err(fail)?;
         self.read_inline(values, &mut contexts, &mut states)?;
