@@ -86,28 +86,28 @@ def python_made_batch() -> str:
     a = ExecutionContext("0af76519-16cd-43dd-8448-eb211c80319c", "b7ad6b7169203331", None, "k=v", 1, (), "svc#host-1")
     b = ExecutionContext("0af76519-16cd-43dd-8448-eb211c80319c", "00f067aa0ba902b7", "b7ad6b7169203331", None, 3,
                          (("node-gateway#node-1/0000abcd", 2),), "svc#host-1")
-    s0 = State()
-    s1 = State((("svc#host-1/" + a.component.rsplit("/", 1)[1], 2), ("node-gateway#node-1/0000abcd", 2)), ("lock-α",))
+    s0: State = ((), ())
+    s1: State = ((("svc#host-1/" + a.component.rsplit("/", 1)[1], 2), ("node-gateway#node-1/0000abcd", 2)), ("lock-α",))
     t = 1795246001616516000
     records = [
-        (a, s0, 1, 0, t, None, "app.py", 10, "HttpRequest", ["GET", "/transfer?x=1", {"accept": "*/*"}, None]),
-        (a, s0, 2, 1, t + 1, None, "app.py", 11, "StateChange", ["alice.balance", None, 1000, "Read"]),
-        (a, s0, 3, 2, t + 2, 1500, "app.py", 12, "FunctionCall", ["transfer", "bank", {"from": "alice", "amount": 100.5}]),
-        (b, s1, 1, 0, t + 3, None, "worker.py", 3, "LockAcquire", ["lock-α", "Mutex"]),
-        (b, s1, 2, 1, t + 4, None, "worker.py", 4, "StateChange", ["alice.balance", 1000, 900, "write"]),
-        (b, s1, 3, 2, t + 5, None, "worker.py", 5, "LockRelease", ["lock-α", "Mutex"]),
-        (b, s1, 4, 3, t + 6, None, "worker.py", 6, "Custom", ["naïve ✓ 😀 \u2028", {"nested": [1, [2, [3]]], "n": -2**53,
+        (a.row, s0, 1, 0, t, None, "app.py", 10, "HttpRequest", ["GET", "/transfer?x=1", {"accept": "*/*"}, None]),
+        (a.row, s0, 2, 1, t + 1, None, "app.py", 11, "StateChange", ["alice.balance", None, 1000, "Read"]),
+        (a.row, s0, 3, 2, t + 2, 1500, "app.py", 12, "FunctionCall", ["transfer", "bank", {"from": "alice", "amount": 100.5}]),
+        (b.row, s1, 1, 0, t + 3, None, "worker.py", 3, "LockAcquire", ["lock-α", "Mutex"]),
+        (b.row, s1, 2, 1, t + 4, None, "worker.py", 4, "StateChange", ["alice.balance", 1000, 900, "write"]),
+        (b.row, s1, 3, 2, t + 5, None, "worker.py", 5, "LockRelease", ["lock-α", "Mutex"]),
+        (b.row, s1, 4, 3, t + 6, None, "worker.py", 6, "Custom", ["naïve ✓ 😀 \u2028", {"nested": [1, [2, [3]]], "n": -2**53,
                                                                                 "big": 2**64 - 1, "tab\t": "\x00\x1f"}]),
-        (b, s1, 5, 4, t + 7, None, "worker.py", 7, "Error", ["ValueError", "bad \"quote\"", ["f.py:1 in g"]]),
-        (b, s1, 6, 5, t + 8, None, "worker.py", 8, "AsyncSpawn", ["00000000-0000-0000-0000-000000000002", "main"]),
-        (b, s1, 7, 6, t + 9, None, "worker.py", 9, "AsyncAwait", ["00000000-0000-0000-0000-000000000002", "here"]),
-        (b, s1, 8, 7, t + 10, None, "worker.py", 10, "MemoryFence", ["SeqCst"]),
-        (b, s1, 9, 8, t + 11, None, "worker.py", 11, "DatabaseQuery", ["SELECT 1", "db", 1]),
-        (b, s1, 10, 9, t + 12, None, "worker.py", 12, "DatabaseResult", [3]),
-        (b, s1, 11, 10, t + 13, None, "worker.py", 13, "NoSuchKind", []),
-        (b, s1, 12, 11, t + 14, None, "worker.py", 14, "StateChange", ["x", None, 1, "Modify"]),
-        (a, s0, 4, 3, t + 15, 2_000_000, "app.py", 20, "HttpResponse", [70000, {}, None, 2]),
-        (a, s0, 5, 4, t + 16, 2_000_000, "app.py", 21, "HttpResponse", [200, {"content-type": "text/plain"}, "ok", 2]),
+        (b.row, s1, 5, 4, t + 7, None, "worker.py", 7, "Error", ["ValueError", "bad \"quote\"", ["f.py:1 in g"]]),
+        (b.row, s1, 6, 5, t + 8, None, "worker.py", 8, "AsyncSpawn", ["00000000-0000-0000-0000-000000000002", "main"]),
+        (b.row, s1, 7, 6, t + 9, None, "worker.py", 9, "AsyncAwait", ["00000000-0000-0000-0000-000000000002", "here"]),
+        (b.row, s1, 8, 7, t + 10, None, "worker.py", 10, "MemoryFence", ["SeqCst"]),
+        (b.row, s1, 9, 8, t + 11, None, "worker.py", 11, "DatabaseQuery", ["SELECT 1", "db", 1]),
+        (b.row, s1, 10, 9, t + 12, None, "worker.py", 12, "DatabaseResult", [3]),
+        (b.row, s1, 11, 10, t + 13, None, "worker.py", 13, "NoSuchKind", []),
+        (b.row, s1, 12, 11, t + 14, None, "worker.py", 14, "StateChange", ["x", None, 1, "Modify"]),
+        (a.row, s0, 4, 3, t + 15, 2_000_000, "app.py", 20, "HttpResponse", [70000, {}, None, 2]),
+        (a.row, s0, 5, 4, t + 16, 2_000_000, "app.py", 21, "HttpResponse", [200, {"content-type": "text/plain"}, "ok", 2]),
     ]
     return _records.encode(records)
 
