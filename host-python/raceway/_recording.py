@@ -222,7 +222,7 @@ def _record(
     # _record <- _emit_slowly <- emit <- the SDK's method <- (more of the SDK's frames) <- the application
     f = _getframe(4)
     app: Optional[FrameType] = f
-    where = _by_offset.get(f.f_lasti)
+    where = _by_offset_get(f.f_lasti)
     if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
         app, where = _located(f)
     depth = log.stack_depth
@@ -244,7 +244,7 @@ def _located(f: FrameType) -> Tuple[Optional[FrameType], Site]:
     app = _user_frame(f)
     if app is None:
         return None, _UNKNOWN
-    where = _by_offset.get(app.f_lasti)
+    where = _by_offset_get(app.f_lasti)
     if where is None or where[3] is not app.f_code:
         where = _locate(app)
     return app, where
@@ -253,7 +253,7 @@ def _located(f: FrameType) -> Tuple[Optional[FrameType], Site]:
 def strand() -> Optional[ExecutionContext]:
     """The calling strand's context to record on (with strands without setup, made when it has
     none), or None."""
-    ctx = _current.get()
+    ctx = _current_get()
     if ctx is None or ctx.owner != _ident() or (ctx.task is not None and ctx.task is not _task()):
         ctx = _auto.ensure()
     return ctx
@@ -268,7 +268,7 @@ def record_event(client: ClientLike, ctx: ExecutionContext, kind: str, fields: F
     if log is None:
         return False
     f = _getframe(2)
-    where = _by_offset.get(f.f_lasti)
+    where = _by_offset_get(f.f_lasti)
     if where is None or where[3] is not f.f_code:  # not the cached site: new, or more SDK frames
         where = _located(f)[1]
     log.append(ctx, where, kind, fields)

@@ -15,13 +15,26 @@ from typing import Callable, List
 
 import pytest
 
-from raceway import _recorder, client
+from raceway import _recorder, _recording, client, primitives
+from raceway.middleware import _scope
 
 HOT: List[Callable[..., object]] = [
+    # per event
     client.RacewayClient.track_state_change,
     client.RacewayClient.track_function_call,
     _recorder.EventRecorder.append,
     _recorder.EventRecorder.record,
+    _recording.emit,
+    _recording._record,
+    _recording._located,
+    _recording.strand,
+    _recording.record_event,
+    primitives._edge,
+    # per request, or per step of a streamed body
+    _scope.RequestScope.activate,
+    _scope.RequestScope.step,
+    _scope.RequestScope.astep,
+    _scope.RequestScope.collect,
 ]
 
 

@@ -39,6 +39,12 @@ NOT_LOCATED: Site = UNKNOWN
 _UNSET = object()
 """`RequestScope.collect`'s default: "what is current now" (None is a value it may be given)."""
 
+# Taken once: a call on an imported name makes a bound method per call in CPython 3.11
+# (tests/test_hot_path_bytecode.py).
+_current_get = _current.get
+_current_set = _current.set
+_current_reset = _current.reset
+
 
 @dataclass(frozen=True)
 class Options:
@@ -102,7 +108,7 @@ class RequestScope:
     def activate(self) -> None:
         if self.ctx.owner is None:  # the request's strand is the one that serves it
             self.ctx.bind()
-        self.token = _current.set(self.ctx)
+        self.token = _current_set(self.ctx)
 
     def deactivate(self) -> None:
         """Restores what was current before `activate`, whatever the application left current
@@ -119,20 +125,20 @@ class RequestScope:
         iterator, its ``close``), with the body's context current: the request's at first, then
         whatever the body left current at its previous step (a context it opened across a
         ``yield``). Afterwards the caller's current context is exactly what it was."""
-        token = _current.set(self._body_context())
+        token = _current_set(self._body_context())
         try:
             return fn(*args)
         finally:
-            self.body = _current.get()
+            self.body = _current_get()
             _reset(token)
 
     async def astep(self, fn: Callable[[], Awaitable[T]]) -> T:
         """`step` for an asynchronous body: awaits ``fn()`` with the body's context current."""
-        token = _current.set(self._body_context())
+        token = _current_set(self._body_context())
         try:
             return await fn()
         finally:
-            self.body = _current.get()
+            self.body = _current_get()
             _reset(token)
 
     def _body_context(self) -> Optional[ExecutionContext]:
@@ -162,7 +168,7 @@ class RequestScope:
         thread recorded on comes back here, and the call has returned. Joining it (an
         ``AsyncAwait``) puts the response after everything it did."""
         try:
-            found = _current.get() if current is _UNSET else current
+            found = _current_get() if current is _UNSET else current
             ctx = self.ctx
             if (
                 found is None
@@ -231,7 +237,7 @@ class RequestScope:
 
 def _reset(token: Token[Optional[ExecutionContext]]) -> None:
     try:
-        _current.reset(token)
+        _current_reset(token)
     except (ValueError, RuntimeError):  # another contextvars.Context's token, or used already
         pass
 
