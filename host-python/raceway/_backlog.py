@@ -109,11 +109,16 @@ BODY_END = b"]}"
 
 def join_bodies(bodies: Sequence[bytes]) -> bytes:
     """One request body with the events of ``bodies``, in order: ``{"events":[...]}`` bodies
-    as the core renders them (docs/record-format.md), joined without reading their events.
+    as the core renders them (docs/record-format.md), joined without reading their events, in
+    one copy (the events are taken through memoryviews; a request of 500 events is ~340 KB).
     Raises ``ValueError`` for a body of another shape (none is: the core renders them all)."""
-    inner = []
+    start, end = len(BODY_START), len(BODY_END)
+    parts: List[Any] = [BODY_START]
     for body in bodies:
         if not (body.startswith(BODY_START) and body.endswith(BODY_END)):
             raise ValueError("not a body of the core's shape")
-        inner.append(body[len(BODY_START) : -len(BODY_END)])
-    return BODY_START + b",".join(inner) + BODY_END
+        if len(parts) > 1:
+            parts.append(b",")
+        parts.append(memoryview(body)[start : len(body) - end])
+    parts.append(BODY_END)
+    return b"".join(parts)
