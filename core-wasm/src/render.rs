@@ -95,7 +95,8 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[derive(Default)]
 pub struct Timestamps {
     second: Option<u64>,
-    prefix: Vec<u8>,
+    /// `"2026-11-21T07:26:41.` (from the quote through the seconds' point).
+    prefix: [u8; 21],
 }
 
 impl Timestamps {
@@ -104,14 +105,12 @@ impl Timestamps {
         let second = unix_nanos / 1_000_000_000;
         if self.second != Some(second) {
             let full = rfc3339_micros(unix_nanos);
-            self.prefix.clear();
-            self.prefix.extend_from_slice(&full.as_bytes()[..20]); // through "SS."
+            self.prefix[0] = b'"';
+            self.prefix[1..].copy_from_slice(&full.as_bytes()[..20]); // through "SS."
             self.second = Some(second);
         }
         let micros = ((unix_nanos % 1_000_000_000) / 1_000) as u32;
-        out.push(b'"');
-        out.extend_from_slice(&self.prefix);
-        // Six digits, two at a time.
+        // Six digits, two at a time, then the offset and the quote: two copies of fixed size.
         let pair = |n: u32| {
             let n = n as u8;
             [b'0' + n / 10, b'0' + n % 10]
@@ -120,8 +119,8 @@ impl Timestamps {
         let [a, b] = pair(high);
         let [c, d] = pair(low / 100);
         let [e, f] = pair(low % 100);
-        out.extend_from_slice(&[a, b, c, d, e, f]);
-        out.extend_from_slice(b"+00:00\"");
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(&[a, b, c, d, e, f, b'+', b'0', b'0', b':', b'0', b'0', b'"']);
     }
 }
 
