@@ -360,7 +360,7 @@ pub struct KindCache<'b> {
 /// The same text: the same string (a string the pickle holds once), or an equal one (compared
 /// eight bytes at a time: the component's `memcmp` goes a byte at a time, and a batch of the
 /// JSON form has every repeat of a name in a string of its own).
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     if std::ptr::eq(a, b) {
         return true;
     }

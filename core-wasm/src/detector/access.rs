@@ -5,7 +5,7 @@
 use super::clock::StrandId;
 use super::ids::IdMap;
 use super::strands::StrandMeta;
-use crate::event::AccessType;
+use crate::event::{same, AccessType};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -182,8 +182,18 @@ impl Sites {
             .first()
             .map_or((0, 0), |f| (f.as_ptr() as usize, f.len()));
         let key = (file.as_ptr() as usize, file.len(), line, frame.0, frame.1);
-        if let Some((last, site)) = &self.last {
+        if let Some((last, site)) = &mut self.last {
             if *last == key {
+                return site.clone();
+            }
+            // The same place in other strings (a batch of the JSON form has every repeat of a
+            // name in a string of its own): the site `intern_text` would find.
+            if site.line == line
+                && same(&site.file, file)
+                && site.stack.len() == stack.len()
+                && site.stack.iter().zip(stack).all(|(a, b)| same(a, b))
+            {
+                *last = key;
                 return site.clone();
             }
         }

@@ -18,6 +18,7 @@ use super::access::Access;
 use super::clock::Clock;
 use super::ids::IdMap;
 use super::strands::Strands;
+use crate::event::same;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -63,6 +64,8 @@ pub struct Variables {
     batch: IdMap<(usize, usize), u32>,
     /// The last name looked up in the batch, by address, and its id: most accesses repeat it.
     last: Option<((usize, usize), u32)>,
+    /// That name's text, for the same name in another string (the JSON form's).
+    last_name: String,
 }
 
 impl Variables {
@@ -75,6 +78,7 @@ impl Variables {
             max_readers: max_readers.max(1),
             batch: IdMap::default(),
             last: None,
+            last_name: String::new(),
         }
     }
 
@@ -103,9 +107,15 @@ impl Variables {
         let key = (name.as_ptr() as usize, name.len());
         let id = match self.last {
             Some((last, id)) if last == key => id,
+            Some((_, id)) if same(&self.last_name, name) => {
+                self.last = Some((key, id));
+                id
+            }
             _ => {
                 let id = self.lookup(name, key);
                 self.last = Some((key, id));
+                self.last_name.clear();
+                self.last_name.push_str(name);
                 id
             }
         };
