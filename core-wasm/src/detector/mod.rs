@@ -270,3 +270,70 @@ fn sync_id(data: &str) -> Option<String> {
     }
     serde_json::from_str::<Data>(data).ok().map(|d| d.sync)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ProcessConfig;
+    use crate::pipeline::process_batch;
+
+    /// The batch-scoped caches (the last site and variable by address or text, the strand of
+    /// each context, a replaced write's allocation) find what the look-ups they save would:
+    /// the same events give the same findings in one batch as one event per batch, where
+    /// nothing is found in them.
+    #[test]
+    fn findings_do_not_depend_on_how_events_are_batched() {
+        let contexts = r#"[{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"t1","component":"svc#h/1","id_base":"00000000000000000000000000000010"},
+            {"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"t2","component":"svc#h/2","id_base":"00000000000000000000000000000020"}]"#;
+        let states = r#"[{"clock":[],"locks":[]},{"clock":[],"locks":["L"]},{"clock":[["svc#h/1",3]],"locks":[]}]"#;
+        let mut events = Vec::new();
+        let mut seqs = [0u64; 2];
+        for i in 0..60u64 {
+            let c = (i % 3 % 2) as usize; // two contexts, interleaved unevenly
+            seqs[c] += 1;
+            let (seq, state) = (seqs[c], (i / 7 % 3) as usize);
+            let variable = ["x", "y", "x"][(i % 5 % 3) as usize];
+            let (access, file, line) = if i % 4 == 0 {
+                ("Read", "r.py", 7)
+            } else {
+                ("Write", "w.py", 7)
+            };
+            let kind = match i % 11 {
+                5 => format!(r#""LockAcquire",["L","Mutex"]"#),
+                6 => format!(r#""LockRelease",["L","Mutex"]"#),
+                _ => format!(
+                    r#""StateChange",["{variable}",{},{},"{access}",["app.py:1 in f"]]"#,
+                    i,
+                    i + 1
+                ),
+            };
+            events.push(format!(
+                r#"[{c},{state},{seq},{},{},null,"{file}",{line},{kind}]"#,
+                seq - 1,
+                1_000 + i
+            ));
+        }
+        let batch = |events: &[String]| {
+            format!(
+                r#"{{"contexts":{contexts},"states":{states},"events":[{}]}}"#,
+                events.join(",")
+            )
+        };
+        let config = ProcessConfig::default();
+        let mut whole = Detector::default();
+        process_batch(&config, &batch(&events), 0, Some(&mut whole)).unwrap();
+        let mut apart = Detector::default();
+        for event in &events {
+            process_batch(
+                &config,
+                &batch(std::slice::from_ref(event)),
+                0,
+                Some(&mut apart),
+            )
+            .unwrap();
+        }
+        let findings = whole.findings_json();
+        assert!(findings.contains("data-race"), "{findings}");
+        assert_eq!(findings, apart.findings_json());
+    }
+}
