@@ -299,8 +299,8 @@ mod tests {
                 ("Write", "w.py", 7)
             };
             let kind = match i % 11 {
-                5 => format!(r#""LockAcquire",["L","Mutex"]"#),
-                6 => format!(r#""LockRelease",["L","Mutex"]"#),
+                5 => r#""LockAcquire",["L","Mutex"]"#.to_owned(),
+                6 => r#""LockRelease",["L","Mutex"]"#.to_owned(),
                 _ => format!(
                     r#""StateChange",["{variable}",{},{},"{access}",["app.py:1 in f"]]"#,
                     i,
