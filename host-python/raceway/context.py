@@ -24,6 +24,8 @@ from contextvars import ContextVar, Token
 from types import FrameType
 from typing import TYPE_CHECKING, Callable, Dict, Final, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
+from ._values import valid_text
+
 if TYPE_CHECKING:
     from ._headers import OutgoingTemplate
 
@@ -63,6 +65,9 @@ _suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
 # `<service>#<instance>`, set by the most recent RacewayClient. Contexts made with the module-level
 # `create_context` before any client exists use the fallback.
 _identity = ["unknown-service#unknown-instance"]
+
+MAX_COUNTER = 2**64 - 1
+"""The largest vector-clock counter: the wire carries counters as u64 (docs/record-format.md)."""
 
 MAX_INHERITED = 32
 """Components a context's inherited clock keeps before it retires joined strands (see
@@ -340,8 +345,9 @@ def create_context(
     such a string is replaced by an id derived from it (SHA-256; the same string always gives
     the same id, and a ``span_id`` and a ``parent_span_id`` written alike match), with one
     WARNING per argument per process. The context's ``trace_id``/``span_id`` are then the
-    derived ids. ``clock_vector``: ``(component, counter)`` pairs, counters non-negative ints
-    (``ValueError`` otherwise). ``distributed`` is accepted for compatibility; whether a
+    derived ids. ``clock_vector``: ``(component, counter)`` pairs, components strings without
+    lone surrogates, counters ints from 0 to 2**64 - 1 (the wire's u64): ``ValueError``
+    otherwise, here, rather than the core refusing every batch the context's events are in. ``distributed`` is accepted for compatibility; whether a
     context is part of a distributed trace follows from ``parent_span_id``.
     """
     del distributed
@@ -352,11 +358,14 @@ def create_context(
             component, counter = pair
             if (
                 not isinstance(component, str)
+                or valid_text(component) is not component  # a lone surrogate: not UTF-8
                 or isinstance(counter, bool)
                 or not isinstance(counter, int)
-                or counter < 0
+                or not 0 <= counter <= MAX_COUNTER
             ):
-                raise ValueError(f"clock_vector entries must be (str, non-negative int), got {pair!r}")
+                raise ValueError(
+                    f"clock_vector entries must be (str of valid UTF-8, int from 0 to 2**64 - 1), got {pair!r}"
+                )
             pairs.append((component, counter))
         clock = merge_clocks((), pairs)
     return ExecutionContext(

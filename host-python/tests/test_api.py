@@ -340,3 +340,27 @@ def test_http_headers_are_bounded_like_other_values(collector, make_client):
     assert client.flush(timeout=5)
     (event,) = collector.events
     assert len(event["kind"]["HttpRequest"]["headers"]) == 100
+
+
+@pytest.mark.parametrize("entry", [("a", 2**64), ("a\ud800", 1), ("a", -1), ("a", True), (1, 1)])
+def test_create_context_refuses_a_clock_the_wire_cannot_carry(entry):
+    """A counter past u64 or a component with a lone surrogate would make the core refuse every
+    batch the context's events are in (other contexts' events with them): refused here."""
+    from raceway import create_context
+
+    with pytest.raises(ValueError, match="clock_vector"):
+        create_context(clock_vector=[entry])
+
+
+def test_a_context_with_the_largest_counter_delivers(collector, make_client):
+    from raceway import create_context, reset_context, set_context
+
+    client = make_client(endpoint=collector.url)
+    token = set_context(create_context(clock_vector=[("up#1", 2**64 - 1)]))
+    try:
+        client.track_state_change("x", 0, 1)
+    finally:
+        reset_context(token)
+    assert client.flush(timeout=10)
+    assert collector.wait_for_events(1)
+    assert ["up#1", 2**64 - 1] in collector.events[0]["causality_vector"]
