@@ -347,8 +347,9 @@ def create_context(
     WARNING per argument per process. The context's ``trace_id``/``span_id`` are then the
     derived ids. ``clock_vector``: ``(component, counter)`` pairs, components strings without
     lone surrogates, counters ints from 0 to 2**64 - 1 (the wire's u64): ``ValueError``
-    otherwise, here, rather than the core refusing every batch the context's events are in. ``distributed`` is accepted for compatibility; whether a
-    context is part of a distributed trace follows from ``parent_span_id``.
+    otherwise, here, rather than the core refusing every batch the context's events are in.
+    ``distributed`` is accepted for compatibility; whether a context is part of a distributed
+    trace follows from ``parent_span_id``.
     """
     del distributed
     clock: Clock = ()
