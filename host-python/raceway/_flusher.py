@@ -518,6 +518,8 @@ class Flusher:
                     len(group),
                     result.status,
                 )
+                if result.status == 413:
+                    self._too_large(n)
             elif result.outcome is Outcome.REJECTED:
                 self._done(head[3], head[1], "failed")
                 self._log_repeating(
@@ -533,6 +535,22 @@ class Flusher:
                 self._failed(result)
                 return False
         return True
+
+    def _too_large(self, events: int) -> None:
+        """The server (or a proxy before it) refused a joined request of ``events`` events as
+        too large (413): later requests carry at most half as many, down to ``batch_size``,
+        so a body limit costs one refused request per halving, not one per request."""
+        before = self.max_batch_size
+        self.max_batch_size = max(self.batch_size, events // 2)
+        if self.max_batch_size < before:
+            self._log_repeating(
+                "too-large",
+                "raceway: the server refused a request of %d events as too large (413); requests now carry at "
+                "most %d events (Config.max_batch_size sets the largest)",
+                events,
+                self.max_batch_size,
+                level=logging.WARNING,
+            )
 
     def _request_group(self, head: Entry, now: float) -> List[Entry]:
         """The bodies the next request carries: the head and, while the server keeps up (no
@@ -848,11 +866,12 @@ class Flusher:
 
 
 def _joinable(entry: Entry) -> bool:
-    """Whether a backlog body may share a request: this process's own (not the spool's), never
-    sent, and of the core's shape (`join_bodies`)."""
+    """Whether a backlog body may share a request: with events, this process's own (not the
+    spool's), never sent, and of the core's shape (`join_bodies`)."""
     body = entry[0]
     return (
-        not entry[2]
+        entry[1] > 0
+        and not entry[2]
         and entry[3] is None
         and isinstance(body, bytes)
         and body.startswith(BODY_START)

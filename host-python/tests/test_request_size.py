@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_valid_batch
 
 from raceway._backlog import join_bodies
-from raceway.testing import CollectorServer, Status
+from raceway.testing import CollectorServer, Received, Response, Status
 
 BURST = 2_000
 
@@ -116,3 +116,41 @@ def test_bodies_join_into_one_body_with_their_events_in_order():
     assert join_bodies([a]) == a
     with pytest.raises(ValueError):
         join_bodies([a, b'{"other":[]}'])
+
+
+def test_a_server_refusing_large_requests_halves_them_down_to_batch_size(make_client, caplog):
+    """A proxy with a body limit (413 past 50 events): each refused joined request halves the
+    largest request, so after a few refusals every request fits; nothing is lost, and one
+    WARNING names the setting."""
+    import logging
+
+    def limit(rec: Received) -> Response:
+        if rec.method == "POST" and rec.path == "/events":
+            n = len(rec.json["events"])
+            if n > 50:
+                return 413, {"success": False, "data": None, "error": "request entity too large"}
+            return 200, {"success": True, "data": f"Ingested {n} events", "error": None}
+        return 200, {"success": True, "data": "ok", "error": None}
+
+    with caplog.at_level(logging.WARNING, logger="raceway"):
+        with CollectorServer(responder=limit) as server:
+            client = make_client(endpoint=server.url, batch_size=50, max_batch_size=500, flush_interval=3600.0)
+            for _ in range(6):
+                _record(client, 500)
+                assert client.flush(timeout=20)
+            sizes = _sizes(server)
+            refused = [n for n in sizes if n > 50]
+            # Halved at each 413 (requests are whole bodies of 50: 500, 250, then 2 bodies under 125), then
+            # none too large.
+            assert refused == [500, 250, 100], sizes
+            stats = client.stats()
+            assert (stats["sent"], stats["failed"], stats["dropped"]) == (3000, 0, 0)
+            assert len(server.arrived) == 3000 and set(server.arrived.values()) == {1}
+    assert any("413" in r.getMessage() and "max_batch_size" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_body_is_never_joined():
+    from raceway._flusher import _joinable
+
+    assert not _joinable([b'{"events":[]}', 0, 0, None])
+    assert _joinable([b'{"events":[{"id":1}]}', 1, 0, None])
