@@ -572,10 +572,11 @@ impl<'a> Tree<'a> {
     /// table rows, its node becomes that index and the tuple moves to a node of its own, read
     /// as a row by `batch` (as the JSON form's table rows are, positionally). So every read
     /// of the records sees indexes, as in the JSON form. Call after `render_values`, whose
-    /// values are then already rendered. At most two nodes per record are added.
-    pub fn inline_rows(&mut self) {
+    /// values are then already rendered. At most two nodes per record are added. Fails when
+    /// one tuple is written both as a context and as a state.
+    pub fn inline_rows(&mut self) -> Result<(), String> {
         let Node::Dict(d) = self.nodes[self.root as usize] else {
-            return;
+            return Ok(());
         };
         let (mut tables, mut events) = ([None, None], None);
         for &(k, v) in &self.dicts[d as usize] {
@@ -588,8 +589,12 @@ impl<'a> Tree<'a> {
         }
         let base = tables.map(|t| t.and_then(|t| self.seq(t)).map_or(0, <[u32]>::len));
         let Some(records) = events.and_then(|e| self.seq(e)).map(<[u32]>::to_vec) else {
-            return;
+            return Ok(());
         };
+        // The table each replaced node went to: a tuple written as a context in one record
+        // and as a state in another (the host never writes one) would read as an index into
+        // the wrong table; such a pickle is refused, as the JSON form would refuse it.
+        let mut replaced: Vec<(u32, usize)> = Vec::new();
         for record in records {
             let Some(refs) = self
                 .seq(record)
@@ -600,16 +605,24 @@ impl<'a> Tree<'a> {
             for (table, node) in refs.into_iter().enumerate() {
                 let Some(node) = node else { continue };
                 let found = self.nodes[node as usize];
+                if let Node::Int(_) = found {
+                    if replaced.iter().any(|&(n, t)| n == node && t != table) {
+                        return err("a tuple is both a context and a state");
+                    }
+                    continue; // an index, or a tuple already made a row of this table
+                }
                 if !matches!(found, Node::Tuple(..) | Node::List(_)) {
-                    continue; // an index, or something the read will refuse
+                    continue; // something the read will refuse
                 }
                 let index = base[table] + self.inline[table].len();
                 self.inline[table].push(self.nodes.len() as u32);
                 self.nodes.push(found);
                 self.raw.push(NONE);
                 self.nodes[node as usize] = Node::Int(index as i64);
+                replaced.push((node, table));
             }
         }
+        Ok(())
     }
 
     /// Appends the rows `inline_rows` found to the batch's own tables. Fails (the host then
@@ -1138,7 +1151,7 @@ mod tests {
         let text = host_string(BATCH_INLINE);
         let mut tree = Tree::read(text.as_bytes()).unwrap();
         tree.render_values().unwrap();
-        tree.inline_rows();
+        tree.inline_rows().unwrap();
         assert_eq!(tree.inline.each_ref().map(Vec::len), [1, 1]);
     }
 
@@ -1154,6 +1167,21 @@ mod tests {
             assert_eq!(mixed.summary.events, 2);
             assert_eq!(mixed.into_wire(), json.into_wire());
         }
+    }
+
+    #[test]
+    fn a_tuple_that_is_both_a_context_and_a_state_is_refused() {
+        // The second record's state is the first record's context tuple (one memo entry):
+        // read as an index, it would name a state the batch does not mean.
+        const BOTH: &[u8] = b"\x80\x05\x95\xf1\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94\x8c\x06states\x94]\x94\x8c\x06events\x94]\x94(((\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x0dpython-1-main\x94\x8c\x0dsvc#host/main\x94\x8c\x10b7ad6b7169203331\x94N\x8c 00000000000000000000000000000001\x94t\x94))\x86\x94K\x01K\x00M\xe8\x03N\x8c\x06app.py\x94K\x03\x8c\x06Custom\x94\x8c\x01n\x94K\x01\x86\x94t\x94(h\x0ch\x0cK\x02K\x01M\xd0\x07Nh\x0eK\x04h\x0fh\x10K\x02\x86\x94t\x94eu.";
+        let found = process_pickle(&config(), &host_string(BOTH), 50, None);
+        assert!(
+            found
+                .as_ref()
+                .is_err_and(|e| e.contains("both a context and a state")),
+            "{:?}",
+            found.map(|e| e.summary.events)
+        );
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub fn process_pickle(
     pickle::check_size(records)?;
     let mut tree = pickle::Tree::read(records.as_bytes())?;
     let values = tree.render_values()?;
-    tree.inline_rows();
+    tree.inline_rows()?;
     let batch = tree.batch(&values)?;
     Ok(process_read(config, batch, max_per_body, detector))
 }

@@ -117,7 +117,8 @@ class Config:
     want a core the application gets ~90% of it, and what the SDK cannot keep up with waits in
     the bounded queue (``max_queue_size``). Off by default: the SDK then also yields to every
     other process, so on a loaded machine delivery lags, and a short ``shutdown()`` budget can
-    end before anything was settled (what is left goes to the spool). See
+    end before anything was settled (what is left goes to the spool). A thread started on the
+    flusher (a logging handler's worker, say) inherits the lower priority for its life. See
     raceway/_priority.py and docs/delivery.md."""
 
     def __post_init__(self) -> None:
