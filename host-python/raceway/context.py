@@ -156,7 +156,10 @@ LOCKS: Final = 1
 
 class ExecutionContext:
     """One strand of work. Create them with `create_context`, `RacewayClient.trace()` or the
-    middleware; read them with `get_context()`."""
+    middleware; read them with `get_context()`. Its ids (``trace_id``, ``span_id``,
+    ``upstream_span_id``, ``thread_id``, ``component``, ``id_base``) are fixed when it is made:
+    its records carry them as `row`, made once, so assigning one later changes nothing that is
+    recorded (make a new context instead)."""
 
     __slots__ = (
         "row",
