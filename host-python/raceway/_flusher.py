@@ -102,8 +102,8 @@ class Flusher:
         self.transport = transport
         self.batch_size = batch_size
         self.max_batch_size = max(batch_size, max_batch_size or batch_size)
-        """Events a body may carry when more than ``batch_size`` records are encoded at once
-        (`Config.max_batch_size`)."""
+        """Events one request may carry, in bodies of ``batch_size`` joined while the server
+        keeps up (`Config.max_batch_size`; halved by a 413, `_too_large`)."""
         self.interval = interval
         self.stats = stats
         self.chunk = chunk
@@ -257,14 +257,19 @@ class Flusher:
         except CoreTrap:
             raise
         except Exception as e:  # a bug: never let the worker die, never lose count
-            lost = self._taken - self.backlog.events
-            self._taken = self.backlog.events
-            if lost:
-                self.stats.add(failed=lost)
-            self._log_once("worker", "raceway: flusher error (%d events lost): %s: %s", lost, type(e).__name__, e)
+            self._count_lost(e)
             if self.backoff is not None:  # whatever it was, do not spin on it
                 self._retry_at = time.monotonic() + self.backoff.next_delay()
             return not self.backlog
+
+    def _count_lost(self, error: Exception) -> None:
+        """After a bug (``error``) in encoding or delivery: the events taken from the log and
+        not in the backlog are counted as failed, and it is logged once."""
+        lost = self._taken - self.backlog.events
+        self._taken = self.backlog.events
+        if lost:
+            self.stats.add(failed=lost)
+        self._log_once("worker", "raceway: flusher error (%d events lost): %s: %s", lost, type(error).__name__, error)
 
     def _cycle(self) -> bool:
         """Delivers the backlog, then what waits in the spool, then the records that were in
@@ -391,18 +396,17 @@ class Flusher:
         Each part goes to the core in the pickle form when it can (`_encode_pickled`), else
         in the JSON form, which gives the same answer (docs/record-format.md)."""
         self.stats.add(recorded=len(records))
-        per_body = self.batch_size
-        per_call = _records.part_size(per_body)
+        per_call = _records.part_size(self.batch_size)
         for start in range(0, len(records), per_call):
             part = records[start : start + per_call]
-            encoded = self._encode_pickled(part, per_body) if self.pickle else None
+            encoded = self._encode_pickled(part) if self.pickle else None
             if encoded is not None:
                 self._place(part, encoded)
                 continue
             for text, piece in _records.encode_parts(part, per_call):
-                self._place(piece, self._encode_part(text, piece, per_body))
+                self._place(piece, self._encode_part(text, piece))
 
-    def _encode_pickled(self, part: Sequence[Record], per_body: int) -> Optional[EncodedBatch]:
+    def _encode_pickled(self, part: Sequence[Record]) -> Optional[EncodedBatch]:
         """One core call for a part in the pickle form; None when the part cannot be pickled
         or the core does not read this pickle (it then has used nothing of it): the caller
         sends the JSON form."""
@@ -411,8 +415,8 @@ class Flusher:
             return None
         try:
             if self.detect:
-                return self.core.observe_pickle(data, per_body if self.transport is not None else 0)
-            return self.core.encode_batch_pickle(data, per_body)
+                return self.core.observe_pickle(data, self.batch_size if self.transport is not None else 0)
+            return self.core.encode_batch_pickle(data, self.batch_size)
         except CoreTrap:
             raise
         except CoreError as e:
@@ -442,28 +446,28 @@ class Flusher:
         for body, n in zip(encoded["bodies"], counts, strict=True):  # one body per count
             self.backlog.push(body, n)
 
-    def _encode_part(self, text: str, part: Sequence[Record], per_body: int) -> Optional[EncodedBatch]:
+    def _encode_part(self, text: str, part: Sequence[Record]) -> Optional[EncodedBatch]:
         try:
-            return self._process(text, per_body)
+            return self._process(text)
         except CoreTrap:
             raise
         except CoreError as e:
             try:  # once more with every value converted: a value the fast path let through
-                return self._process(_records.encode(part, sanitize=True), per_body)
+                return self._process(_records.encode(part, sanitize=True))
             except CoreTrap:
                 raise
             except Exception as e2:
                 self._log_once("encode", "raceway: could not encode %d events: %s / %s", len(part), e, e2)
                 return None
 
-    def _process(self, text: str, per_body: int) -> EncodedBatch:
+    def _process(self, text: str) -> EncodedBatch:
         """One core call for a part: the detector sees it (when on) and bodies are made only
         when there is a server to send them to. The events file gets the records the core
         accepted."""
         if self.detect:
-            encoded = self.core.observe(text, per_body if self.transport is not None else 0)
+            encoded = self.core.observe(text, self.batch_size if self.transport is not None else 0)
         else:
-            encoded = self.core.encode_batch(text, per_body)
+            encoded = self.core.encode_batch(text, self.batch_size)
         if self.sink is not None:
             self.sink.write(self.process, text)
         return encoded
@@ -761,11 +765,7 @@ class Flusher:
         except CoreTrap:  # the instance told the client (its on_trap); the worker settles the rest
             return False
         except Exception as e:  # a bug: as the worker does, count what was taken and go on
-            lost = self._taken - self.backlog.events
-            self._taken = self.backlog.events
-            if lost:
-                self.stats.add(failed=lost)
-            self._log_once("worker", "raceway: flusher error (%d events lost): %s: %s", lost, type(e).__name__, e)
+            self._count_lost(e)
             return False
         finally:
             self._cycle_lock.release()
