@@ -25,7 +25,7 @@ from operator import itemgetter
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ._values import snapshot, valid_text
-from .context import ContextRow, State
+from .context import CLOCK, LOCKS, ContextRow, State
 
 Record = Tuple[Any, ...]
 """``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``, with
@@ -95,7 +95,7 @@ def _tables(records: Sequence[Record]) -> Tuple[List[ContextRow], List[State], D
 
 
 def _state_row(state: State) -> Dict[str, Any]:
-    return {"clock": state[0], "locks": state[1]}
+    return {"clock": state[CLOCK], "locks": state[LOCKS]}
 
 
 _fields_of = itemgetter(9)
@@ -146,21 +146,24 @@ def _encode_sanitized(records: Sequence[Record]) -> str:
     write, and for the rest each field settled on its own (`_settled`). Values were converted
     on the hot path; converting them again would cut a cut string again and count one value's
     budget against its neighbours', so nothing is converted twice."""
-    contexts: Dict[int, int] = {}  # by id(row), as `_tables`
-    context_table: List[Dict[str, Any]] = []
-    states: Dict[int, int] = {}
-    state_table: List[Dict[str, Any]] = []
-    events: List[Tuple[Any, ...]] = []
-    for ctx, state, seq, prev, nanos, duration, file, line, kind, fields in records:
-        ci = contexts.get(id(ctx))
-        if ci is None:
-            ci = contexts[id(ctx)] = len(context_table)
-            context_table.append(_context_row(ctx))
-        si = states.get(id(state))
-        if si is None:
-            si = states[id(state)] = len(state_table)
-            state_table.append(_state_row(state))
-        events.append((ci, si, seq, prev, nanos, duration, valid_text(file), line, kind, tuple(map(_settled, fields))))
+    contexts, states, index = _tables(records)
+    context_table = [_context_row(c) for c in contexts]
+    state_table = [_state_row(s) for s in states]
+    events = [
+        (
+            index[id(row)],
+            index[id(state)],
+            seq,
+            prev,
+            nanos,
+            duration,
+            valid_text(file),
+            line,
+            kind,
+            tuple(map(_settled, fields)),
+        )
+        for row, state, seq, prev, nanos, duration, file, line, kind, fields in records
+    ]
     try:
         return _dumps({"contexts": context_table, "states": state_table, "events": events})
     except (ValueError, TypeError, RecursionError):  # an object no track_* method converted
