@@ -85,7 +85,6 @@ def renew_after_fork() -> None:
     forking thread goes on as a child of itself (as if spawned at the fork), so the child's
     events get ids and a clock component of their own."""
     global _suffixes
-    _reseed()  # also done by its own fork hook; again here in case this runs before it
     _suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
     current = _current.get()
     if current is not None:
