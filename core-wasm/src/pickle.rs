@@ -12,11 +12,14 @@
 //! (tuples, lists, dicts, strings, ints, floats, `None`, booleans, the memo), and one global:
 //! `builtins.int` called on one int, which is how an earlier host wrote the index of a context
 //! or a state. The host now writes a record's context and state as tuples inline, which
-//! `Tree::inline_rows` turns into table rows. Anything else (another opcode, another global, an integer beyond 64 bits, a
-//! string that is not UTF-8 such as a lone surrogate, a float that is not finite, a dict key
-//! that is not a string, nesting deeper than `MAX_DEPTH`, a record that does not fit) is an
-//! error for the whole batch, before any event is used: the host then sends the same batch as
-//! JSON, so every value keeps exactly the wire form the JSON form gives it.
+//! `Tree::inline_rows` turns into table rows. A record is read in either of two forms
+//! (`Tree::record_parts`): flat, its kind's fields its own items from the tenth on, as the
+//! host writes it, or nested, its fields one tuple, as in the JSON form. Anything else
+//! (another opcode, another global, an integer beyond 64 bits, a string that is not UTF-8 such
+//! as a lone surrogate, a float that is not finite, a dict key that is not a string, nesting
+//! deeper than `MAX_DEPTH`, a record that does not fit) is an error for the whole batch, before
+//! any event is used: the host then sends the same batch as JSON, so every value keeps exactly
+//! the wire form the JSON form gives it.
 //!
 //! User values (`old_value`, `args`, bodies, `data`) are written here as JSON text exactly as
 //! Python's `json.dumps(value, separators=(",", ":"), ensure_ascii=True)` writes them, so the
@@ -61,6 +64,8 @@ const VISITS_SLACK: u64 = 4096;
 
 /// The name serde_json's `RawValue` asks a deserializer for, and the key its visitor expects.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+/// The name `Record` asks `At` for: an event record, in either form (`Tree::record_parts`).
+const RECORD_TOKEN: &str = "$raceway::pickle::Record";
 
 #[derive(Clone, Copy, Debug)]
 enum Node<'a> {
@@ -102,6 +107,18 @@ pub struct Tree<'a> {
 
 /// No value: every value's JSON has at least one byte, so no value ends where it starts.
 const NONE: (u32, u32) = (0, 0);
+
+/// An event record's items as its readers take them (`Tree::record_parts`).
+#[derive(Clone, Copy)]
+struct RecordParts<'s> {
+    /// `context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind`.
+    head: &'s [u32; 9],
+    /// The kind's fields.
+    fields: &'s [u32],
+    /// The fields are the record's own items from the tenth on (the flat form), not the
+    /// items of its tenth (the nested form).
+    flat: bool,
+}
 
 /// The host passes the pickle's bytes as a string of the characters U+0000 to U+00FF, one per
 /// byte (`bytes.decode("latin-1")`), because the component's arguments are strings: `Input`
@@ -449,6 +466,40 @@ impl<'a> Tree<'a> {
         }
     }
 
+    /// An event record's first nine items and its kind's fields, in either of the pickle
+    /// form's two record forms (docs/record-format.md, "The pickle form"):
+    /// - nested, `(context, …, kind, fields)`: exactly ten items, the tenth a sequence (a
+    ///   tuple or a list), whose items are the fields (the JSON form's record; older hosts);
+    /// - flat, `(context, …, kind, *fields)`: any other sequence of at least nine items,
+    ///   whose items from the tenth on are the fields (what the Python host writes: a record
+    ///   of one tuple, which Python's cyclic GC untracks in its first collection).
+    ///
+    /// None for a node that is not a sequence of at least nine items (every reader then
+    /// refuses it as the record it is). The one record both forms could describe, ten items
+    /// the last of which is a sequence, is read as nested, as it was before the flat form
+    /// was read: read as flat, it would be a kind of one field that is a sequence, and no
+    /// kind has one (`MemoryFence`'s one field, `ordering`, is a string, `DatabaseResult`'s,
+    /// `rows_affected`, an int): the host never writes such a flat record, and whatever
+    /// record of this shape comes is read (kept, dropped or refused) exactly as before.
+    #[inline(always)]
+    fn record_parts(&self, node: u32) -> Option<RecordParts<'_>> {
+        let (head, rest) = self.seq(node)?.split_first_chunk::<9>()?;
+        if let &[fields] = rest {
+            if let Some(fields) = self.seq(fields) {
+                return Some(RecordParts {
+                    head,
+                    fields,
+                    flat: false,
+                });
+            }
+        }
+        Some(RecordParts {
+            head,
+            fields: rest,
+            flat: true,
+        })
+    }
+
     /// Writes the JSON of every user value of every event record, as the JSON form has it.
     /// The records' places of values are those of `docs/record-format.md`; a record of another
     /// shape is left for the typed read to refuse.
@@ -476,11 +527,10 @@ impl<'a> Tree<'a> {
         };
         let mut values = Vec::with_capacity(8 * records.len());
         for &record in records {
-            let Some(r) = self.seq(record) else { continue };
-            let (Some(&kind), Some(&fields)) = (r.get(8), r.get(9)) else {
+            let Some(RecordParts { head, fields, .. }) = self.record_parts(record) else {
                 continue;
             };
-            let Some(kind) = self.text(kind) else {
+            let Some(kind) = self.text(head[8]) else {
                 continue;
             };
             let places: &[usize] = match kind {
@@ -490,8 +540,7 @@ impl<'a> Tree<'a> {
                 "Custom" => &[1],
                 _ => continue,
             };
-            let Some(f) = self.seq(fields) else { continue };
-            for &node in places.iter().filter_map(|&i| f.get(i)) {
+            for &node in places.iter().filter_map(|&i| fields.get(i)) {
                 if raw[node as usize] != NONE {
                     continue;
                 }
@@ -676,13 +725,13 @@ impl<'a> Tree<'a> {
             node: self.root,
             depth: 0,
         };
-        let mut batch: BatchRecord<EventRecord<'t>> =
+        let mut batch: BatchRecord<Record<'t>> =
             serde::Deserialize::deserialize(at).map_err(|e| format!("pickle: {}", e.0))?;
         self.read_inline(values, &mut batch.contexts, &mut batch.states)?;
         Ok(BatchRecord {
             contexts: batch.contexts,
             states: batch.states,
-            events: batch.events.into_iter().map(Ok).collect(),
+            events: batch.events.into_iter().map(|r| Ok(r.0)).collect(),
         })
     }
 }
@@ -928,21 +977,12 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
             Node::Float(_) => Err(Error("a float that is not finite".to_owned())),
             Node::Str(s) => visitor.visit_borrowed_str(s),
             Node::Owned(i) => visitor.visit_borrowed_str(&self.tree.owned[i as usize]),
-            Node::Tuple(..) | Node::List(_) => {
-                let items = self.tree.seq(self.node).expect("a sequence");
-                let mut seq = Items {
-                    at: self,
-                    items: items.iter(),
-                };
-                let value = visitor.visit_seq(&mut seq)?;
-                match seq.items.len() {
-                    0 => Ok(value),
-                    n => Err(de::Error::invalid_length(
-                        items.len() - n,
-                        &"fewer elements",
-                    )),
-                }
+            Node::Tuple(..) | Node::List(_) => Span {
+                at: self,
+                items: self.tree.seq(self.node).expect("a sequence"),
+                fields: None,
             }
+            .visit(visitor),
             Node::Dict(d) => {
                 let entries = &self.tree.dicts[d as usize];
                 let mut map = Entries {
@@ -978,6 +1018,20 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
+        if name == RECORD_TOKEN {
+            return match self.tree.record_parts(self.node) {
+                Some(RecordParts {
+                    head,
+                    fields,
+                    flat: true,
+                }) => visitor.visit_newtype_struct(Span {
+                    at: self,
+                    items: head,
+                    fields: Some(fields),
+                }),
+                _ => visitor.visit_newtype_struct(self),
+            };
+        }
         if name != RAW_VALUE_TOKEN {
             return visitor.visit_newtype_struct(self);
         }
@@ -1002,12 +1056,82 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
     }
 }
 
-struct Items<'t, 'a, I> {
+/// A sequence as serde reads it: a tuple's or a list's items, or a flat record read as the
+/// nested record it stands for (`Tree::record_parts`): its first nine items, then its fields
+/// as one more item, a sequence of their own. The flat record and its fields cost a visit each
+/// and are as deep as the nested record and its tenth item, so both forms give the same
+/// answers, errors included, after the same visits.
+#[derive(Clone, Copy)]
+struct Span<'t, 'a> {
+    /// The node whose items these are (for a flat record's fields, the record, one level
+    /// deeper): each item is read one level below it.
     at: At<'t, 'a>,
-    items: I,
+    items: &'t [u32],
+    /// A flat record's fields, read after its nine `items`.
+    fields: Option<&'t [u32]>,
 }
 
-impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t u32>> SeqAccess<'t> for &mut Items<'t, 'a, I> {
+impl<'t, 'a: 't> Span<'t, 'a> {
+    /// `visitor` over the items, the sequence itself already entered. Items left unread are
+    /// an error, as serde_json makes of a JSON array's.
+    fn visit<V: Visitor<'t>>(self, visitor: V) -> Result<V::Value, Error> {
+        let len = |items: usize, fields: Option<&[u32]>| items + usize::from(fields.is_some());
+        let mut seq = Items {
+            at: self.at,
+            items: self.items.iter(),
+            fields: self.fields,
+        };
+        let value = visitor.visit_seq(&mut seq)?;
+        match len(seq.items.len(), seq.fields) {
+            0 => Ok(value),
+            n => Err(de::Error::invalid_length(
+                len(self.items.len(), self.fields) - n,
+                &"fewer elements",
+            )),
+        }
+    }
+}
+
+/// A sequence that is no node of its own (a flat record, or its fields), read as `At` reads a
+/// tuple.
+impl<'t, 'a: 't> Deserializer<'t> for Span<'t, 'a> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'t>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.at.enter()?;
+        self.visit(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'t>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'t>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        if name == RAW_VALUE_TOKEN {
+            return Err(Error("a value where the records have none".to_owned()));
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    forward_to_deserialize_any! {
+        <W: Visitor<'t>>
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct Items<'t, 'a> {
+    at: At<'t, 'a>,
+    items: std::slice::Iter<'t, u32>,
+    /// A flat record's fields, the item after `items` (`Span`).
+    fields: Option<&'t [u32]>,
+}
+
+impl<'t, 'a: 't> SeqAccess<'t> for &mut Items<'t, 'a> {
     type Error = Error;
 
     fn next_element_seed<S: DeserializeSeed<'t>>(
@@ -1016,12 +1140,44 @@ impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t u32>> SeqAccess<'t> for &mut It
     ) -> Result<Option<S::Value>, Error> {
         match self.items.next() {
             Some(&node) => seed.deserialize(self.at.child(node)).map(Some),
-            None => Ok(None),
+            None => match self.fields.take() {
+                Some(fields) => seed
+                    .deserialize(Span {
+                        at: self.at.child(self.at.node),
+                        items: fields,
+                        fields: None,
+                    })
+                    .map(Some),
+                None => Ok(None),
+            },
         }
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.items.len())
+        Some(self.items.len() + usize::from(self.fields.is_some()))
+    }
+}
+
+/// An event record of the pickle form, read as `EventRecord` reads one: a flat record through
+/// `At`'s answer to `RECORD_TOKEN`, as the nested record it stands for.
+struct Record<'t>(EventRecord<'t>);
+
+impl<'de> Deserialize<'de> for Record<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordVisitor;
+        impl<'de> Visitor<'de> for RecordVisitor {
+            type Value = Record<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event record")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                record: D,
+            ) -> Result<Self::Value, D::Error> {
+                EventRecord::deserialize(record).map(Record)
+            }
+        }
+        deserializer.deserialize_newtype_struct(RECORD_TOKEN, RecordVisitor)
     }
 }
 
@@ -1093,6 +1249,7 @@ impl<'t> MapAccess<'t> for RawValueMap<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detector::{Detector, Options};
     use crate::event::ProcessConfig;
     use crate::pipeline::{process_batch, process_pickle};
 
@@ -1108,6 +1265,10 @@ mod tests {
     /// with an error (an unknown access type, ordering and kind, a task id that is not a UUID),
     /// stacks of none, one and two frames, ints at both ends of 64 bits.
     const KINDS: &[u8] = b"\x80\x05\x95\xb0\x04\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94}\x94(\x8c\x08trace_id\x94\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x09thread_id\x94\x8c\x01t\x94\x8c\x09component\x94\x8c\x07svc#h/1\x94\x8c\x07span_id\x94N\x8c\x10upstream_span_id\x94N\x8c\x07id_base\x94\x8c 00000000000000000000000000000010\x94ua\x8c\x06states\x94]\x94}\x94(\x8c\x05clock\x94\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x05locks\x94\x8c\x01L\x94\x85\x94ua\x8c\x06events\x94]\x94((K\x00K\x00K\x01K\x00K\x0aN\x8c\x04a.py\x94K\x01\x8c\x0bStateChange\x94(\x8c\x01x\x94N}\x94\x8c\x01k\x94]\x94(K\x01K\x02es\x8c\x05Write\x94\x8c\x0ba.py:1 in f\x94\x8c\x0bb.py:2 in g\x94\x86\x94t\x94t\x94(K\x00K\x00K\x02K\x01K\x0bK\x05h\x1aK\x02h\x1b(h\x1cK\x01K\x02\x8c\x04read\x94t\x94t\x94(K\x00K\x00K\x03K\x02K\x0cNh\x1aK\x03h\x1b(h\x1cK\x01K\x02\x8c\x06Modify\x94t\x94t\x94(K\x00K\x00K\x04K\x03K\x0dNh\x1aK\x04\x8c\x0cFunctionCall\x94\x8c\x01f\x94\x8c\x01m\x94}\x94\x8c\x01a\x94K\x01s\x87\x94t\x94(K\x00K\x00K\x05K\x04K\x0eNh\x1aK\x05\x8c\x0aAsyncSpawn\x94\x8c$8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01\x94\x8c\x04main\x94\x86\x94t\x94(K\x00K\x00K\x06K\x05K\x0fNh\x1aK\x06h3\x8c\x0anot-a-uuid\x94h5\x86\x94t\x94(K\x00K\x00K\x07K\x06K\x10Nh\x1aK\x07\x8c\x0aAsyncAwait\x94h4h5\x86\x94t\x94(K\x00K\x00K\x08K\x07K\x11Nh\x1aK\x08\x8c\x0bLockAcquire\x94h\x16\x8c\x05Mutex\x94\x86\x94t\x94(K\x00K\x00K\x09K\x08K\x12Nh\x1aK\x09\x8c\x0bLockRelease\x94h@t\x94(K\x00K\x00K\x0aK\x09K\x13Nh\x1aK\x0a\x8c\x0bMemoryFence\x94\x8c\x06seqcst\x94\x85\x94t\x94(K\x00K\x00K\x0bK\x0aK\x14Nh\x1aK\x0bhD\x8c\x05Weird\x94\x85\x94t\x94(K\x00K\x00K\x0cK\x0bK\x15Nh\x1aK\x0c\x8c\x0bHttpRequest\x94(\x8c\x03GET\x94\x8c\x03/\xc3\xa9\x94}\x94(\x8c\x01b\x94\x8c\x012\x94h0\x8c\x011\x94uNt\x94t\x94(K\x00K\x00K\x0dK\x0cK\x16Nh\x1aK\x0d\x8c\x0cHttpResponse\x94(K\xc8}\x94\x8c\x04text\x94K\x07t\x94t\x94(K\x00K\x00K\x0eK\x0dK\x17Nh\x1aK\x0e\x8c\x0dDatabaseQuery\x94\x8c\x08SELECT 1\x94\x8c\x02pg\x94K\x03\x87\x94t\x94(K\x00K\x00K\x0fK\x0eK\x18Nh\x1aK\x0f\x8c\x0eDatabaseResult\x94K\x0c\x85\x94t\x94(K\x00K\x00K\x10K\x0fK\x19Nh\x1aK\x10\x8c\x05Error\x94\x8c\x01E\x94\x8c\x07bad \xe2\x98\x83\x94h0hO\x86\x94\x87\x94t\x94(K\x00K\x00K\x11K\x10K\x1aNh\x1aK\x11\x8c\x06Custom\x94\x8c\x01n\x94]\x94(G?\xf8\x00\x00\x00\x00\x00\x00\x88e\x86\x94t\x94(K\x00K\x00K\x12K\x11K\x1bNh\x1aK\x12\x8c\x0eFunctionReturn\x94h-\x85\x94t\x94(K\x00K\x00K\x13K\x12K\x1cNh\x1aK\x13h\x1b(h\x1cK\x01K\x02h )t\x94t\x94(K\x00K\x00K\x14K\x13\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\x00\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00h\x1aK\x14hghhN\x86\x94t\x94eu.";
+
+    /// `KINDS` with its records flat, as the Python host writes them: `pickle.dumps` of the
+    /// batch each of whose records is `record[:9] + record[9]`.
+    const KINDS_FLAT: &[u8] = b"\x80\x05\x95\x86\x04\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94}\x94(\x8c\x08trace_id\x94\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x09thread_id\x94\x8c\x01t\x94\x8c\x09component\x94\x8c\x07svc#h/1\x94\x8c\x07span_id\x94N\x8c\x10upstream_span_id\x94N\x8c\x07id_base\x94\x8c 00000000000000000000000000000010\x94ua\x8c\x06states\x94]\x94}\x94(\x8c\x05clock\x94\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x05locks\x94\x8c\x01L\x94\x85\x94ua\x8c\x06events\x94]\x94((K\x00K\x00K\x01K\x00K\x0aN\x8c\x04a.py\x94K\x01\x8c\x0bStateChange\x94\x8c\x01x\x94N}\x94\x8c\x01k\x94]\x94(K\x01K\x02es\x8c\x05Write\x94\x8c\x0ba.py:1 in f\x94\x8c\x0bb.py:2 in g\x94\x86\x94t\x94(K\x00K\x00K\x02K\x01K\x0bK\x05h\x1aK\x02h\x1bh\x1cK\x01K\x02\x8c\x04read\x94t\x94(K\x00K\x00K\x03K\x02K\x0cNh\x1aK\x03h\x1bh\x1cK\x01K\x02\x8c\x06Modify\x94t\x94(K\x00K\x00K\x04K\x03K\x0dNh\x1aK\x04\x8c\x0cFunctionCall\x94\x8c\x01f\x94\x8c\x01m\x94}\x94\x8c\x01a\x94K\x01st\x94(K\x00K\x00K\x05K\x04K\x0eNh\x1aK\x05\x8c\x0aAsyncSpawn\x94\x8c$8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01\x94\x8c\x04main\x94t\x94(K\x00K\x00K\x06K\x05K\x0fNh\x1aK\x06h/\x8c\x0anot-a-uuid\x94h1t\x94(K\x00K\x00K\x07K\x06K\x10Nh\x1aK\x07\x8c\x0aAsyncAwait\x94h0h1t\x94(K\x00K\x00K\x08K\x07K\x11Nh\x1aK\x08\x8c\x0bLockAcquire\x94h\x16\x8c\x05Mutex\x94t\x94(K\x00K\x00K\x09K\x08K\x12Nh\x1aK\x09\x8c\x0bLockRelease\x94h\x16h8t\x94(K\x00K\x00K\x0aK\x09K\x13Nh\x1aK\x0a\x8c\x0bMemoryFence\x94\x8c\x06seqcst\x94t\x94(K\x00K\x00K\x0bK\x0aK\x14Nh\x1aK\x0bh<\x8c\x05Weird\x94t\x94(K\x00K\x00K\x0cK\x0bK\x15Nh\x1aK\x0c\x8c\x0bHttpRequest\x94\x8c\x03GET\x94\x8c\x03/\xc3\xa9\x94}\x94(\x8c\x01b\x94\x8c\x012\x94h-\x8c\x011\x94uNt\x94(K\x00K\x00K\x0dK\x0cK\x16Nh\x1aK\x0d\x8c\x0cHttpResponse\x94K\xc8}\x94\x8c\x04text\x94K\x07t\x94(K\x00K\x00K\x0eK\x0dK\x17Nh\x1aK\x0e\x8c\x0dDatabaseQuery\x94\x8c\x08SELECT 1\x94\x8c\x02pg\x94K\x03t\x94(K\x00K\x00K\x0fK\x0eK\x18Nh\x1aK\x0f\x8c\x0eDatabaseResult\x94K\x0ct\x94(K\x00K\x00K\x10K\x0fK\x19Nh\x1aK\x10\x8c\x05Error\x94\x8c\x01E\x94\x8c\x07bad \xe2\x98\x83\x94h-hE\x86\x94t\x94(K\x00K\x00K\x11K\x10K\x1aNh\x1aK\x11\x8c\x06Custom\x94\x8c\x01n\x94]\x94(G?\xf8\x00\x00\x00\x00\x00\x00\x88et\x94(K\x00K\x00K\x12K\x11K\x1bNh\x1aK\x12\x8c\x0eFunctionReturn\x94h*t\x94(K\x00K\x00K\x13K\x12K\x1cNh\x1aK\x13h\x1bh\x1cK\x01K\x02h )t\x94(K\x00K\x00K\x14K\x13\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\x00\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00h\x1aK\x14hXhYNt\x94eu.";
 
     /// `json.dumps(batch, separators=(",", ":"))` of the same batch.
     const KINDS_JSON: &str = r#"{"contexts":[{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"t","component":"svc#h/1","span_id":null,"upstream_span_id":null,"id_base":"00000000000000000000000000000010"}],"states":[{"clock":[["up#h/1",3]],"locks":["L"]}],"events":[[0,0,1,0,10,null,"a.py",1,"StateChange",["x",null,{"k":[1,2]},"Write",["a.py:1 in f","b.py:2 in g"]]],[0,0,2,1,11,5,"a.py",2,"StateChange",["x",1,2,"read"]],[0,0,3,2,12,null,"a.py",3,"StateChange",["x",1,2,"Modify"]],[0,0,4,3,13,null,"a.py",4,"FunctionCall",["f","m",{"a":1}]],[0,0,5,4,14,null,"a.py",5,"AsyncSpawn",["8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01","main"]],[0,0,6,5,15,null,"a.py",6,"AsyncSpawn",["not-a-uuid","main"]],[0,0,7,6,16,null,"a.py",7,"AsyncAwait",["8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01","main"]],[0,0,8,7,17,null,"a.py",8,"LockAcquire",["L","Mutex"]],[0,0,9,8,18,null,"a.py",9,"LockRelease",["L","Mutex"]],[0,0,10,9,19,null,"a.py",10,"MemoryFence",["seqcst"]],[0,0,11,10,20,null,"a.py",11,"MemoryFence",["Weird"]],[0,0,12,11,21,null,"a.py",12,"HttpRequest",["GET","/\u00e9",{"b":"2","a":"1"},null]],[0,0,13,12,22,null,"a.py",13,"HttpResponse",[200,{},"text",7]],[0,0,14,13,23,null,"a.py",14,"DatabaseQuery",["SELECT 1","pg",3]],[0,0,15,14,24,null,"a.py",15,"DatabaseResult",[12]],[0,0,16,15,25,null,"a.py",16,"Error",["E","bad \u2603",["a","b"]]],[0,0,17,16,26,null,"a.py",17,"Custom",["n",[1.5,true]]],[0,0,18,17,27,null,"a.py",18,"FunctionReturn",["f"]],[0,0,19,18,28,null,"a.py",19,"StateChange",["x",1,2,"Write",[]]],[0,0,20,19,18446744073709551615,9223372036854775808,"a.py",20,"Custom",["n",null]]]}"#;
@@ -1138,21 +1299,26 @@ mod tests {
     /// the tuple written once and memo references after (`_records.encode_pickle`).
     const BATCH_INLINE: &[u8] = b"\x80\x05\x95\x89\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94\x8c\x06states\x94]\x94\x8c\x06events\x94]\x94(((\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x0dpython-1-main\x94\x8c\x0dsvc#host/main\x94\x8c\x10b7ad6b7169203331\x94N\x8c 00000000000000000000000000000001\x94t\x94\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x01L\x94\x85\x94\x86\x94K\x01K\x00M\xe8\x03N\x8c\x06app.py\x94K\x03\x8c\x0bStateChange\x94(\x8c\x01x\x94N}\x94\x8c\x02\xc3\xa9\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00\x88\x8c\x04\xf0\x9f\x98\x80\x94es\x8c\x05Write\x94\x8c\x0dapp.py:3 in f\x94\x85\x94t\x94t\x94(h\x0ch\x12K\x02K\x01M\xd0\x07K\x07h\x13K\x04\x8c\x06Custom\x94\x8c\x01n\x94\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80\x86\x94t\x94(h\x0ch\x12K\x03K\x02M\xb8\x0bNh\x13K\x05h\x14(h\x15\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\x00G>\xe4\xf8\xb5\x88\xe3h\xf1\x8c\x04read\x94t\x94t\x94eu.";
 
+    /// `BATCH_INLINE` with its records flat, as `KINDS_FLAT` is `KINDS`.
+    const BATCH_INLINE_FLAT: &[u8] = b"\x80\x05\x95\x81\x01\x00\x00\x00\x00\x00\x00}\x94(\x8c\x08contexts\x94]\x94\x8c\x06states\x94]\x94\x8c\x06events\x94]\x94(((\x8c$0af76519-16cd-43dd-8448-eb211c80319c\x94\x8c\x0dpython-1-main\x94\x8c\x0dsvc#host/main\x94\x8c\x10b7ad6b7169203331\x94N\x8c 00000000000000000000000000000001\x94t\x94\x8c\x06up#h/1\x94K\x03\x86\x94\x85\x94\x8c\x01L\x94\x85\x94\x86\x94K\x01K\x00M\xe8\x03N\x8c\x06app.py\x94K\x03\x8c\x0bStateChange\x94\x8c\x01x\x94N}\x94\x8c\x02\xc3\xa9\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00\x88\x8c\x04\xf0\x9f\x98\x80\x94es\x8c\x05Write\x94\x8c\x0dapp.py:3 in f\x94\x85\x94t\x94(h\x0ch\x12K\x02K\x01M\xd0\x07K\x07h\x13K\x04\x8c\x06Custom\x94\x8c\x01n\x94\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80t\x94(h\x0ch\x12K\x03K\x02M\xb8\x0bNh\x13K\x05h\x14h\x15\x8a\x09\xff\xff\xff\xff\xff\xff\xff\xff\x00G>\xe4\xf8\xb5\x88\xe3h\xf1\x8c\x04read\x94t\x94eu.";
+
     #[test]
     fn inline_contexts_and_states_give_what_the_tables_give() {
-        for per_body in [0, 1, 50] {
-            let inline =
-                process_pickle(&config(), &host_string(BATCH_INLINE), per_body, None).unwrap();
-            let json = process_batch(&config(), BATCH_JSON, per_body, None).unwrap();
-            assert_eq!(inline.summary.events, 3);
-            assert_eq!(inline.into_wire(), json.into_wire());
+        for bytes in [BATCH_INLINE, BATCH_INLINE_FLAT] {
+            for per_body in [0, 1, 50] {
+                let inline =
+                    process_pickle(&config(), &host_string(bytes), per_body, None).unwrap();
+                let json = process_batch(&config(), BATCH_JSON, per_body, None).unwrap();
+                assert_eq!(inline.summary.events, 3);
+                assert_eq!(inline.into_wire(), json.into_wire());
+            }
+            // Three records, one context and one state: each tuple became one row.
+            let text = host_string(bytes);
+            let mut tree = Tree::read(text.as_bytes()).unwrap();
+            tree.render_values().unwrap();
+            tree.inline_rows().unwrap();
+            assert_eq!(tree.inline.each_ref().map(Vec::len), [1, 1]);
         }
-        // Three records, one context and one state: each tuple became one row.
-        let text = host_string(BATCH_INLINE);
-        let mut tree = Tree::read(text.as_bytes()).unwrap();
-        tree.render_values().unwrap();
-        tree.inline_rows().unwrap();
-        assert_eq!(tree.inline.each_ref().map(Vec::len), [1, 1]);
     }
 
     #[test]
@@ -1199,13 +1365,14 @@ mod tests {
         assert!(found.is_err(), "{:?}", found.map(|e| e.summary.events));
     }
 
-    /// The records `batch` reads from the nodes, and the visits left after, as the serde read
-    /// gives them, with `budget` visits (None: the tree's own).
-    fn both_reads(bytes: &[u8], budget: Option<u64>) -> [(String, u64); 2] {
-        let text = host_string(bytes);
+    /// The records `batch` reads from the nodes of `text` (a pickle as the host passes it, its
+    /// inline rows made as `process_pickle` makes them), and the visits left after, as the
+    /// serde read gives them, with `budget` visits (None: the tree's own).
+    fn reads(text: &str, budget: Option<u64>) -> [(String, u64); 2] {
         [true, false].map(|plain| {
             let mut tree = Tree::read(text.as_bytes()).unwrap();
             let values = tree.render_values().unwrap();
+            tree.inline_rows().unwrap();
             if let Some(budget) = budget {
                 tree.visits_left.set(budget);
             }
@@ -1218,29 +1385,30 @@ mod tests {
         })
     }
 
-    #[test]
-    fn the_plain_read_gives_what_serde_reads_with_the_same_visits() {
-        for bytes in [BATCH, KINDS] {
-            let [plain, serde] = both_reads(bytes, None);
-            assert_eq!(plain, serde);
-            assert!(plain.0.starts_with("Ok("), "{}", plain.0);
-            // Out of visits at every point of the read: the same error, then the same records.
-            let mut budget = 0;
-            loop {
-                let [plain, serde] = both_reads(bytes, Some(budget));
-                assert_eq!(plain, serde, "budget {budget}");
-                if plain.0.starts_with("Ok(") {
-                    break;
-                }
-                assert!(plain.0.contains("too many references"), "{}", plain.0);
-                budget += 1;
+    /// Out of visits at every point of the read of `text`: the plain read and serde's give the
+    /// same error, then the same records. Answers the visits the read takes.
+    fn same_reads_at_every_budget(text: &str) -> u64 {
+        let [plain, serde] = reads(text, None);
+        assert_eq!(plain, serde);
+        assert!(plain.0.starts_with("Ok("), "{}", plain.0);
+        let mut budget = 0;
+        loop {
+            let [plain, serde] = reads(text, Some(budget));
+            assert_eq!(plain, serde, "budget {budget}");
+            if plain.0.starts_with("Ok(") {
+                return budget;
             }
-            assert!(budget > 20, "{budget}");
+            assert!(plain.0.contains("too many references"), "{}", plain.0);
+            budget += 1;
         }
-        // Every valid record is read from the nodes; the others are left to serde.
-        let text = host_string(KINDS);
+    }
+
+    /// How many of the batch's records the plain read takes from the nodes (the others are
+    /// left to serde).
+    fn read_plainly(text: &str) -> usize {
         let mut tree = Tree::read(text.as_bytes()).unwrap();
         let values = tree.render_values().unwrap();
+        tree.inline_rows().unwrap();
         let Node::Dict(d) = tree.nodes[tree.root as usize] else {
             panic!("a dict")
         };
@@ -1254,13 +1422,497 @@ mod tests {
             };
             plain.record(record, &mut read)
         });
-        assert_eq!(plain.filter(|&p| p).count(), 16);
-        for per_body in [0, 1, 50] {
-            let pickled = process_pickle(&config(), &host_string(KINDS), per_body, None).unwrap();
-            let json = process_batch(&config(), KINDS_JSON, per_body, None).unwrap();
-            assert_eq!((pickled.summary.events, pickled.summary.dropped), (16, 4));
-            assert_eq!(pickled.into_wire(), json.into_wire());
+        plain.filter(|&p| p).count()
+    }
+
+    #[test]
+    fn the_plain_read_gives_what_serde_reads_with_the_same_visits() {
+        for bytes in [BATCH, KINDS, KINDS_FLAT, BATCH_INLINE, BATCH_INLINE_FLAT] {
+            let visits = same_reads_at_every_budget(&host_string(bytes));
+            assert!(visits > 20, "{visits}");
         }
+        // Every valid record is read from the nodes, in either form; the others are left to
+        // serde.
+        assert_eq!(read_plainly(&host_string(KINDS)), 16);
+        assert_eq!(read_plainly(&host_string(KINDS_FLAT)), 16);
+        for per_body in [0, 1, 50] {
+            for kinds in [KINDS, KINDS_FLAT] {
+                let pickled =
+                    process_pickle(&config(), &host_string(kinds), per_body, None).unwrap();
+                let json = process_batch(&config(), KINDS_JSON, per_body, None).unwrap();
+                assert_eq!((pickled.summary.events, pickled.summary.dropped), (16, 4));
+                assert_eq!(pickled.into_wire(), json.into_wire());
+            }
+        }
+    }
+
+    /// A Python value, as a test writes a batch to pickle (`pickled`).
+    #[derive(Clone, Debug, PartialEq)]
+    enum Py {
+        None,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+        Tuple(Vec<Py>),
+        List(Vec<Py>),
+        Dict(Vec<(&'static str, Py)>),
+    }
+
+    fn s(text: &str) -> Py {
+        Py::Str(text.to_owned())
+    }
+
+    /// `pickle.dumps(value, 5)` as the host passes it (one character per byte), written with
+    /// the opcodes Python's pickler uses, each equal string or non-empty tuple being one object
+    /// (written once, a memo reference after), as the host's shared strings and rows are.
+    fn pickled(value: &Py) -> String {
+        fn write(v: &Py, out: &mut Vec<u8>, memo: &mut Vec<Py>) {
+            let shared = matches!(v, Py::Str(_)) || matches!(v, Py::Tuple(t) if !t.is_empty());
+            if let Some(i) = memo.iter().position(|m| shared && m == v) {
+                match u8::try_from(i) {
+                    Ok(i) => out.extend([b'h', i]),
+                    Err(_) => {
+                        out.push(b'j');
+                        out.extend((i as u32).to_le_bytes());
+                    }
+                }
+                return;
+            }
+            let mut memoize = |out: &mut Vec<u8>| {
+                out.push(0x94);
+                memo.push(v.clone());
+            };
+            match v {
+                Py::None => out.push(b'N'),
+                Py::Bool(b) => out.push(if *b { 0x88 } else { 0x89 }),
+                &Py::Int(i @ 0..=0xff) => out.extend([b'K', i as u8]),
+                &Py::Int(i @ 0x100..=0xffff) => {
+                    out.push(b'M');
+                    out.extend((i as u16).to_le_bytes());
+                }
+                &Py::Int(i) => match i32::try_from(i) {
+                    Ok(i) => {
+                        out.push(b'J');
+                        out.extend(i.to_le_bytes());
+                    }
+                    Err(_) => {
+                        out.extend([0x8a, 8]);
+                        out.extend(i.to_le_bytes());
+                    }
+                },
+                Py::Float(x) => {
+                    out.push(b'G');
+                    out.extend(x.to_be_bytes());
+                }
+                Py::Str(text) => {
+                    match u8::try_from(text.len()) {
+                        Ok(n) => out.extend([0x8c, n]),
+                        Err(_) => {
+                            out.push(b'X');
+                            out.extend((text.len() as u32).to_le_bytes());
+                        }
+                    }
+                    out.extend(text.as_bytes());
+                    memoize(out);
+                }
+                Py::Tuple(items) if items.is_empty() => out.push(b')'),
+                Py::Tuple(items) => {
+                    if items.len() > 3 {
+                        out.push(b'(');
+                    }
+                    for item in items {
+                        write(item, out, memo);
+                    }
+                    out.push(match items.len() {
+                        n @ 1..=3 => 0x84 + n as u8,
+                        _ => b't',
+                    });
+                    out.push(0x94);
+                    memo.push(v.clone());
+                }
+                Py::List(items) => {
+                    out.push(b']');
+                    memoize(out);
+                    if !items.is_empty() {
+                        out.push(b'(');
+                        for item in items {
+                            write(item, out, memo);
+                        }
+                        out.push(b'e');
+                    }
+                }
+                Py::Dict(entries) => {
+                    out.push(b'}');
+                    memoize(out);
+                    if !entries.is_empty() {
+                        out.push(b'(');
+                        for (key, value) in entries {
+                            write(&s(key), out, memo);
+                            write(value, out, memo);
+                        }
+                        out.push(b'u');
+                    }
+                }
+            }
+        }
+        let mut out = b"\x80\x05".to_vec();
+        write(value, &mut out, &mut Vec::new());
+        out.push(b'.');
+        host_string(&out)
+    }
+
+    /// A batch of `records`, with one context and one state in the tables (index 0; the
+    /// records' inline rows come after them).
+    fn batch(records: Vec<Py>) -> Py {
+        let context = Py::Dict(vec![
+            ("trace_id", s("11111111-16cd-43dd-8448-eb211c80319c")),
+            ("thread_id", s("python-2-x")),
+            ("component", s("svc#h/2")),
+            ("span_id", Py::None),
+            ("upstream_span_id", Py::None),
+            ("id_base", s("00000000000000000000000000000002")),
+        ]);
+        let state = Py::Dict(vec![
+            ("clock", Py::Tuple(vec![])),
+            ("locks", Py::Tuple(vec![])),
+        ]);
+        Py::Dict(vec![
+            ("contexts", Py::List(vec![context])),
+            ("states", Py::List(vec![state])),
+            ("events", Py::List(records)),
+        ])
+    }
+
+    /// An inline context row (a tuple, as the host writes it) for thread `n`.
+    fn context(n: u8) -> Py {
+        Py::Tuple(vec![
+            s("0af76519-16cd-43dd-8448-eb211c80319c"),
+            s(&format!("python-1-{n}")),
+            s(&format!("svc#h/{n}")),
+            s("b7ad6b7169203331"),
+            Py::None,
+            s(&format!("0000000000000000000000000000001{n}")),
+        ])
+    }
+
+    /// An inline state row: an inherited clock of one component, and a lock.
+    fn state() -> Py {
+        Py::Tuple(vec![
+            Py::Tuple(vec![Py::Tuple(vec![s("up#h/1"), Py::Int(3)])]),
+            Py::Tuple(vec![s("L")]),
+        ])
+    }
+
+    /// The nested record `(context, state, seq, seq - 1, unix_nanos, None, "a.py", seq, kind,
+    /// fields)`.
+    fn nested(context: Py, state: Py, seq: i64, kind: &str, fields: Vec<Py>) -> Py {
+        Py::Tuple(vec![
+            context,
+            state,
+            Py::Int(seq),
+            Py::Int(seq - 1),
+            Py::Int(1_700_000_000_000_000_000 + seq),
+            if seq % 3 == 0 {
+                Py::Int(seq * 7)
+            } else {
+                Py::None
+            },
+            s("a.py"),
+            Py::Int(seq),
+            s(kind),
+            Py::Tuple(fields),
+        ])
+    }
+
+    /// A nested record's flat form: its fields as its own items from the tenth on.
+    fn flat(record: &Py) -> Py {
+        let Py::Tuple(items) = record else {
+            panic!("a record")
+        };
+        let Some((Py::Tuple(fields), head)) = items.split_last() else {
+            panic!("a nested record")
+        };
+        Py::Tuple(head.iter().chain(fields).cloned().collect())
+    }
+
+    /// Each kind's fields, valid and not (kept with an error, or unknown), as
+    /// docs/record-format.md lists them.
+    fn every_kind() -> Vec<(&'static str, Vec<Py>)> {
+        let uuid = "8f14e45f-ceea-467e-a8f8-2f6b1a3b3f01";
+        let value = Py::Dict(vec![(
+            "k",
+            Py::List(vec![Py::Int(1), Py::Float(2.5), Py::Bool(true), s("é😀")]),
+        )]);
+        let frames = |n: usize| {
+            Py::Tuple(
+                ["a.py:1 in f", "b.py:2 in g"][..n]
+                    .iter()
+                    .map(|f| s(f))
+                    .collect(),
+            )
+        };
+        vec![
+            (
+                "StateChange",
+                vec![s("x"), Py::None, Py::Int(1), s("Write")],
+            ),
+            (
+                "StateChange",
+                vec![s("x"), Py::Int(1), value.clone(), s("read"), frames(0)],
+            ),
+            (
+                "StateChange",
+                vec![s("x"), Py::Int(1), Py::Int(2), s("Write"), frames(1)],
+            ),
+            (
+                "StateChange",
+                vec![
+                    s("y"),
+                    Py::Tuple(vec![Py::Int(1)]),
+                    Py::Int(i64::MIN),
+                    s("Write"),
+                    frames(2),
+                ],
+            ),
+            (
+                "StateChange",
+                vec![s("x"), Py::Int(1), Py::Int(2), s("Modify")],
+            ),
+            ("FunctionCall", vec![s("f"), s("m"), value.clone()]),
+            ("AsyncSpawn", vec![s(uuid), s("main")]),
+            ("AsyncSpawn", vec![s("not-a-uuid"), s("main")]),
+            ("AsyncAwait", vec![s(uuid), s("main")]),
+            ("LockAcquire", vec![s("L"), s("Mutex")]),
+            ("LockRelease", vec![s("L"), s("Mutex")]),
+            ("MemoryFence", vec![s("seqcst")]),
+            ("MemoryFence", vec![s("Weird")]),
+            (
+                "HttpRequest",
+                vec![
+                    s("GET"),
+                    s("/é"),
+                    Py::Dict(vec![("b", s("2")), ("a", s("1"))]),
+                    Py::None,
+                ],
+            ),
+            (
+                "HttpResponse",
+                vec![Py::Int(200), Py::Dict(vec![]), s("text"), Py::Int(7)],
+            ),
+            ("DatabaseQuery", vec![s("SELECT 1"), s("pg"), Py::Int(3)]),
+            ("DatabaseResult", vec![Py::Int(12)]),
+            (
+                "Error",
+                vec![s("E"), s("bad ☃"), Py::List(vec![s("a"), s("b")])],
+            ),
+            (
+                "Custom",
+                vec![s("n"), Py::List(vec![Py::Float(1.5), Py::Bool(true)])],
+            ),
+            ("Custom", vec![s("n"), Py::None]),
+            ("FunctionReturn", vec![s("f")]),
+            ("Nothing", vec![]),
+        ]
+    }
+
+    /// Every kind in one context (inline rows), then two writes of `x` from a second context
+    /// with no order to the first context's (races), records that use the tables' rows, and
+    /// the first record again (the same object: a memo reference to the whole record).
+    fn records_of_every_kind() -> Vec<Py> {
+        let mut records: Vec<Py> = every_kind()
+            .into_iter()
+            .zip(1..)
+            .map(|((kind, fields), seq)| nested(context(1), state(), seq, kind, fields))
+            .collect();
+        let write = |seq, new| vec![s("x"), Py::Int(seq), Py::Int(new), s("Write")];
+        records.push(nested(context(2), state(), 1, "StateChange", write(1, 5)));
+        records.push(nested(
+            Py::Int(0),
+            Py::Int(0),
+            1,
+            "StateChange",
+            write(2, 6),
+        ));
+        records.push(nested(
+            Py::Int(0),
+            state(),
+            2,
+            "Custom",
+            vec![s("n"), Py::Int(3)],
+        ));
+        records.push(nested(
+            context(2),
+            Py::Int(0),
+            2,
+            "LockAcquire",
+            vec![s("L"), s("Mutex")],
+        ));
+        records.push(records[0].clone());
+        records
+    }
+
+    /// What the core answers for the batch: its bodies and summary for several body sizes,
+    /// and with a detector the same and the races found.
+    fn answers(text: &str) -> Vec<Result<String, String>> {
+        let mut out: Vec<_> = [0, 1, 50]
+            .map(|per_body| process_pickle(&config(), text, per_body, None).map(|e| e.into_wire()))
+            .into();
+        let mut detector = Detector::new(Options::default());
+        let observed = process_pickle(&config(), text, 50, Some(&mut detector));
+        out.push(observed.map(|e| e.into_wire() + "\n" + &detector.findings_json()));
+        out
+    }
+
+    /// The batch of `records` as it is, and with the records `which` picks flat instead: the
+    /// same answers, the same records and visits from both reads, and each read of the flat
+    /// batch gives what the same read of the nested one gives.
+    fn flat_reads_as_nested(
+        records: &[Py],
+        which: impl Fn(usize) -> bool,
+    ) -> Vec<Result<String, String>> {
+        let nested = pickled(&batch(records.to_vec()));
+        let flat = pickled(&batch(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| if which(i) { flat(r) } else { r.clone() })
+                .collect(),
+        ));
+        assert_ne!(flat, nested);
+        let answers_nested = answers(&nested);
+        assert_eq!(answers(&flat), answers_nested);
+        let budget = Some(1 << 20);
+        let [plain, serde] = reads(&flat, budget);
+        assert_eq!(plain, serde);
+        assert_eq!(plain, reads(&nested, budget)[0]);
+        answers_nested
+    }
+
+    #[test]
+    fn a_flat_record_reads_as_the_nested_one() {
+        let records = records_of_every_kind();
+        // All flat, every other one, and each on its own among nested ones.
+        let answers = flat_reads_as_nested(&records, |_| true);
+        flat_reads_as_nested(&records, |i| i % 2 == 1);
+        for one in 0..records.len() {
+            flat_reads_as_nested(&records, |i| i == one);
+        }
+        // The batch is read, its bad records dropped, and the second context's writes race
+        // with the first's.
+        let Ok(wire) = &answers[3] else {
+            panic!("{answers:?}")
+        };
+        let summary: serde_json::Value =
+            serde_json::from_str(wire.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (summary["events"].as_u64(), summary["dropped"].as_u64()),
+            (Some(22), Some(5))
+        );
+        let findings = wire.lines().last().unwrap();
+        assert!(findings.contains("\"variable\":\"x\""), "{findings}");
+        // With a tight budget the plain read and serde's stop at the same visit, flat or not.
+        let mixed = pickled(&batch(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| if i % 2 == 0 { flat(r) } else { r.clone() })
+                .collect(),
+        ));
+        let all_nested = pickled(&batch(records.clone()));
+        assert_eq!(
+            same_reads_at_every_budget(&mixed),
+            same_reads_at_every_budget(&all_nested)
+        );
+        // Every valid record of either form is read from the nodes.
+        let flat_all = records.iter().map(flat).collect();
+        assert_eq!(read_plainly(&pickled(&batch(flat_all))), 22);
+        assert_eq!(read_plainly(&pickled(&batch(records))), 22);
+    }
+
+    #[test]
+    fn a_flat_record_of_too_few_or_too_many_fields_is_refused_as_the_nested_one() {
+        for (kind, fields) in every_kind() {
+            let unknown = matches!(kind, "FunctionReturn" | "Nothing");
+            // One field short of the fields a kind needs (a StateChange's stack is optional),
+            // and one past the most it may have.
+            let needs = if kind == "StateChange" {
+                4
+            } else {
+                fields.len()
+            };
+            let fewer = fields[..needs.saturating_sub(1)].to_vec();
+            let mut more = fields.clone();
+            if kind == "StateChange" && more.len() == 4 {
+                more.push(Py::Tuple(vec![])); // an empty stack
+            }
+            more.push(Py::Int(0));
+            for (fields, expected) in [(fewer, "expected ["), (more, "expected fewer elements")] {
+                let records = [
+                    nested(context(1), state(), 1, "Custom", vec![s("n"), Py::Int(1)]),
+                    nested(context(1), state(), 2, kind, fields.clone()),
+                ];
+                let answers = flat_reads_as_nested(&records, |_| true);
+                flat_reads_as_nested(&records, |i| i == 1);
+                if unknown {
+                    // An unknown kind's fields are not read: the record is dropped.
+                    let wire = answers[2].as_ref().unwrap();
+                    assert!(wire.contains("unknown kind"), "{wire}");
+                } else {
+                    // The pickle is refused (the host sends the JSON form, whose reader drops
+                    // the record saying why), with the error of the nested record.
+                    let error = answers[0].as_ref().unwrap_err();
+                    assert!(
+                        error.starts_with("pickle: invalid length") && error.contains(expected),
+                        "{kind} {fields:?}: {error}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_of_nine_items_is_flat_and_one_of_fewer_is_refused() {
+        // Nine items: a flat record without fields, as the nested one with `()`.
+        for (kind, expected) in [
+            ("MemoryFence", Err("invalid length 0, expected [ordering]")),
+            ("Nothing", Ok("unknown kind")),
+        ] {
+            let records = [nested(context(1), state(), 1, kind, vec![])];
+            let answers = flat_reads_as_nested(&records, |_| true);
+            match expected {
+                Err(e) => assert!(answers[0].as_ref().unwrap_err().contains(e), "{answers:?}"),
+                Ok(e) => assert!(answers[0].as_ref().unwrap().contains(e), "{answers:?}"),
+            }
+        }
+        // Eight items: no record of either form, refused as the record it is.
+        let Py::Tuple(mut items) = nested(context(1), state(), 1, "Custom", vec![]) else {
+            panic!()
+        };
+        items.truncate(8);
+        let text = pickled(&batch(vec![Py::Tuple(items)]));
+        let error = process_pickle(&config(), &text, 50, None)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            error.starts_with("pickle: invalid length 8, expected an event record [context"),
+            "{error}"
+        );
+        let [plain, serde] = reads(&text, None);
+        assert_eq!(plain, serde);
+    }
+
+    #[test]
+    fn ten_items_the_last_a_sequence_are_a_nested_record() {
+        // A one-field kind whose field is a sequence is no record the host writes flat: such
+        // a record is read as the nested one it is, as before.
+        let fence = nested(context(1), state(), 1, "MemoryFence", vec![s("seqcst")]);
+        let text = pickled(&batch(vec![fence]));
+        let fence_json = r#"{"contexts":[{"trace_id":"11111111-16cd-43dd-8448-eb211c80319c","thread_id":"python-2-x","component":"svc#h/2","span_id":null,"upstream_span_id":null,"id_base":"00000000000000000000000000000002"},{"trace_id":"0af76519-16cd-43dd-8448-eb211c80319c","thread_id":"python-1-1","component":"svc#h/1","span_id":"b7ad6b7169203331","upstream_span_id":null,"id_base":"00000000000000000000000000000011"}],"states":[{"clock":[],"locks":[]},{"clock":[["up#h/1",3]],"locks":["L"]}],"events":[[1,1,1,0,1700000000000000001,null,"a.py",1,"MemoryFence",["seqcst"]]]}"#;
+        let pickled = process_pickle(&config(), &text, 50, None).unwrap();
+        let json = process_batch(&config(), fence_json, 50, None).unwrap();
+        assert_eq!(pickled.summary.events, 1);
+        assert_eq!(pickled.into_wire(), json.into_wire());
     }
 
     /// `LONG1`'s int as the bytes say: the reference `long1` is held to.

@@ -3,14 +3,14 @@
 //! visitors in between, which were the larger part of reading a pickled batch.
 //!
 //! Only the plain shape is read here: a batch `{"contexts", "states", "events"}` in that order,
-//! and records whose every field has the type the record format gives it and whose kind is
-//! valid. Anything else (another shape, a field of another type, an unknown kind or access
+//! and records (flat or nested, `Tree::record_parts`) whose every field has the type the
+//! record format gives it and whose kind is valid. Anything else (another shape, a field of another type, an unknown kind or access
 //! type, a task id that is not a UUID) is left to the serde read, record by record, which gives
 //! the answer it always gave: a record it builds, or the batch's error. A record read here
 //! counts the same visits (`Tree::visit`) as the serde read would, so the bound on the work
 //! and the point where it is reached do not change.
 
-use super::{At, Error, Node, RawValueMap, Tree, NONE};
+use super::{At, Error, Node, RawValueMap, Record, RecordParts, Tree, NONE};
 use crate::event::{AccessType, Frames, Kind, Location, Ordering};
 use crate::ids::TraceId;
 use crate::read::ReadBatch;
@@ -71,7 +71,6 @@ impl<'a> Tree<'a> {
         let mut contexts = Vec::<ContextRecord>::deserialize(root.child(contexts)).map_err(fail)?;
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "states"
         let mut states = Vec::<StateRecord>::deserialize(root.child(states)).map_err(fail)?;
-        self.read_inline(values, &mut contexts, &mut states)?;
         self.visit().map_err(|e| format!("pickle: {e}"))?; // "events"
         self.visit().map_err(|e| format!("pickle: {e}"))?; // the list of records
         let list = root.child(0);
@@ -83,11 +82,11 @@ impl<'a> Tree<'a> {
                 visits: 0,
             };
             if !plain.record(record, &mut events) {
-                events.push(Ok(
-                    EventRecord::deserialize(list.child(record)).map_err(fail)?
-                ));
+                events.push(Ok(Record::deserialize(list.child(record)).map_err(fail)?.0));
             }
         }
+        // After the records, as the serde read takes the inline rows.
+        self.read_inline(values, &mut contexts, &mut states)?;
         Ok(BatchRecord {
             contexts,
             states,
@@ -165,9 +164,10 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
         Some(headers)
     }
 
-    /// Appends `[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind,
-    /// fields]` to `events` and takes the visits it took from the tree's, or does neither and
-    /// answers false (a record of another shape, or not enough visits left).
+    /// Appends the record `(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line,
+    /// kind, fields)`, or its flat form `(…, kind, *fields)` (`Tree::record_parts`), to `events`
+    /// and takes the visits it took from the tree's, or does neither and answers false (a
+    /// record of another shape, or not enough visits left).
     pub(super) fn record(
         self,
         node: u32,
@@ -186,14 +186,16 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
         true
     }
 
-    /// The record and the visits it took, without taking them.
+    /// The record and the visits it took, without taking them: in either form, the visits of
+    /// the nested one (the record, and its fields as a node of their own), as `Span` counts.
     #[inline(always)]
     fn read(mut self, node: u32) -> Option<(EventRecord<'t>, u64)> {
-        let &[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields] =
-            self.seq(node)?
-        else {
-            return None;
-        };
+        let RecordParts {
+            head: &[context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind],
+            fields,
+            ..
+        } = self.tree.record_parts(node)?;
+        self.visits += 1;
         let context = self.int(context)?;
         let state = self.int(state)?;
         let seq = self.u64(seq)?;
@@ -210,7 +212,7 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
         let line = self.int(line)?;
         self.visits += 1;
         let name = self.tree.text(kind)?;
-        let fields = self.seq(fields)?;
+        self.visits += 1; // the fields
         let kind = self.kind(name, fields, file, line)?;
         Some((
             EventRecord {
