@@ -96,6 +96,7 @@ class Flusher:
         pickle: bool = True,
         max_batch_size: Optional[int] = None,
         nice: Optional[int] = None,
+        arm: Optional[Callable[[], None]] = None,
     ):
         self.queue = queue
         self.core = core
@@ -133,6 +134,9 @@ class Flusher:
         self.sender = Sender(transport, nice) if transport is not None else None
         self.wake = threading.Event()
         """Set by the hot path (the log reached a batch), `flush` and `stop`."""
+        self.arm = arm or _nothing
+        """Called before each wait: the hot path wakes the flusher only while it waits
+        (`EventRecorder.arm`), so appends made while it works pay no call."""
         self._halt = threading.Event()  # set by `stop`: ends a backoff early
         self._stopping = False
         self._stop_started = 0.0
@@ -224,6 +228,7 @@ class Flusher:
         retry (cut short by `stop`, and never past the point where the budget ends)."""
         if last_ok and not self.backlog:
             if not self._stopping:
+                self.arm()
                 self.wake.wait(self.interval)
                 self.wake.clear()
             return
@@ -863,6 +868,10 @@ class Flusher:
         else:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             log.debug(msg, *args)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _joinable(entry: Entry) -> bool:

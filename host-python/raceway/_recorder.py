@@ -50,7 +50,7 @@ class EventRecorder:
 
     :param limit: the most records the log holds; past it the oldest are dropped (and counted
         in `drops`).
-    :param wake_at: the log's size (records) at which an append wakes the flusher.
+    :param wake_at: the log's size (records) at which an append wakes a waiting flusher.
     :param stack_depth: stack frames kept per ``StateChange`` for race reports (0: none).
     """
 
@@ -58,7 +58,15 @@ class EventRecorder:
     """The record log (a ``deque`` with ``maxlen=limit``): the same object for the client's
     whole life, emptied (not replaced) in a forked child."""
     limit: int
+    batch: int
+    """The log's size (records) at which an append wakes a waiting flusher."""
     wake_at: int
+    """The log's size at which an append calls `pressure`: ``batch`` while the flusher waits,
+    ``limit`` once an append has woken it (until it waits again: `arm`). So while the flusher
+    works, appends pay no call for waking it: only a full log (a drop to count) calls."""
+    mirror: Optional[Any]
+    """An object whose ``_wake_at`` attribute is kept equal to `wake_at` (the client, whose
+    inline hot paths read it as their own attribute, a lookup less), or None."""
     stack_depth: int
     drops: int
     """Records the full log dropped, counted on the application's threads without a lock."""
@@ -75,7 +83,9 @@ class EventRecorder:
     def __init__(self, limit: int, wake_at: int, stack_depth: int) -> None:
         self.queue = deque(maxlen=limit)
         self.limit = limit
+        self.batch = wake_at
         self.wake_at = wake_at
+        self.mirror = None
         self.stack_depth = stack_depth
         self.drops = 0
         self.wake = None
@@ -106,17 +116,33 @@ class EventRecorder:
         self.append(ctx, _site(getframe(1)), kind, fields, duration_ns)
 
     def pressure(self, size: int) -> None:
-        """The log holds ``size`` records, a batch or more: wake the flusher. If the log is
-        full, the append that follows drops its oldest record: counted here, without a lock
-        (see raceway/_stats.py)."""
+        """The log holds ``size`` records, at least `wake_at`: wake the flusher, and raise
+        `wake_at` to the limit until it waits again (`arm`). If the log is full, the append
+        that follows drops its oldest record: counted here, without a lock (see
+        raceway/_stats.py)."""
         try:
             if size >= self.limit:
                 self.drops += 1
             wake = self.wake
-            if wake is not None and not wake.is_set():
-                wake.set()
+            if wake is not None:
+                if not wake.is_set():
+                    wake.set()
+                self._set_wake_at(self.limit)
         except Exception:  # pragma: no cover - never raise into the application
             pass
+
+    def arm(self) -> None:
+        """Called by the flusher just before it waits: the next append that finds `batch`
+        records or more wakes it. (An append that woke it between this and its wait makes
+        the wait return at once; one that finds `wake_at` raised is in a cycle the flusher
+        has yet to start or finish, which takes what the log holds.)"""
+        self._set_wake_at(self.batch)
+
+    def _set_wake_at(self, size: int) -> None:
+        self.wake_at = size
+        mirror = self.mirror
+        if mirror is not None:
+            mirror._wake_at = size
 
     def dropped_so_far(self) -> int:
         """`drops`, for the flusher (which reads it to log drops as they happen)."""
@@ -141,6 +167,7 @@ class EventRecorder:
         self.queue.clear()
         self.drops = 0
         self.wake = None
+        self._set_wake_at(self.batch)
         self.codec = None
 
 

@@ -124,6 +124,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         # recorder); each is the recorder's own object or constant for the client's whole life.
         self._queue = recorder.queue
         self._wake_at = recorder.wake_at
+        recorder.mirror = self  # keeps `_wake_at` equal to the recorder's (`EventRecorder.arm`)
         self._stack_depth = recorder.stack_depth
         self._pressure = recorder.pressure
         self._warned = recorder.warned
@@ -204,6 +205,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
             spool=spool,
             max_batch_size=config.max_batch_size,
             nice=config.background_nice,
+            arm=self._recorder.arm,
         ).start()
         self._recorder.wake = self._flusher.wake
 

@@ -132,3 +132,52 @@ def test_the_exit_and_fork_hooks_hold_the_client_weakly() -> None:
     del client
     gc.collect()
     assert ref() is None  # the hooks registered with atexit and os.register_at_fork keep no client alive
+
+
+def test_every_append_path_wakes_the_flusher_again_after_it_waited() -> None:
+    """An append that wakes the flusher raises the log's wake-up size to its limit, so the
+    appends made while it works pay no call (`EventRecorder.arm`); the flusher lowers it again
+    before it waits. Each burst here is a batch recorded through one of the four append paths
+    after the flusher went back to waiting: with a 60 s interval, it arrives only if that
+    burst's own appends woke the flusher (a missed re-arm leaves it asleep until the test's
+    deadline)."""
+    import threading
+    import time
+
+    from raceway.shared_state import record_to
+    from raceway.primitives import instrument_primitives
+    from raceway.testing import CollectorServer
+
+    with CollectorServer() as server:
+        client = RacewayClient(
+            Config(endpoint=server.url, batch_size=20, max_batch_size=20, flush_interval=60, detect_races=False)
+        )
+        try:
+            recorder = recorder_of(client)
+            assert recorder is not None
+            previous = record_to(client)
+            (lock,) = instrument_primitives(client, threading.Lock())  # primitives' own append
+            d = raceway.shared({"k": 0}, "d", client=client)  # _recording.emit
+            paths = {
+                "the client's inline path": lambda i: client.track_state_change("x", i, i + 1),
+                "EventRecorder.append": lambda i: client.track_custom("c", {"i": i}),
+                "_recording.emit": lambda i: d.__setitem__("k", i),
+                "primitives": lambda i: lock.acquire() and lock.release(),
+            }
+            for rounds in range(2):
+                for name, append in paths.items():
+                    deadline = time.monotonic() + 20
+                    while recorder.wake_at != recorder.batch and time.monotonic() < deadline:
+                        time.sleep(0.001)  # the flusher's cycle ends, and it arms before it waits
+                    assert recorder.wake_at == recorder.batch, name
+                    before = len(server.events)
+                    with client.trace():
+                        for i in range(40):
+                            append(i)
+                    # A batch arrives without a flush (what is left of the burst after the
+                    # flusher's cycle began may wait for the next append or the interval).
+                    assert server.wait_for(lambda s: len(s.events) >= before + 20, timeout=20), name
+                    assert client._wake_at == recorder.wake_at  # the client's copy follows
+        finally:
+            record_to(previous)
+            client.shutdown(timeout=5)
