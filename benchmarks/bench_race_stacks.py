@@ -108,7 +108,7 @@ def run() -> Dict[str, List[float]]:
                 client = clients[d]
                 out[f"stack_frames_{d}"].append(one_round(client.track_state_change, client._queue.clear))
                 if d not in frames_seen and client._queue:
-                    frames_seen[d] = len(client._queue[-1][9][4])
+                    frames_seen[d] = len(client._queue[-1][13])  # a StateChange's stack (records are flat)
                 out[f"stack_chain_frames_{d}"].append(one_round(client.track_state_change, client._queue.clear, True))
             out["stack_floor"].append(one_round(floor.track_state_change, lambda: None))
             out["stack_chain_floor"].append(one_round(floor.track_state_change, lambda: None, True))

@@ -35,10 +35,11 @@ log = logging.getLogger("raceway")
 _time_ns = time.time_ns
 
 Fields = Tuple[Any, ...]
-"""An event's kind-specific fields (docs/record-format.md)."""
+"""An event's kind-specific fields (docs/record-format.md), a tuple."""
 
 Record = Tuple[Any, ...]
-"""``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, fields)``."""
+"""``(context, state, seq, prev_seq, unix_nanos, duration_ns, file, line, kind, *fields)``: flat
+(`raceway._records`)."""
 
 
 def _noop(*_args: Any, **_kwargs: Any) -> None:
@@ -108,7 +109,7 @@ class EventRecorder:
         q = self.queue
         if len(q) >= self.wake_at:
             self.pressure(len(q))
-        q.append((ctx.row, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind, fields))
+        q.append((ctx.row, ctx.state, seq, prev, _time_ns(), duration_ns, where[0], where[1], kind) + fields)
 
     def record(self, ctx: ExecutionContext, kind: str, fields: Fields, duration_ns: Optional[int] = None) -> None:
         """`append`, located at the first application frame from the caller outwards (the

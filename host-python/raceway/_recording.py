@@ -185,7 +185,11 @@ def emit(rec: TrackedVariables, var: str, old: Any, new: Any, access: str) -> No
                 where[0],
                 where[1],
                 "StateChange",
-                (var, old, new, access, stack),
+                var,
+                old,
+                new,
+                access,
+                stack,
             )
         )
     except Exception:  # never raise into the application

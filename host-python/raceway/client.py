@@ -287,7 +287,11 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
                 where[0],
                 where[1],
                 "StateChange",
-                (variable, old_value, new_value, access, stack),
+                variable,
+                old_value,
+                new_value,
+                access,
+                stack,
             )
         )
 
@@ -327,7 +331,9 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
                 where[0],
                 where[1],
                 "FunctionCall",
-                (function_name, where[2], args),
+                function_name,
+                where[2],
+                args,
             )
         )
 

@@ -197,18 +197,6 @@ _unholding: Dict[Tuple[int, str], State] = {}
 """``(id(the acquire's state), lock id) -> the state before it``: what the release goes back to."""
 
 
-_fields: Dict[str, Tuple[str, str]] = {}
-"""``lock id -> (lock id, "Mutex")``: one fields tuple per lock, which a batch then writes once."""
-_mutex_fields = _fields.get
-
-
-def _new_fields(lock_id: str) -> Tuple[str, str]:
-    if len(_fields) >= MAX_CACHED_STATES:
-        _fields.clear()
-    found = _fields[lock_id] = (lock_id, "Mutex")
-    return found
-
-
 def _edge(lock_id: str, acquire: bool, depth: int) -> None:
     """Records the calling strand's acquisition (``acquire``) or release of ``lock_id``,
     located at the first application frame from ``depth`` frames up (``1``: the caller).
@@ -271,7 +259,8 @@ def _edge(lock_id: str, acquire: bool, depth: int) -> None:
                 where[0],
                 where[1],
                 "LockAcquire" if acquire else "LockRelease",
-                _mutex_fields(lock_id) or _new_fields(lock_id),
+                lock_id,
+                "Mutex",
             )
         )
         if not acquire:

@@ -429,9 +429,9 @@ def test_lock_events_carry_the_held_locks_the_callers_line_and_few_states() -> N
     kinds = [r[8] for r in records]
     assert kinds[:4] == ["LockAcquire", "StateChange", "StateChange", "LockRelease"]
     assert kinds.count("LockAcquire") == kinds.count("LockRelease") == 53
-    lock_id = records[0][9][0]
+    lock_id = records[0][9]  # the first field: records are flat (raceway._records)
     for r in records:
-        if r[8] in ("LockAcquire", "LockRelease") and r[9][0] == lock_id:
+        if r[8] in ("LockAcquire", "LockRelease") and r[9] == lock_id:
             assert r[1][1] == (lock_id,)
         assert r[6].endswith("test_primitives.py")
     with_line = records[0][7]
@@ -439,7 +439,7 @@ def test_lock_events_carry_the_held_locks_the_callers_line_and_few_states() -> N
     assert {r[7] for r in records[:200] if r[8] == "StateChange"} == {with_line + 1}  # `box["n"] += 1`
     # The loop's 200 events (all made holding the lock) share one state, not one per acquire.
     assert len({id(r[1]) for r in records[:200]}) == 1
-    rlock_id = records[-6][9][0]
+    rlock_id = records[-6][9]
     assert [r[1][1] for r in records[-6:]] == [
         (rlock_id,), (rlock_id, rlock_id), (rlock_id, rlock_id), (rlock_id, rlock_id), (rlock_id,), ()]
-    assert records[-1][9][:3] == ("box['n']", None, 1)
+    assert records[-1][9:12] == ("box['n']", None, 1)

@@ -55,12 +55,12 @@ def test_helpers_and_the_client_append_to_one_log_located_at_the_application() -
             recorder.record(ctx, "Custom", ("by-a-helper", {}))
             d["k"] = 2
             assert record_event(client, ctx, "Custom", ("through-record-event", {}))
-        kinds = [(r[8], r[9][0]) for r in client._queue]
+        kinds = [(r[8], r[9]) for r in client._queue]  # kind, first field (records are flat)
         assert ("Custom", "by-the-client") in kinds
         assert ("Custom", "by-a-helper") in kinds
         assert ("Custom", "through-record-event") in kinds
         assert ("StateChange", "d['k']") in kinds
-        helper = next(r for r in client._queue if r[9][0] == "by-a-helper")
+        helper = next(r for r in client._queue if r[9] == "by-a-helper")
         assert helper[6] == __file__  # the caller's frame, not the recorder's
         seqs = [r[2] for r in client._queue if r[0] is ctx.row]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # one sequence per context

@@ -73,3 +73,46 @@ def test_every_record_carries_its_context_and_state_as_atomic_tuples():
         assert [r for r in plain if gc.is_tracked(r)] == []
     finally:
         client.shutdown(timeout=5)
+
+
+def test_a_record_leaves_the_gc_in_its_first_young_collection():
+    """Records are flat (the kind's fields from the tenth item on): a record that held its
+    fields as a tuple of their own stayed tracked through its first young collection, which
+    looks at the record before the tuple inside it, and so was carried into the next
+    generation and walked again there (on a log growing under load, 0.2-0.3 µs per record).
+    Checked in the steady state: a context, its states and the call sites already older than
+    the records. (A record made with a brand-new context, state or site is untracked one
+    collection later: the same holds for a state and its tuple of locks. The client's own
+    ``track_lock_acquire`` makes a new state per call; the instrumented primitives reuse
+    theirs.)"""
+    client = RacewayClient(Config(endpoint=None, flush_interval=3600.0, batch_size=10**6, max_queue_size=10**6))
+    raceway.instrument_primitives(client)
+    try:
+        lock = threading.Lock()
+        accounts = raceway.shared({"alice": 100}, "accounts")
+
+        def round_of_work() -> None:
+            for i in range(20):
+                client.track_state_change("balance", i, i + 1, "Write")  # the client's inline path
+                client.track_custom("note", i)  # EventRecorder.append
+                with lock:  # the primitives' path
+                    accounts["alice"] += 1  # raceway.shared's path (_recording.emit)
+
+        with client.trace():
+            round_of_work()
+            gc.collect()  # twice: a state made with its tuple of locks is untracked in the second
+            gc.collect()
+            made_before = len(client._queue)
+            gc.disable()  # no automatic collection: every record below is young when we collect
+            try:
+                round_of_work()
+                gc.collect(0)
+            finally:
+                gc.enable()
+        records = list(client._queue)[made_before:]
+        assert {r[8] for r in records} == {"StateChange", "Custom", "LockAcquire", "LockRelease"}
+        assert len(records) == 20 * 6
+        assert [r[8] for r in records if gc.is_tracked(r)] == []
+    finally:
+        raceway.uninstrument_primitives()
+        client.shutdown(timeout=5)

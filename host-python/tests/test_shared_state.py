@@ -602,7 +602,7 @@ def test_the_fast_path_records_as_track_state_change_does() -> None:
         by_hand, wrapped = list(client._queue)[-2:]
         assert len(by_hand) == len(wrapped)
         assert by_hand[6:9] == wrapped[6:9]  # file, line, kind
-        assert by_hand[9][:4] == wrapped[9][:4] and by_hand[9][4][0] == wrapped[9][4][0]  # fields, stack top
+        assert by_hand[9:13] == wrapped[9:13] and by_hand[13][0] == wrapped[13][0]  # fields, stack top
         assert wrapped[6] == __file__
     finally:
         client.shutdown(timeout=5)
