@@ -229,7 +229,10 @@ class Flusher:
         if last_ok and not self.backlog:
             if not self._stopping:
                 self.arm()
-                self.wake.wait(self.interval)
+                # Appends made while it worked did not wake it (`arm`): a batch already waiting
+                # is taken now, not after the interval.
+                if len(self.queue) < self.batch_size:
+                    self.wake.wait(self.interval)
                 self.wake.clear()
             return
         delay = self._retry_at - time.monotonic()

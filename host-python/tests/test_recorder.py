@@ -181,3 +181,35 @@ def test_every_append_path_wakes_the_flusher_again_after_it_waited() -> None:
         finally:
             record_to(previous)
             client.shutdown(timeout=5)
+
+
+def test_records_appended_while_the_flusher_works_are_taken_without_waiting_for_the_interval() -> None:
+    """Appends made while the flusher works do not wake it (`EventRecorder.arm`): what they
+    left must be taken when it is done, not after ``flush_interval``. The first request
+    stalls, so the whole burst is appended while the flusher's first cycle delivers."""
+    import threading
+    import time
+
+    from raceway.testing import CollectorServer, Stall
+
+    release = threading.Event()
+    with CollectorServer() as server:
+        server.script(Stall(release=release))
+        client = RacewayClient(
+            Config(endpoint=server.url, batch_size=20, max_batch_size=20, flush_interval=60, detect_races=False)
+        )
+        try:
+            with client.trace():
+                for i in range(21):  # the 21st wakes the flusher: its cycle takes these and stalls
+                    client.track_state_change("x", i, i + 1)
+                deadline = time.monotonic() + 20
+                while server.faults and time.monotonic() < deadline:  # until the stall has begun
+                    time.sleep(0.001)
+                assert not server.faults
+                for i in range(400):  # appended while it delivers: none of them wakes it
+                    client.track_state_change("x", i, i + 1)
+            release.set()
+            assert server.wait_for(lambda s: len(s.events) >= 421, timeout=20), len(server.events)
+        finally:
+            release.set()
+            client.shutdown(timeout=5)
