@@ -76,13 +76,14 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     # record): user values are snapshots, copied acyclic on the hot path (`_values`), and a
     # cycle would still end in RecursionError, which `encode_safely` handles.
     at = index.__getitem__
+    fields = list(map(_fields_of, records))  # the JSON form nests them (docs/record-format.md)
     events = json.dumps(
-        [(at(id(r[0])), at(id(r[1]))) + r[2:FIELDS] + (r[FIELDS:],) for r in records],
+        [(at(id(r[0])), at(id(r[1]))) + r[2:FIELDS] + (f,) for r, f in zip(records, fields, strict=True)],
         separators=(",", ":"),
         allow_nan=False,
         check_circular=False,
     )
-    if _has_big_int(records) or ("\\ud" in events and _has_lone_surrogate(records)):
+    if _has_big_int(fields) or ("\\ud" in events and _has_lone_surrogate(records)):
         return _encode_sanitized(records)
     context_rows = _dumps([_context_row(c) for c in contexts])
     state_rows = _dumps([_state_row(s) for s in states])
@@ -105,14 +106,16 @@ def _state_row(state: State) -> Dict[str, Any]:
     return {"clock": state[CLOCK], "locks": state[LOCKS]}
 
 
-def _has_big_int(records: Sequence[Record]) -> bool:
-    """Whether a record holds, at its top level, an ``int`` beyond 64 bits: the hot path keeps
-    ints in fields as they come (`client._PLAIN`), and json would write one as a number. (Ints
-    inside containers were converted on the hot path; the record's own ints, its counters, time
-    and line, are in range.) A plain loop: measured cheaper than the C-level passes tried
-    (filter/compress/max over the fields)."""
-    for record in records:
-        for v in record:
+_fields_of = itemgetter(slice(FIELDS, None))
+
+
+def _has_big_int(fields: Sequence[Tuple[Any, ...]]) -> bool:
+    """Whether records' ``fields`` hold, at their top level, an ``int`` beyond 64 bits: the hot
+    path keeps ints as they come (`client._PLAIN`), and json would write one as a number.
+    (Ints inside containers were converted on the hot path.) A plain loop: measured cheaper
+    than the C-level passes tried (filter/compress/max over the fields)."""
+    for f in fields:
+        for v in f:
             if type(v) is int and not -9223372036854775808 <= v < 18446744073709551616:  # -2**63, 2**64
                 return True
     return False
