@@ -37,7 +37,10 @@ from typing import Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE = "/work/shared/reference/raceway-python-sdk"
 CALLS = 80_000
-ROUNDS = 5
+ROUNDS = 9
+"""Rounds per figure (medians are reported). Nine, not five: this VM's speed swings up to 2x
+for stretches of a few hundred milliseconds (the same idle loop measured 0.66-1.31 µs per call
+in one process, 2026-12-01), and a median of five rounds moved with it."""
 
 COLLECTOR = r"""
 import json, os, socket, sys, threading, time
