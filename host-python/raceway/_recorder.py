@@ -84,8 +84,9 @@ class EventRecorder:
     def __init__(self, limit: int, wake_at: int, stack_depth: int) -> None:
         self.queue = deque(maxlen=limit)
         self.limit = limit
-        self.batch = wake_at
-        self.wake_at = wake_at
+        # A log that can never hold ``wake_at`` records still wakes the flusher and counts its
+        # drops: ``pressure`` is called at the limit at the latest.
+        self.batch = self.wake_at = min(wake_at, limit)
         self.mirror = None
         self.stack_depth = stack_depth
         self.drops = 0
@@ -126,9 +127,13 @@ class EventRecorder:
                 self.drops += 1
             wake = self.wake
             if wake is not None:
+                # Raised before the set: a flusher that arms between the two is woken by the
+                # set and arms again after its cycle. (Raised after, it could overwrite the arm
+                # of a flusher that had already woken, cycled and gone back to waiting, which
+                # then slept through every later batch.)
+                self._set_wake_at(self.limit)
                 if not wake.is_set():
                     wake.set()
-                self._set_wake_at(self.limit)
         except Exception:  # pragma: no cover - never raise into the application
             pass
 

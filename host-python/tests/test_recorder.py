@@ -213,3 +213,79 @@ def test_records_appended_while_the_flusher_works_are_taken_without_waiting_for_
         finally:
             release.set()
             client.shutdown(timeout=5)
+
+
+def test_an_append_that_loses_the_cpu_while_waking_the_flusher_leaves_it_armed() -> None:
+    """`pressure` raises the wake-up size before it sets the flusher's event. In the other
+    order, an application thread preempted between the two could overwrite the arm of a
+    flusher that had meanwhile woken, cycled and gone back to waiting: every later batch then
+    waited for ``flush_interval``. The preemption is made certain here: the recorder's handle
+    on the event sleeps inside its first ``set`` (the flusher's own event is untouched)."""
+    import threading
+    import time
+
+    from raceway.testing import CollectorServer
+
+    with CollectorServer() as server:
+        client = RacewayClient(
+            Config(endpoint=server.url, batch_size=20, max_batch_size=20, flush_interval=60, detect_races=False)
+        )
+        try:
+            recorder = recorder_of(client)
+            assert recorder is not None and recorder.wake is not None
+            real = recorder.wake
+
+            class PreemptedInSet:
+                def is_set(self) -> bool:
+                    return real.is_set()
+
+                def set(self) -> None:
+                    real.set()
+                    recorder.wake = real  # only this first wake is preempted
+                    time.sleep(0.5)  # the flusher wakes, takes the log, arms and waits
+
+            deadline = time.monotonic() + 20
+            while recorder.wake_at != recorder.batch and time.monotonic() < deadline:
+                time.sleep(0.001)
+            recorder.wake = PreemptedInSet()  # type: ignore[assignment]
+
+            def burst(n: int) -> None:
+                with client.trace():
+                    for i in range(n):
+                        client.track_state_change("x", i, i + 1)
+
+            t = threading.Thread(target=burst, args=(21,))
+            t.start()
+            t.join()
+            # The 21st append woke it; the log then held the first 20 (the 21st is appended
+            # after its wake): they arrive, the 21st waits for the next batch.
+            assert server.wait_for(lambda s: len(s.events) >= 20, timeout=20)
+            before = len(server.events)
+            burst(200)  # ten batches, after the flusher went back to waiting
+            assert server.wait_for(lambda s: len(s.events) >= before + 20, timeout=20), (recorder.wake_at, recorder.batch)
+        finally:
+            client.shutdown(timeout=5)
+
+
+def test_a_batch_size_over_the_logs_limit_still_wakes_the_flusher_and_counts_drops() -> None:
+    """``batch_size`` above what the log holds: an append still calls the recorder once the
+    log is full (the wake-up size is at most the limit), so the flusher is woken and the
+    records the full log drops are counted: nothing is lost without a count."""
+    from raceway.testing import CollectorServer
+
+    with CollectorServer() as server:
+        client = RacewayClient(
+            Config(endpoint=server.url, batch_size=100, max_queue_size=50, flush_interval=60, detect_races=False)
+        )
+        try:
+            recorder = recorder_of(client)
+            assert recorder is not None and recorder.wake_at <= recorder.limit
+            with client.trace():
+                for i in range(1000):
+                    client.track_state_change("x", i, i + 1)
+            assert client.flush(timeout=20)
+            stats = client.stats()
+            assert stats["sent"] + stats["dropped"] == 1000, stats
+            assert stats["dropped"] > 0 and stats["sent"] == len(server.events)
+        finally:
+            client.shutdown(timeout=5)
