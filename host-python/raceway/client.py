@@ -37,7 +37,7 @@ from ._recorder import EventRecorder
 from ._stats import Stats
 from ._transport import RetryPolicy, Transport
 from .config import Config, Settings
-from .context import ExecutionContext, current_var, set_identity, strand_context
+from .context import MAX_COUNTER, ExecutionContext, current_var, set_identity, strand_context
 from .context import claim as _claim
 from .context import current_task as _task
 from .context import enter as enter_context
@@ -87,11 +87,15 @@ def _headers(value: object, argument: str) -> Dict[str, str]:
 
 
 def _non_negative_int(value: Any, argument: str) -> int:
+    """``value`` rounded to an int in 0..2**64-1 (the wire's u64), else ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
         raise ValueError(f"{argument} must be a non-negative number, got {value!r}")
     if value == float("inf"):
         raise ValueError(f"{argument} must be finite, got {value!r}")
-    return int(round(value))
+    rounded = int(round(value))
+    if rounded > MAX_COUNTER:  # the server's u64: the core would drop the event
+        raise ValueError(f"{argument} is out of range (as nanoseconds it must fit in 64 bits), got {value!r}")
+    return rounded
 
 
 class RacewayClient(RaceQueries, Propagation, ClientLifecycle):

@@ -55,6 +55,12 @@ def test_misuse_raises_value_error_naming_the_argument(make_client):
             client.track_http_response(200, duration_ms=-5)
         with pytest.raises(ValueError, match="duration_ns"):
             client.track_function_call("f", None, duration_ns=-1)
+        # The wire's durations are u64 nanoseconds: beyond that the core would drop the event.
+        with pytest.raises(ValueError, match="duration_ns"):
+            client.track_function_call("f", None, duration_ns=2**64)
+        with pytest.raises(ValueError, match="duration_ms"):
+            client.track_http_response(200, duration_ms=1e30)
+        client.track_function_call("f", None, duration_ns=2**64 - 1)  # the largest is taken
         with pytest.raises(ValueError, match="status"):
             client.track_http_response(70000)
 
