@@ -43,7 +43,9 @@ fn run(mode: &str, config: &ProcessConfig, parts: &[String], out: Option<&mut Ve
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().expect("usage: pickle_paths_bench <parts.pickles> [mode] [rounds]");
+    let path = args
+        .first()
+        .expect("usage: pickle_paths_bench <parts.pickles> [mode] [rounds]");
     let mode = args.get(1).map_or("all", String::as_str);
     let rounds: usize = args.get(2).map_or(5, |r| r.parse().unwrap());
     let raw = std::fs::read(path).expect("parts file");
@@ -51,7 +53,11 @@ fn main() {
     let mut at = 0;
     while at + 4 <= raw.len() {
         let n = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
-        parts.push(std::str::from_utf8(&raw[at + 4..at + 4 + n]).unwrap().to_owned());
+        parts.push(
+            std::str::from_utf8(&raw[at + 4..at + 4 + n])
+                .unwrap()
+                .to_owned(),
+        );
         at += 4 + n;
     }
     let config = ProcessConfig::default();
@@ -76,6 +82,9 @@ fn main() {
             events = run(m, &config, &parts, None);
             best = best.min(start.elapsed().as_secs_f64());
         }
-        println!("{m:>10}: {events} events, {:.4} us/event (best of {rounds})", best / events as f64 * 1e6);
+        println!(
+            "{m:>10}: {events} events, {:.4} us/event (best of {rounds})",
+            best / events as f64 * 1e6
+        );
     }
 }
