@@ -343,18 +343,69 @@ impl Kind<'_> {
     }
 }
 
-/// The parts of the last `StateChange`s' JSON that repeat from event to event, rendered once:
+/// The parts of recent `StateChange`s' JSON that repeat from event to event, rendered once:
 /// the part up to `old_value` (by variable) and the part after `new_value` (by location and
 /// access type). Keyed by the strings themselves (the same string of the batch, or an equal
-/// one), so a cache gives the bytes `Kind::write_json` writes; one per batch.
+/// one), so a cache gives the bytes `Kind::write_json` writes; one per batch. A few of each
+/// are kept (`CACHED`, replaced in turn): a read and the write that follows it are two sites,
+/// and a loop that touches two variables is two variables, which one entry of each would
+/// render again at every change.
 #[derive(Default)]
 pub struct KindCache<'b> {
-    variable: Option<&'b str>,
-    /// `{"StateChange":{"variable":"…","old_value":`
-    head: Vec<u8>,
-    site: Option<(&'b str, u32, AccessType)>,
-    /// `,"location":"…","access_type":"…"}}`
-    tail: Vec<u8>,
+    /// `{"StateChange":{"variable":"…","old_value":`, by variable.
+    heads: Cached<&'b str>,
+    /// `,"location":"…","access_type":"…"}}`, by file, line and access type.
+    tails: Cached<(&'b str, u32, AccessType)>,
+}
+
+/// Entries kept by each of `KindCache`'s caches.
+const CACHED: usize = 4;
+
+/// Up to `CACHED` keys with their rendered bytes; the next key not found replaces the oldest.
+struct Cached<K> {
+    keys: [Option<K>; CACHED],
+    bytes: [Vec<u8>; CACHED],
+    /// The entry the last look-up found or filled (looked at first), and the next to replace.
+    last: usize,
+    next: usize,
+}
+
+impl<K> Default for Cached<K> {
+    fn default() -> Self {
+        Cached {
+            keys: std::array::from_fn(|_| None),
+            bytes: Default::default(),
+            last: 0,
+            next: 0,
+        }
+    }
+}
+
+impl<K: Copy> Cached<K> {
+    /// The bytes cached for a key `matches` accepts, else those `render` writes for `key`
+    /// (kept in place of the oldest entry).
+    #[inline]
+    fn get(
+        &mut self,
+        key: K,
+        matches: impl Fn(&K) -> bool,
+        render: impl FnOnce(&mut Vec<u8>),
+    ) -> &[u8] {
+        if !self.keys[self.last].as_ref().is_some_and(&matches) {
+            match (0..CACHED).find(|&i| self.keys[i].as_ref().is_some_and(&matches)) {
+                Some(i) => self.last = i,
+                None => {
+                    let i = self.next;
+                    self.next = (i + 1) % CACHED;
+                    self.bytes[i].clear();
+                    render(&mut self.bytes[i]);
+                    self.keys[i] = Some(key);
+                    self.last = i;
+                }
+            }
+        }
+        &self.bytes[self.last]
+    }
 }
 
 /// The same text: the same string (a string the pickle holds once), or an equal one (compared
@@ -390,31 +441,33 @@ impl<'b> KindCache<'b> {
         else {
             return kind.write_json(out);
         };
-        if !self.variable.is_some_and(|v| same(v, variable)) {
-            self.head.clear();
-            self.head
-                .extend_from_slice(b"{\"StateChange\":{\"variable\":");
-            render::string(&mut self.head, variable);
-            self.head.extend_from_slice(b",\"old_value\":");
-            self.variable = Some(variable);
-        }
-        let site = (&*location.file, location.line, *access_type);
-        if !self.site.is_some_and(|(file, line, access)| {
-            (line, access) == (site.1, site.2) && same(file, site.0)
-        }) {
-            self.tail.clear();
-            self.tail.extend_from_slice(b",\"location\":");
-            location.write_json(&mut self.tail);
-            self.tail.extend_from_slice(b",\"access_type\":");
-            access_type.write_json(&mut self.tail);
-            self.tail.extend_from_slice(b"}}");
-            self.site = Some(site);
-        }
-        out.extend_from_slice(&self.head);
+        let variable: &'b str = variable;
+        let head = self.heads.get(
+            variable,
+            |v| same(v, variable),
+            |head| {
+                head.extend_from_slice(b"{\"StateChange\":{\"variable\":");
+                render::string(head, variable);
+                head.extend_from_slice(b",\"old_value\":");
+            },
+        );
+        out.extend_from_slice(head);
         out.extend_from_slice(old_value.get().as_bytes());
         out.extend_from_slice(b",\"new_value\":");
         out.extend_from_slice(new_value.get().as_bytes());
-        out.extend_from_slice(&self.tail);
+        let site: (&'b str, u32, AccessType) = (&location.file, location.line, *access_type);
+        let tail = self.tails.get(
+            site,
+            |&(file, line, access)| (line, access) == (site.1, site.2) && same(file, site.0),
+            |tail| {
+                tail.extend_from_slice(b",\"location\":");
+                location.write_json(tail);
+                tail.extend_from_slice(b",\"access_type\":");
+                access_type.write_json(tail);
+                tail.extend_from_slice(b"}}");
+            },
+        );
+        out.extend_from_slice(tail);
     }
 }
 
@@ -731,6 +784,20 @@ mod tests {
             ],
             every_kind(),
             vec![change("acct", "a.py", 3, AccessType::Write)],
+            // More variables and sites than the cache keeps, in turn and back again: each
+            // is found, evicted and rendered again (non-ASCII and escaped names among them).
+            (0..40)
+                .map(|i: u32| {
+                    const VARS: [&str; 6] = ["v0", "vé1", "v\"2", "acct", "v\n4", "ü5"];
+                    const FILES: [&str; 3] = ["a.py", "b\\é.py", "a.py"];
+                    change(
+                        VARS[(i * 7 % 6) as usize],
+                        FILES[(i % 3) as usize],
+                        [0, 1, u32::MAX][(i % 5 % 3) as usize],
+                        AccessType::ALL[(i % 5) as usize],
+                    )
+                })
+                .collect(),
         ]
         .into_iter()
         .flatten()
