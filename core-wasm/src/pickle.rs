@@ -105,6 +105,9 @@ pub struct Tree<'a> {
     inline: [Vec<u32>; 2],
 }
 
+/// Room kept in the node tables for the nodes `Tree::inline_rows` adds (more grow them).
+const INLINE_ROOM: usize = 64;
+
 /// No value: every value's JSON has at least one byte, so no value ends where it starts.
 const NONE: (u32, u32) = (0, 0);
 
@@ -136,14 +139,15 @@ fn err<T>(what: impl fmt::Display) -> Result<T, String> {
 }
 
 struct Input<'a> {
-    /// The UTF-8 of the host's string (see `check_size`).
+    /// The host's string (see `check_size`), and its UTF-8.
+    text: &'a str,
     data: &'a [u8],
     pos: usize,
 }
 
 /// A string of the pickle: borrowed from the input when it is ASCII, else decoded.
 enum Text<'a> {
-    Borrowed(&'a [u8]),
+    Borrowed(&'a str),
     Decoded(Vec<u8>),
 }
 
@@ -180,10 +184,14 @@ impl<'a> Input<'a> {
     /// The next `n` bytes.
     #[inline(always)]
     fn take(&mut self, n: usize) -> Result<Text<'a>, String> {
-        if let Some(run) = self.data.get(self.pos..self.pos.saturating_add(n)) {
-            if run.is_ascii() {
+        // An ASCII run is the string itself (taken from the host's string: no second check of
+        // its UTF-8).
+        let run = self.pos..self.pos.saturating_add(n);
+        if let Some(ascii) = self.data.get(run.clone()).filter(|run| run.is_ascii()) {
+            if let Some(s) = self.text.get(run) {
+                debug_assert_eq!(s.as_bytes(), ascii);
                 self.pos += n;
-                return Ok(Text::Borrowed(run));
+                return Ok(Text::Borrowed(s));
             }
         }
         if n > self.data.len() - self.pos {
@@ -201,9 +209,10 @@ impl<'a> Input<'a> {
 }
 
 impl<'a> Tree<'a> {
-    /// Runs the pickle whose bytes are the characters of the host's string, `data` being that
-    /// string's UTF-8 (see `check_size`), with the opcodes listed in the module's documentation.
-    pub fn read(data: &'a [u8]) -> Result<Self, String> {
+    /// Runs the pickle whose bytes are the characters of the host's string `text` (see
+    /// `check_size`), with the opcodes listed in the module's documentation.
+    pub fn read(text: &'a str) -> Result<Self, String> {
+        let data = text.as_bytes();
         let mut tree = Tree {
             nodes: Vec::with_capacity(data.len() / 4),
             owned: Vec::new(),
@@ -217,7 +226,7 @@ impl<'a> Tree<'a> {
             values_limit: (VALUES_PER_BYTE * data.len() + VALUES_SLACK).min(MAX_VALUES),
             inline: [Vec::new(), Vec::new()],
         };
-        let mut input = Input { data, pos: 0 };
+        let mut input = Input { text, data, pos: 0 };
         let mut stack: Vec<u32> = Vec::with_capacity(64);
         let mut marks: Vec<usize> = Vec::with_capacity(16);
         let mut memo: Vec<u32> = Vec::with_capacity(data.len() / 16);
@@ -377,12 +386,7 @@ impl<'a> Tree<'a> {
                         _ => usize::try_from(u64::from_le_bytes(le!(8))).unwrap_or(usize::MAX),
                     };
                     match input.take(n)? {
-                        Text::Borrowed(ascii) => {
-                            let Ok(s) = std::str::from_utf8(ascii) else {
-                                return err("a string that is not UTF-8");
-                            };
-                            push!(Node::Str(s));
-                        }
+                        Text::Borrowed(s) => push!(Node::Str(s)),
                         Text::Decoded(bytes) => {
                             let Ok(s) = String::from_utf8(bytes) else {
                                 return err("a string that is not UTF-8");
@@ -457,7 +461,7 @@ impl<'a> Tree<'a> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn seq(&self, node: u32) -> Option<&[u32]> {
         match self.nodes[node as usize] {
             Node::Tuple(start, len) => Some(&self.items[start as usize..(start + len) as usize]),
@@ -504,7 +508,10 @@ impl<'a> Tree<'a> {
     /// The records' places of values are those of `docs/record-format.md`; a record of another
     /// shape is left for the typed read to refuse.
     pub fn render_values(&mut self) -> Result<String, String> {
-        let mut raw = vec![NONE; self.nodes.len()];
+        // With room for the nodes `inline_rows` adds (one per distinct inline tuple, a few
+        // per batch), so that adding them does not copy the table.
+        let mut raw = Vec::with_capacity(self.nodes.len() + INLINE_ROOM);
+        raw.resize(self.nodes.len(), NONE);
         let values = self.render_values_into(&mut raw);
         self.raw = raw;
         values
@@ -766,7 +773,20 @@ fn ascii_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut plain = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Whole words of characters written as they are are passed over eight bytes at a time;
+    // the rest byte by byte.
+    let mut start = 0;
+    while let Some(word) = bytes.get(start..start + 8) {
+        if !written_as_is(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
+            break;
+        }
+        start += 8;
+    }
+    for (i, &b) in bytes[start..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (start + i, b))
+    {
         if (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\' {
             continue;
         }
@@ -802,6 +822,24 @@ fn ascii_string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
+}
+
+/// Whether each of the eight bytes of `w` is one `ascii_string` writes as it is: from `' '`
+/// to `'~'`, neither `"` nor `\\`. A byte is found by the usual zero-byte test on the word less
+/// 0x20 in each byte (control characters; bytes from 0x80 are cleared by `!w`), on the word
+/// xor `"` and xor `\\`; bytes from 0x7f have their top bit set in `w` or after adding one to
+/// their low seven bits (which never carries out of a byte).
+fn written_as_is(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let high = (w | ((w & !HIGH) + ONES)) & HIGH;
+    control
+        | high
+        | has_zero(w ^ (ONES * u64::from(b'"')))
+        | has_zero(w ^ (ONES * u64::from(b'\\')))
+        == 0
 }
 
 /// A float as Python's `repr` writes it (which `json` uses): the shortest digits that read back
@@ -1314,7 +1352,7 @@ mod tests {
             }
             // Three records, one context and one state: each tuple became one row.
             let text = host_string(bytes);
-            let mut tree = Tree::read(text.as_bytes()).unwrap();
+            let mut tree = Tree::read(&text).unwrap();
             tree.render_values().unwrap();
             tree.inline_rows().unwrap();
             assert_eq!(tree.inline.each_ref().map(Vec::len), [1, 1]);
@@ -1370,7 +1408,7 @@ mod tests {
     /// serde read gives them, with `budget` visits (None: the tree's own).
     fn reads(text: &str, budget: Option<u64>) -> [(String, u64); 2] {
         [true, false].map(|plain| {
-            let mut tree = Tree::read(text.as_bytes()).unwrap();
+            let mut tree = Tree::read(text).unwrap();
             let values = tree.render_values().unwrap();
             tree.inline_rows().unwrap();
             if let Some(budget) = budget {
@@ -1406,7 +1444,7 @@ mod tests {
     /// How many of the batch's records the plain read takes from the nodes (the others are
     /// left to serde).
     fn read_plainly(text: &str) -> usize {
-        let mut tree = Tree::read(text.as_bytes()).unwrap();
+        let mut tree = Tree::read(text).unwrap();
         let values = tree.render_values().unwrap();
         tree.inline_rows().unwrap();
         let Node::Dict(d) = tree.nodes[tree.root as usize] else {
@@ -2018,6 +2056,50 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#""a\u00e9\ud83d\ude00\u007f\u0001\"\\\n\r\t\b\f/""#
         );
+    }
+
+    /// Python's `json.dumps(s, ensure_ascii=True)`, one character at a time.
+    fn python_json_string(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                ' '..='~' => out.push(c),
+                _ => {
+                    for unit in c.encode_utf16(&mut [0u16; 2]) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn strings_are_written_as_python_writes_them_at_every_offset() {
+        let mut specials: Vec<char> = (0u8..0x80).map(char::from).collect();
+        specials.extend(['\u{80}', 'é', 'ÿ', '✓', '\u{ffff}', '😀']);
+        for c in specials {
+            for at in 0..18 {
+                for tail in [0, 1, 7, 8, 9] {
+                    let s = format!("{}{c}{}", "x".repeat(at), "~ ".repeat(tail));
+                    let mut out = Vec::new();
+                    ascii_string(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        python_json_string(&s),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
     }
 
     fn refused(bytes: &[u8]) -> String {

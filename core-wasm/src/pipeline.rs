@@ -128,7 +128,7 @@ pub fn process_pickle(
     detector: Option<&mut Detector>,
 ) -> Result<Encoded, String> {
     pickle::check_size(records)?;
-    let mut tree = pickle::Tree::read(records.as_bytes())?;
+    let mut tree = pickle::Tree::read(records)?;
     let values = tree.render_values()?;
     tree.inline_rows()?;
     let batch = tree.batch(&values)?;
@@ -359,7 +359,19 @@ impl<'b> Encoder<'b> {
         } else {
             body.push(b',');
         }
-        let id = render::uuid_bytes(event_id_bits(ctx.id_base, seq));
+        // The id of the context's event just before this one, plus one, is usually the last
+        // id written with its last digit counted up (when that digit does not carry).
+        let (last_context, last_seq, last) = &self.last_id;
+        let id = match last[36] {
+            b'0'..=b'9' | b'a'..=b'e'
+                if (*last_context, last_seq.wrapping_add(1)) == (event.context_index, seq) =>
+            {
+                let mut id = *last;
+                id[36] += if id[36] == b'9' { b'a' - b'9' } else { 1 };
+                id
+            }
+            _ => render::uuid_bytes(event_id_bits(ctx.id_base, seq)),
+        };
         body.extend_from_slice(b"{\"id\":");
         body.extend_from_slice(&id);
         body.extend_from_slice(&ctx.trace);
@@ -634,6 +646,58 @@ mod tests {
             assert_eq!(
                 String::from_utf8(out.bodies.to_vec()).unwrap(),
                 want.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn ids_counted_up_from_the_last_are_the_ids_of_their_seq() {
+        // Consecutive counters whose ids' last digit goes through 9 to a and f to 0 (a carry,
+        // into the digits before it and past a hyphen), ids that wrap past 2^128, a counter
+        // that skips, another context in between, a gap in a context's chain.
+        for id_base in [
+            "000000000000000000000000000000a0",
+            "0000000000000000000000000000fff0",
+            "fffffffffffffffffffffffffffffff0",
+            "0af7651916cd43dd8448eb211c80319c",
+        ] {
+            let ctx = CTX.replace("000000000000000000000000000000a0", id_base);
+            let other = CTX
+                .replace(
+                    "000000000000000000000000000000a0",
+                    "ffffffffffffffffffffffffffffff00",
+                )
+                .replace("0000abcd", "0000beef");
+            let mut events: Vec<String> = (1..=40u64)
+                .map(|seq| {
+                    format!(
+                        r#"[0,0,{seq},{},7,null,"a.py",3,"Custom",["n",1]]"#,
+                        seq - 1
+                    )
+                })
+                .collect();
+            events.insert(12, r#"[1,0,5,0,7,null,"a.py",3,"Custom",["n",1]]"#.into());
+            events.push(r#"[0,0,60,40,7,null,"a.py",3,"Custom",["n",1]]"#.into());
+            events.push(r#"[0,0,61,60,7,null,"a.py",3,"Custom",["n",1]]"#.into());
+            events.push(r#"[0,0,63,61,7,null,"a.py",3,"Custom",["n",1]]"#.into());
+            let b = format!(
+                r#"{{"contexts":[{ctx},{other}],"states":[{{"clock":[],"locks":[]}}],"events":[{}]}}"#,
+                events.join(",")
+            );
+            let batch = read::read_batch(&b).unwrap();
+            let checked: Vec<_> = batch.contexts.iter().map(read::check_context).collect();
+            let expected: Vec<String> = batch
+                .events
+                .iter()
+                .map(|r| {
+                    let e = read::typed_event(r, &batch.contexts, &checked, &batch.states).unwrap();
+                    reference_event(&config(), &batch, &e)
+                })
+                .collect();
+            let out = encode_batch(&config(), &b, 1000).unwrap();
+            assert_eq!(
+                String::from_utf8(out.bodies.to_vec()).unwrap(),
+                format!("{{\"events\":[{}]}}", expected.join(","))
             );
         }
     }
