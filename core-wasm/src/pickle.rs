@@ -533,19 +533,28 @@ impl<'a> Tree<'a> {
             return err("events is not a list");
         };
         let mut values = Vec::with_capacity(8 * records.len());
+        // The last kind's node and its places: the pickle holds a kind's name once, so the
+        // records of a kind share its node, and the name is compared once per run of them.
+        let mut last: (u32, &[usize]) = (u32::MAX, &[]);
         for &record in records {
             let Some(RecordParts { head, fields, .. }) = self.record_parts(record) else {
                 continue;
             };
-            let Some(kind) = self.text(head[8]) else {
-                continue;
-            };
-            let places: &[usize] = match kind {
-                "StateChange" => &[1, 2],
-                "FunctionCall" | "HttpResponse" => &[2],
-                "HttpRequest" => &[3],
-                "Custom" => &[1],
-                _ => continue,
+            let places = if head[8] == last.0 {
+                last.1
+            } else {
+                let Some(kind) = self.text(head[8]) else {
+                    continue;
+                };
+                let places: &[usize] = match kind {
+                    "StateChange" => &[1, 2],
+                    "FunctionCall" | "HttpResponse" => &[2],
+                    "HttpRequest" => &[3],
+                    "Custom" => &[1],
+                    _ => &[],
+                };
+                last = (head[8], places);
+                places
             };
             for &node in places.iter().filter_map(|&i| fields.get(i)) {
                 if raw[node as usize] != NONE {
@@ -651,6 +660,10 @@ impl<'a> Tree<'a> {
         // and as a state in another (the host never writes one) would read as an index into
         // the wrong table; such a pickle is refused, as the JSON form would refuse it.
         let mut replaced: Vec<(u32, usize)> = Vec::new();
+        // The node each table's last record referred to, once it was an index of that table:
+        // a record of the same context (state) as the one before is passed over without
+        // looking through `replaced` again.
+        let mut last = [u32::MAX; 2];
         for record in records {
             let Some(refs) = self
                 .seq(record)
@@ -660,11 +673,15 @@ impl<'a> Tree<'a> {
             };
             for (table, node) in refs.into_iter().enumerate() {
                 let Some(node) = node else { continue };
+                if node == last[table] {
+                    continue;
+                }
                 let found = self.nodes[node as usize];
                 if let Node::Int(_) = found {
                     if replaced.iter().any(|&(n, t)| n == node && t != table) {
                         return err("a tuple is both a context and a state");
                     }
+                    last[table] = node;
                     continue; // an index, or a tuple already made a row of this table
                 }
                 if !matches!(found, Node::Tuple(..) | Node::List(_)) {
@@ -676,6 +693,7 @@ impl<'a> Tree<'a> {
                 self.raw.push(NONE);
                 self.nodes[node as usize] = Node::Int(index as i64);
                 replaced.push((node, table));
+                last[table] = node;
             }
         }
         Ok(())
