@@ -346,16 +346,17 @@ impl Kind<'_> {
 /// The parts of recent `StateChange`s' JSON that repeat from event to event, rendered once:
 /// the part up to `old_value` (by variable) and the part after `new_value` (by location and
 /// access type). Keyed by the strings themselves (the same string of the batch, or an equal
-/// one), so a cache gives the bytes `Kind::write_json` writes; one per batch. A few of each
-/// are kept (`CACHED`, replaced in turn): a read and the write that follows it are two sites,
-/// and a loop that touches two variables is two variables, which one entry of each would
-/// render again at every change.
+/// one), so a cache gives the bytes `Kind::write_json` writes; one per batch. A few heads are
+/// kept (`CACHED`, replaced in turn: a loop that touches two variables is two variables) and a
+/// tail per access type (a read and the write that follows it are two sites), where one entry
+/// of each rendered them again at every change.
 #[derive(Default)]
 pub struct KindCache<'b> {
     /// `{"StateChange":{"variable":"…","old_value":`, by variable.
     heads: Cached<&'b str>,
-    /// `,"location":"…","access_type":"…"}}`, by file, line and access type.
-    tails: Cached<(&'b str, u32, AccessType)>,
+    /// `,"location":"…","access_type":"…"}}`, by file and line, one per access type (a read
+    /// and the write after it are found without a search).
+    tails: [(Option<(&'b str, u32)>, Vec<u8>); AccessType::ALL.len()],
 }
 
 /// Entries kept by each of `KindCache`'s caches.
@@ -455,18 +456,17 @@ impl<'b> KindCache<'b> {
         out.extend_from_slice(old_value.get().as_bytes());
         out.extend_from_slice(b",\"new_value\":");
         out.extend_from_slice(new_value.get().as_bytes());
-        let site: (&'b str, u32, AccessType) = (&location.file, location.line, *access_type);
-        let tail = self.tails.get(
-            site,
-            |&(file, line, access)| (line, access) == (site.1, site.2) && same(file, site.0),
-            |tail| {
-                tail.extend_from_slice(b",\"location\":");
-                location.write_json(tail);
-                tail.extend_from_slice(b",\"access_type\":");
-                access_type.write_json(tail);
-                tail.extend_from_slice(b"}}");
-            },
-        );
+        let file: &'b str = &location.file;
+        let (site, tail) = &mut self.tails[*access_type as usize];
+        if !site.is_some_and(|(f, line)| line == location.line && same(f, file)) {
+            tail.clear();
+            tail.extend_from_slice(b",\"location\":");
+            location.write_json(tail);
+            tail.extend_from_slice(b",\"access_type\":");
+            access_type.write_json(tail);
+            tail.extend_from_slice(b"}}");
+            *site = Some((file, location.line));
+        }
         out.extend_from_slice(tail);
     }
 }
