@@ -356,8 +356,11 @@ pub struct KindCache<'b> {
     heads: Cached<&'b str>,
     /// `,"location":"…","access_type":"…"}}`, by file and line, one per access type (a read
     /// and the write after it are found without a search).
-    tails: [(Option<(&'b str, u32)>, Vec<u8>); AccessType::ALL.len()],
+    tails: [Tail<'b>; AccessType::ALL.len()],
 }
+
+/// A tail's site (file and line) and its bytes.
+type Tail<'b> = (Option<(&'b str, u32)>, Vec<u8>);
 
 /// Entries kept by each of `KindCache`'s caches.
 const CACHED: usize = 4;
