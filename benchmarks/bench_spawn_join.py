@@ -36,6 +36,7 @@ def run() -> Dict[str, List[float]]:
 def _run() -> Dict[str, List[float]]:
     from raceway import Config, RacewayClient, _records
     from raceway._core import CoreInstance
+    from raceway.context import CLOCK
 
     client = RacewayClient(Config(endpoint=None, batch_size=10**6, flush_interval=3600.0, max_queue_size=10**7,
                                   report_races_at_shutdown=False))
@@ -68,7 +69,7 @@ def _run() -> Dict[str, List[float]]:
                         with trace():
                             tsc("job.result", i, i + 1, "Write")
                     app.append((clock() - start) / window * 1e6)
-                    clock_len.append(len(parent.state.clock))
+                    clock_len.append(len(parent.state[CLOCK]))
                     records = list(q)
                     q.clear()
                 for text in before:
