@@ -536,6 +536,20 @@ mod tests {
         );
     }
 
+    /// Every event of the JSON batch `b`, as `reference_event` writes it.
+    fn reference_events(b: &str) -> Vec<String> {
+        let batch = read::read_batch(b).unwrap();
+        let checked: Vec<_> = batch.contexts.iter().map(read::check_context).collect();
+        batch
+            .events
+            .iter()
+            .map(|r| {
+                let e = read::typed_event(r, &batch.contexts, &checked, &batch.states).unwrap();
+                reference_event(&config(), &batch, &e)
+            })
+            .collect()
+    }
+
     /// An event as the server takes it, written the slow way: every field through serde
     /// (`Kind`'s derived `Serialize`, the clock built entry by entry), nothing cached.
     fn reference_event(config: &ProcessConfig, batch: &read::ReadBatch, e: &Event) -> String {
@@ -626,16 +640,7 @@ mod tests {
             r#"{{"contexts":[{CTX},{OTHER}],"states":{states},"events":[{}]}}"#,
             events.join(",")
         );
-        let batch = read::read_batch(&b).unwrap();
-        let checked: Vec<_> = batch.contexts.iter().map(read::check_context).collect();
-        let expected: Vec<String> = batch
-            .events
-            .iter()
-            .map(|r| {
-                let e = read::typed_event(r, &batch.contexts, &checked, &batch.states).unwrap();
-                reference_event(&config(), &batch, &e)
-            })
-            .collect();
+        let expected = reference_events(&b);
         for per_body in [1, 3, 50] {
             let out = encode_batch(&config(), &b, per_body).unwrap();
             assert_eq!(out.summary.events, events.len());
@@ -684,16 +689,7 @@ mod tests {
                 r#"{{"contexts":[{ctx},{other}],"states":[{{"clock":[],"locks":[]}}],"events":[{}]}}"#,
                 events.join(",")
             );
-            let batch = read::read_batch(&b).unwrap();
-            let checked: Vec<_> = batch.contexts.iter().map(read::check_context).collect();
-            let expected: Vec<String> = batch
-                .events
-                .iter()
-                .map(|r| {
-                    let e = read::typed_event(r, &batch.contexts, &checked, &batch.states).unwrap();
-                    reference_event(&config(), &batch, &e)
-                })
-                .collect();
+            let expected = reference_events(&b);
             let out = encode_batch(&config(), &b, 1000).unwrap();
             assert_eq!(
                 String::from_utf8(out.bodies.to_vec()).unwrap(),
