@@ -66,6 +66,35 @@ _suffixes = itertools.count(int.from_bytes(os.urandom(4), "big"))
 # `create_context` before any client exists use the fallback.
 _identity = ["unknown-service#unknown-instance"]
 
+MAX_CACHED_STATES = 4096
+"""States remembered per (state, lock) by `holding` (past it the cache starts over)."""
+_holding: Dict[Tuple[int, str], State] = {}
+"""``(id(state), lock id) -> that state holding the lock too``: an acquire's state. By id, as
+the records' tables are (a state's clock can be long to hash); the state stays alive as the
+value of its `_unholding` entry, so its id is not reused while the entry exists."""
+_unholding: Dict[Tuple[int, str], State] = {}
+"""``(id(an acquire's state), lock id) -> the state before it``: what its release goes back to."""
+holding_get = _holding.get
+unholding_get = _unholding.get
+
+
+def holding(state: State, lock_id: str) -> State:
+    """``state`` with ``lock_id`` held too. A state is immutable, so it is made once per
+    (state, lock) and reused, with the state its release goes back to: a loop that takes a lock
+    a thousand times makes two states, not two thousand (each distinct state is a row of the
+    core's batch, and a record made with a state older than itself is untracked by the GC in
+    its first collection). For the per-event paths `holding_get` looks up without a call."""
+    key = (id(state), lock_id)
+    held = _holding.get(key)
+    if held is None:
+        if len(_holding) >= MAX_CACHED_STATES:
+            _holding.clear()
+            _unholding.clear()
+        held = _holding[key] = (state[CLOCK], state[LOCKS] + (lock_id,))
+        _unholding[(id(held), lock_id)] = state
+    return held
+
+
 MAX_COUNTER = 2**64 - 1
 """The largest vector-clock counter: the wire carries counters as u64 (docs/record-format.md)."""
 
@@ -294,14 +323,19 @@ class ExecutionContext:
 
     # -- locks -----------------------------------------------------------------------------
     def hold(self, lock_id: str) -> None:
-        self.state = (self.state[CLOCK], self.state[LOCKS] + (lock_id,))
+        self.state = holding(self.state, lock_id)
 
     def unhold(self, lock_id: str) -> None:
-        locks = list(self.state[LOCKS])
+        state = self.state
+        before = unholding_get((id(state), lock_id))
+        if before is not None:  # the release of the state's own acquire: the state before it
+            self.state = before
+            return
+        locks = list(state[LOCKS])
         if lock_id in locks:
             # The most recent hold of a re-entrant lock goes first.
             del locks[len(locks) - 1 - locks[::-1].index(lock_id)]
-        self.state = (self.state[CLOCK], tuple(locks))
+        self.state = (state[CLOCK], tuple(locks))
 
     @property
     def task_id(self) -> str:

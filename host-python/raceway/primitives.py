@@ -58,8 +58,10 @@ from ._location import by_offset as _by_offset
 from ._location import is_sdk, user_frame
 from ._recording import record_event, site_from, strand
 from ._values import text as _text
-from .context import CLOCK, LOCKS, ExecutionContext, State, current_task, strand_context
+from .context import LOCKS, ExecutionContext, current_task, strand_context
 from .context import current_var as _current
+from .context import holding as _holding
+from .context import holding_get as _holding_get
 from .sync import AsyncEventEdges, AsyncQueueEdges, ThreadEventEdges, ThreadQueueEdges
 
 if TYPE_CHECKING:
@@ -187,26 +189,15 @@ def _strand() -> Optional[Tuple[ClientLike, ExecutionContext]]:
     return (client, ctx) if ctx is not None else None
 
 
-MAX_CACHED_STATES = 4096
-"""States remembered by `_edge` per (state, lock) (past it the cache starts over)."""
-_holding: Dict[Tuple[int, str], State] = {}
-"""``(id(state), lock id) -> that state holding the lock too``: the acquire's state. By id, as
-the records' tables are (a state's clock can be long to hash); the state stays alive as the
-value of its `_unholding` entry, so its id is not reused while the entry exists."""
-_unholding: Dict[Tuple[int, str], State] = {}
-"""``(id(the acquire's state), lock id) -> the state before it``: what the release goes back to."""
-
-
 def _edge(lock_id: str, acquire: bool, depth: int) -> None:
     """Records the calling strand's acquisition (``acquire``) or release of ``lock_id``,
     located at the first application frame from ``depth`` frames up (``1``: the caller).
 
     One call per lock operation, the record appended here. The context's state holds the lock
     from the acquire to the release (the ``LockAcquire`` event's state holds it, the
-    ``LockRelease`` event's too), as `RacewayClient.track_lock_acquire` keeps it; a state is
-    immutable, so the acquire's state for a given state and lock, and the state a release goes
-    back to, are made once and reused: a loop that takes a lock a thousand times records two
-    states, not two thousand (each distinct state is a row of the batch for the core)."""
+    ``LockRelease`` event's too), as `RacewayClient.track_lock_acquire` keeps it, with the
+    states `raceway.context.holding` shares: a loop that takes a lock a thousand times records
+    two states, not two thousand."""
     if not _on:
         return
     client = _auto.client
@@ -233,15 +224,7 @@ def _edge(lock_id: str, acquire: bool, depth: int) -> None:
             where = site_from(f)
         state = ctx.state
         if acquire:
-            key = (id(state), lock_id)
-            held = _holding.get(key)
-            if held is None:
-                if len(_holding) >= MAX_CACHED_STATES:
-                    _holding.clear()
-                    _unholding.clear()
-                held = _holding[key] = (state[CLOCK], state[LOCKS] + (lock_id,))
-                _unholding[(id(held), lock_id)] = state
-            ctx.state = state = held
+            ctx.state = state = _holding_get((id(state), lock_id)) or _holding(state, lock_id)
         seq = ctx.seq + 1
         prev = ctx.last
         ctx.seq = ctx.last = seq
@@ -264,11 +247,7 @@ def _edge(lock_id: str, acquire: bool, depth: int) -> None:
             )
         )
         if not acquire:
-            before = _unholding.get((id(state), lock_id))
-            if before is not None:
-                ctx.state = before
-            else:
-                ctx.unhold(lock_id)
+            ctx.unhold(lock_id)
     except Exception:  # never raise into the application
         pass
 

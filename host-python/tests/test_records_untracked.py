@@ -82,9 +82,9 @@ def test_a_record_leaves_the_gc_in_its_first_young_collection():
     generation and walked again there (on a log growing under load, 0.2-0.3 µs per record).
     Checked in the steady state: a context, its states and the call sites already older than
     the records. (A record made with a brand-new context, state or site is untracked one
-    collection later: the same holds for a state and its tuple of locks. The client's own
-    ``track_lock_acquire`` makes a new state per call; the instrumented primitives reuse
-    theirs.)"""
+    collection later: the same holds for a state and its tuple of locks. The client's
+    ``track_lock_acquire`` and the instrumented primitives share the states they make:
+    `raceway.context.holding`.)"""
     client = RacewayClient(Config(endpoint=None, flush_interval=3600.0, batch_size=10**6, max_queue_size=10**6))
     raceway.instrument_primitives(client)
     try:
@@ -95,6 +95,8 @@ def test_a_record_leaves_the_gc_in_its_first_young_collection():
             for i in range(20):
                 client.track_state_change("balance", i, i + 1, "Write")  # the client's inline path
                 client.track_custom("note", i)  # EventRecorder.append
+                client.track_lock_acquire("L")  # the client's own lock events: shared states too
+                client.track_lock_release("L")
                 with lock:  # the primitives' path
                     accounts["alice"] += 1  # raceway.shared's path (_recording.emit)
 
@@ -111,7 +113,8 @@ def test_a_record_leaves_the_gc_in_its_first_young_collection():
                 gc.enable()
         records = list(client._queue)[made_before:]
         assert {r[8] for r in records} == {"StateChange", "Custom", "LockAcquire", "LockRelease"}
-        assert len(records) == 20 * 6
+        assert len(records) == 20 * 8
+        assert len({id(r[1]) for r in records}) <= 4  # each lock's held state made once, reused
         assert [r[8] for r in records if gc.is_tracked(r)] == []
     finally:
         raceway.uninstrument_primitives()
