@@ -763,13 +763,9 @@ class Flusher:
         if not self._cycle_lock.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
-            remaining = len(self.queue)  # what was recorded before the call (others may go on)
-            while remaining > 0:
-                records = self._take(min(remaining, self.chunk))
-                if not records:
-                    break
-                remaining -= len(records)
-                self._encode(records)
+            # The worker's own cycle: without a server it takes what the log holds now, one
+            # chunk at a time, and has the core see it (nothing to deliver, no spool).
+            self._cycle()
         except CoreTrap:  # the instance told the client (its on_trap); the worker settles the rest
             return False
         except Exception as e:  # a bug: as the worker does, count what was taken and go on
