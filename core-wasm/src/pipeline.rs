@@ -364,7 +364,7 @@ impl<'b> Encoder<'b> {
         let (last_context, last_seq, last) = &self.last_id;
         let id = match last[36] {
             b'0'..=b'9' | b'a'..=b'e'
-                if (*last_context, last_seq.wrapping_add(1)) == (event.context_index, seq) =>
+                if (*last_context, last_seq.checked_add(1)) == (event.context_index, Some(seq)) =>
             {
                 let mut id = *last;
                 id[36] += if id[36] == b'9' { b'a' - b'9' } else { 1 };

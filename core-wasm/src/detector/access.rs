@@ -246,9 +246,37 @@ impl Sites {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
-    fn raw(json: &str) -> &RawValue {
-        serde_json::from_str(json).unwrap()
+    #[test]
+    fn the_last_site_is_reused_only_for_the_same_place_and_stack() {
+        // Every string apart, as a batch of the JSON form has them: the last-site shortcut
+        // compares text, and must tell a line or a frame apart. The strings live as long as
+        // the batch, as a batch's input does (sites are keyed by their addresses meanwhile).
+        let files: Vec<String> = (0..6).map(|_| "w.py".to_owned()).collect();
+        let frames: Vec<Vec<Cow<str>>> = [
+            "app.py:1 in f",
+            "app.py:1 in f",
+            "app.py:1 in f",
+            "app.py:2 in g",
+        ]
+        .iter()
+        .map(|f| vec![Cow::Owned((*f).to_owned())])
+        .collect();
+        let mut sites = Sites::default();
+        sites.begin_batch();
+        let a = sites.intern(&files[0], 7, &frames[0]);
+        let same = sites.intern(&files[1], 7, &frames[1]);
+        assert!(Rc::ptr_eq(&a, &same));
+        let other_line = sites.intern(&files[2], 8, &frames[2]);
+        assert!(!Rc::ptr_eq(&a, &other_line) && other_line.line == 8);
+        let other_frame = sites.intern(&files[3], 8, &frames[3]);
+        assert!(!Rc::ptr_eq(&other_line, &other_frame));
+        assert_eq!(&*other_frame.stack[0], "app.py:2 in g");
+        let no_stack = sites.intern(&files[4], 8, &[]);
+        assert!(no_stack.stack.is_empty());
+        let again = sites.intern(&files[5], 7, &frames[0]);
+        assert!(Rc::ptr_eq(&a, &again)); // found by its text again, past the shortcut
     }
 
     #[test]
