@@ -86,6 +86,12 @@ enum Node<'a> {
     Dict(u32),
     /// `builtins.int`, to be called by `REDUCE`.
     IntType,
+    /// The empty `bytes`, which no user value holds (the host converts bytes to text): at
+    /// the head of a tuple it makes the tuple an object, its other items keys and values in
+    /// turn (`Tree::object`). Python's cyclic GC never untracks a tuple that holds a dict,
+    /// and does untrack one of strings, ints and such tuples, so the host writes a user's
+    /// dict this way (docs/record-format.md, "Objects").
+    ObjectMark,
 }
 
 /// A pickle read into nodes. `root` is what `STOP` left.
@@ -358,6 +364,12 @@ impl<'a> Tree<'a> {
                     push!(Node::Tuple(start, len));
                 }
                 b'N' => push!(Node::None),
+                b'C' => {
+                    if byte!() != 0 {
+                        return err("bytes other than an object's empty marker");
+                    }
+                    push!(Node::ObjectMark);
+                }
                 0x88 => push!(Node::Bool(true)),
                 0x89 => push!(Node::Bool(false)),
                 b'J' => push!(Node::Int(i64::from(i32::from_le_bytes(le!(4))))),
@@ -466,6 +478,22 @@ impl<'a> Tree<'a> {
         match self.nodes[node as usize] {
             Node::Tuple(start, len) => Some(&self.items[start as usize..(start + len) as usize]),
             Node::List(l) => Some(&self.lists[l as usize]),
+            _ => None,
+        }
+    }
+
+    /// The keys and values, in turn, of an object written as a tuple headed by the empty
+    /// bytes (`Node::ObjectMark`); None for any other node.
+    #[inline(always)]
+    fn object(&self, node: u32) -> Option<&[u32]> {
+        match self.nodes[node as usize] {
+            Node::Tuple(start, len) if len > 0 => {
+                let items = &self.items[start as usize..(start + len) as usize];
+                match self.nodes[items[0] as usize] {
+                    Node::ObjectMark => Some(&items[1..]),
+                    _ => None,
+                }
+            }
             _ => None,
         }
     }
@@ -592,40 +620,60 @@ impl<'a> Tree<'a> {
             Node::Big(u) => out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
             Node::Float(x) => python_float(out, x)?,
             Node::Str(_) | Node::Owned(_) => ascii_string(out, self.text(node).expect("a string")),
-            Node::Tuple(..) | Node::List(_) => {
-                out.push(b'[');
-                let items = self.seq(node).expect("a sequence");
-                for (i, &item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    self.write_value(out, item, depth + 1)?;
-                    if out.len() > self.values_limit {
-                        return err("values too large");
-                    }
+            Node::Tuple(..) | Node::List(_) => match self.object(node) {
+                Some(pairs) if pairs.len() % 2 != 0 => {
+                    return err("an object with a key and no value")
                 }
-                out.push(b']');
-            }
+                Some(pairs) => {
+                    let entries = pairs.chunks_exact(2).map(|pair| (pair[0], pair[1]));
+                    self.write_object(out, entries, depth)?;
+                }
+                None => {
+                    out.push(b'[');
+                    for (i, &item) in self.seq(node).expect("a sequence").iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        self.write_value(out, item, depth + 1)?;
+                        if out.len() > self.values_limit {
+                            return err("values too large");
+                        }
+                    }
+                    out.push(b']');
+                }
+            },
             Node::Dict(d) => {
-                out.push(b'{');
-                for (i, &(k, v)) in self.dicts[d as usize].iter().enumerate() {
-                    let Some(key) = self.text(k) else {
-                        return err("a dict key that is not a string");
-                    };
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    ascii_string(out, key);
-                    out.push(b':');
-                    self.write_value(out, v, depth + 1)?;
-                    if out.len() > self.values_limit {
-                        return err("values too large");
-                    }
-                }
-                out.push(b'}');
+                self.write_object(out, self.dicts[d as usize].iter().copied(), depth)?
             }
             Node::IntType => return err("int in a value"),
+            Node::ObjectMark => return err("bytes other than at the head of an object"),
         }
+        Ok(())
+    }
+
+    /// `{"key":value,…}` of a dict's entries or an object tuple's keys and values.
+    fn write_object(
+        &self,
+        out: &mut Vec<u8>,
+        entries: impl Iterator<Item = (u32, u32)>,
+        depth: u32,
+    ) -> Result<(), String> {
+        out.push(b'{');
+        for (i, (k, v)) in entries.enumerate() {
+            let Some(key) = self.text(k) else {
+                return err("a dict key that is not a string");
+            };
+            if i > 0 {
+                out.push(b',');
+            }
+            ascii_string(out, key);
+            out.push(b':');
+            self.write_value(out, v, depth + 1)?;
+            if out.len() > self.values_limit {
+                return err("values too large");
+            }
+        }
+        out.push(b'}');
         Ok(())
     }
 
@@ -1009,6 +1057,26 @@ impl<'t, 'a: 't> At<'t, 'a> {
         }
     }
 
+    /// `visitor` over a dict's entries or an object tuple's keys and values, the node itself
+    /// already entered. Entries left unread are an error, as serde_json makes of an object's.
+    fn visit_entries<V: Visitor<'t>>(
+        self,
+        entries: impl ExactSizeIterator<Item = (u32, u32)>,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let len = entries.len();
+        let mut map = Entries {
+            at: self,
+            entries,
+            value: None,
+        };
+        let value = visitor.visit_map(&mut map)?;
+        match map.entries.len() {
+            0 => Ok(value),
+            n => Err(de::Error::invalid_length(len - n, &"fewer entries")),
+        }
+    }
+
     #[inline]
     fn enter(&self) -> Result<Node<'a>, Error> {
         self.tree.visit().map_err(Error)?;
@@ -1033,29 +1101,29 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
             Node::Float(_) => Err(Error("a float that is not finite".to_owned())),
             Node::Str(s) => visitor.visit_borrowed_str(s),
             Node::Owned(i) => visitor.visit_borrowed_str(&self.tree.owned[i as usize]),
-            Node::Tuple(..) | Node::List(_) => Span {
-                at: self,
-                items: self.tree.seq(self.node).expect("a sequence"),
-                fields: None,
-            }
-            .visit(visitor),
-            Node::Dict(d) => {
-                let entries = &self.tree.dicts[d as usize];
-                let mut map = Entries {
-                    at: self,
-                    entries: entries.iter(),
-                    value: None,
-                };
-                let value = visitor.visit_map(&mut map)?;
-                match map.entries.len() {
-                    0 => Ok(value),
-                    n => Err(de::Error::invalid_length(
-                        entries.len() - n,
-                        &"fewer entries",
-                    )),
+            Node::Tuple(..) | Node::List(_) => match self.tree.object(self.node) {
+                Some(pairs) if pairs.len() % 2 != 0 => {
+                    Err(Error("an object with a key and no value".to_owned()))
                 }
+                Some(pairs) => {
+                    let entries = pairs.chunks_exact(2).map(|pair| (pair[0], pair[1]));
+                    self.visit_entries(entries, visitor)
+                }
+                None => Span {
+                    at: self,
+                    items: self.tree.seq(self.node).expect("a sequence"),
+                    fields: None,
+                }
+                .visit(visitor),
+            },
+            Node::Dict(d) => {
+                let entries = self.tree.dicts[d as usize].iter().copied();
+                self.visit_entries(entries, visitor)
             }
             Node::IntType => Err(Error("int in a record".to_owned())),
+            Node::ObjectMark => Err(Error(
+                "bytes other than at the head of an object".to_owned(),
+            )),
         }
     }
 
@@ -1243,7 +1311,7 @@ struct Entries<'t, 'a, I> {
     value: Option<u32>,
 }
 
-impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t (u32, u32)>> MapAccess<'t>
+impl<'t, 'a: 't, I: ExactSizeIterator<Item = (u32, u32)>> MapAccess<'t>
     for &mut Entries<'t, 'a, I>
 {
     type Error = Error;
@@ -1253,7 +1321,7 @@ impl<'t, 'a: 't, I: ExactSizeIterator<Item = &'t (u32, u32)>> MapAccess<'t>
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
         match self.entries.next() {
-            Some(&(k, v)) => {
+            Some((k, v)) => {
                 self.value = Some(v);
                 seed.deserialize(self.at.child(k)).map(Some)
             }
@@ -1513,6 +1581,8 @@ mod tests {
         Tuple(Vec<Py>),
         List(Vec<Py>),
         Dict(Vec<(&'static str, Py)>),
+        /// The empty bytes, the head of an object tuple (`Node::ObjectMark`).
+        Mark,
     }
 
     fn s(text: &str) -> Py {
@@ -1524,7 +1594,8 @@ mod tests {
     /// (written once, a memo reference after), as the host's shared strings and rows are.
     fn pickled(value: &Py) -> String {
         fn write(v: &Py, out: &mut Vec<u8>, memo: &mut Vec<Py>) {
-            let shared = matches!(v, Py::Str(_)) || matches!(v, Py::Tuple(t) if !t.is_empty());
+            let shared =
+                matches!(v, Py::Str(_) | Py::Mark) || matches!(v, Py::Tuple(t) if !t.is_empty());
             if let Some(i) = memo.iter().position(|m| shared && m == v) {
                 match u8::try_from(i) {
                     Ok(i) => out.extend([b'h', i]),
@@ -1570,6 +1641,10 @@ mod tests {
                         }
                     }
                     out.extend(text.as_bytes());
+                    memoize(out);
+                }
+                Py::Mark => {
+                    out.extend([b'C', 0]);
                     memoize(out);
                 }
                 Py::Tuple(items) if items.is_empty() => out.push(b')'),
@@ -1884,6 +1959,120 @@ mod tests {
         let flat_all = records.iter().map(flat).collect();
         assert_eq!(read_plainly(&pickled(&batch(flat_all))), 22);
         assert_eq!(read_plainly(&pickled(&batch(records))), 22);
+    }
+
+    /// `value` as the Python host writes a user value: each dict an object tuple (the empty
+    /// bytes, then its keys and values in turn) and each list a tuple, all the way down.
+    fn as_objects(value: &Py) -> Py {
+        match value {
+            Py::Dict(entries) => Py::Tuple(
+                std::iter::once(Py::Mark)
+                    .chain(entries.iter().flat_map(|(k, v)| [s(k), as_objects(v)]))
+                    .collect(),
+            ),
+            Py::List(items) | Py::Tuple(items) => Py::Tuple(items.iter().map(as_objects).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// A nested record with its fields' dicts as object tuples (`as_objects`).
+    fn with_objects(record: &Py) -> Py {
+        let Py::Tuple(items) = record else {
+            panic!("a record")
+        };
+        let Some((Py::Tuple(fields), head)) = items.split_last() else {
+            panic!("a nested record")
+        };
+        let fields = Py::Tuple(fields.iter().map(as_objects).collect());
+        Py::Tuple(head.iter().cloned().chain([fields]).collect())
+    }
+
+    #[test]
+    fn objects_written_as_tuples_read_as_the_dicts_they_stand_for() {
+        let mut records = records_of_every_kind();
+        // An empty object, objects in a list in an object, an object as a header map.
+        let nested_value = Py::Dict(vec![
+            ("e", Py::Dict(vec![])),
+            (
+                "l",
+                Py::List(vec![Py::Dict(vec![("a", Py::Int(1))]), Py::Dict(vec![])]),
+            ),
+        ]);
+        records.push(nested(
+            context(1),
+            state(),
+            30,
+            "FunctionCall",
+            vec![s("f"), s("m"), Py::Dict(vec![])],
+        ));
+        records.push(nested(
+            context(1),
+            state(),
+            31,
+            "Custom",
+            vec![s("n"), nested_value.clone()],
+        ));
+        records.push(nested(
+            context(1),
+            state(),
+            32,
+            "StateChange",
+            vec![s("x"), nested_value, Py::Int(1), s("Write")],
+        ));
+        let dicts = pickled(&batch(records.clone()));
+        for objects in [
+            records.iter().map(with_objects).collect::<Vec<_>>(),
+            records.iter().map(|r| flat(&with_objects(r))).collect(),
+        ] {
+            let objects = pickled(&batch(objects));
+            assert_ne!(objects, dicts);
+            assert_eq!(answers(&objects), answers(&dicts));
+            let budget = Some(1 << 20);
+            let [plain, serde] = reads(&objects, budget);
+            assert_eq!(plain, serde);
+            assert_eq!(read_plainly(&objects), read_plainly(&dicts));
+        }
+    }
+
+    #[test]
+    fn a_malformed_object_tuple_is_refused() {
+        let custom = |data: Py| {
+            pickled(&batch(vec![nested(
+                context(1),
+                state(),
+                1,
+                "Custom",
+                vec![s("n"), data],
+            )]))
+        };
+        let headers = |map: Py| {
+            let fields = vec![s("GET"), s("/"), map, Py::None];
+            pickled(&batch(vec![nested(
+                context(1),
+                state(),
+                1,
+                "HttpRequest",
+                fields,
+            )]))
+        };
+        let cases = [
+            // A key and no value; a key that is not a string; the mark not at the head, or alone.
+            custom(Py::Tuple(vec![Py::Mark, s("a")])),
+            custom(Py::Tuple(vec![Py::Mark, Py::Int(1), Py::Int(2)])),
+            custom(Py::Tuple(vec![s("a"), Py::Mark])),
+            custom(Py::Mark),
+            headers(Py::Tuple(vec![Py::Mark, s("a")])),
+            headers(Py::Tuple(vec![Py::Mark, s("a"), Py::Int(1)])),
+        ];
+        for text in cases {
+            let answer = process_pickle(&config(), &text, 50, None).map(|e| e.into_wire());
+            assert!(answer.is_err(), "{answer:?}");
+        }
+        // Bytes other than the empty ones are no object's mark.
+        let mut text = custom(Py::Tuple(vec![Py::Mark, s("a"), Py::Int(1)]));
+        assert!(process_pickle(&config(), &text, 50, None).is_ok());
+        text = text.replacen("C\u{0}", "C\u{1}x", 1);
+        assert!(process_pickle(&config(), &text, 50, None).is_err());
     }
 
     #[test]

@@ -152,14 +152,27 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
         <&RawValue>::deserialize(RawJson(&self.values[start as usize..end as usize])).ok()
     }
 
+    /// A dict of strings, or an object tuple of them (`Tree::object`).
     fn headers(&mut self, node: u32) -> Option<BTreeMap<Cow<'t, str>, Cow<'t, str>>> {
-        let Node::Dict(d) = self.enter(node) else {
-            return None;
-        };
         let mut headers = BTreeMap::new();
-        for &(name, value) in &self.tree.dicts[d as usize] {
-            let name = self.text(name)?;
-            headers.insert(name, self.text(value)?);
+        match self.enter(node) {
+            Node::Dict(d) => {
+                for &(name, value) in &self.tree.dicts[d as usize] {
+                    let name = self.text(name)?;
+                    headers.insert(name, self.text(value)?);
+                }
+            }
+            Node::Tuple(..) => {
+                let pairs = self.tree.object(node)?;
+                if pairs.len() % 2 != 0 {
+                    return None;
+                }
+                for pair in pairs.chunks_exact(2) {
+                    let name = self.text(pair[0])?;
+                    headers.insert(name, self.text(pair[1])?);
+                }
+            }
+            _ => return None,
         }
         Some(headers)
     }
