@@ -114,6 +114,9 @@ pub struct Tree<'a> {
 /// Room kept in the node tables for the nodes `Tree::inline_rows` adds (more grow them).
 const INLINE_ROOM: usize = 64;
 
+/// An object tuple's keys and values (`Tree::object`): item indexes, as many of each.
+type KeysAndValues<'t> = (&'t [u32], &'t [u32]);
+
 /// No value: every value's JSON has at least one byte, so no value ends where it starts.
 const NONE: (u32, u32) = (0, 0);
 
@@ -482,20 +485,25 @@ impl<'a> Tree<'a> {
         }
     }
 
-    /// The keys and values, in turn, of an object written as a tuple headed by the empty
-    /// bytes (`Node::ObjectMark`); None for any other node.
+    /// The keys and the values of an object written as a tuple headed by the empty bytes
+    /// (`Node::ObjectMark`): `(mark, key_1, …, key_n, value_1, …, value_n)`, keys first, so
+    /// that the host writes one with `(mark, *d, *d.values())`, without a tuple per entry.
+    /// None for any other node; an error for an object tuple of an even length (a key without
+    /// its value).
     #[inline(always)]
-    fn object(&self, node: u32) -> Option<&[u32]> {
-        match self.nodes[node as usize] {
-            Node::Tuple(start, len) if len > 0 => {
-                let items = &self.items[start as usize..(start + len) as usize];
-                match self.nodes[items[0] as usize] {
-                    Node::ObjectMark => Some(&items[1..]),
-                    _ => None,
-                }
-            }
-            _ => None,
+    fn object(&self, node: u32) -> Option<Result<KeysAndValues<'_>, &'static str>> {
+        let Node::Tuple(start, len) = self.nodes[node as usize] else {
+            return None;
+        };
+        let items = self.items.get(start as usize..(start + len) as usize)?;
+        let (&mark, entries) = items.split_first()?;
+        if !matches!(self.nodes[mark as usize], Node::ObjectMark) {
+            return None;
         }
+        if entries.len() % 2 != 0 {
+            return Some(Err("an object with a key and no value"));
+        }
+        Some(Ok(entries.split_at(entries.len() / 2)))
     }
 
     /// An event record's first nine items and its kind's fields, in either of the pickle
@@ -621,11 +629,9 @@ impl<'a> Tree<'a> {
             Node::Float(x) => python_float(out, x)?,
             Node::Str(_) | Node::Owned(_) => ascii_string(out, self.text(node).expect("a string")),
             Node::Tuple(..) | Node::List(_) => match self.object(node) {
-                Some(pairs) if pairs.len() % 2 != 0 => {
-                    return err("an object with a key and no value")
-                }
-                Some(pairs) => {
-                    let entries = pairs.chunks_exact(2).map(|pair| (pair[0], pair[1]));
+                Some(Err(e)) => return err(e),
+                Some(Ok((keys, values))) => {
+                    let entries = keys.iter().copied().zip(values.iter().copied());
                     self.write_object(out, entries, depth)?;
                 }
                 None => {
@@ -1102,11 +1108,9 @@ impl<'t, 'a: 't> Deserializer<'t> for At<'t, 'a> {
             Node::Str(s) => visitor.visit_borrowed_str(s),
             Node::Owned(i) => visitor.visit_borrowed_str(&self.tree.owned[i as usize]),
             Node::Tuple(..) | Node::List(_) => match self.tree.object(self.node) {
-                Some(pairs) if pairs.len() % 2 != 0 => {
-                    Err(Error("an object with a key and no value".to_owned()))
-                }
-                Some(pairs) => {
-                    let entries = pairs.chunks_exact(2).map(|pair| (pair[0], pair[1]));
+                Some(Err(e)) => Err(Error(e.to_owned())),
+                Some(Ok((keys, values))) => {
+                    let entries = keys.iter().copied().zip(values.iter().copied());
                     self.visit_entries(entries, visitor)
                 }
                 None => Span {
@@ -1962,12 +1966,13 @@ mod tests {
     }
 
     /// `value` as the Python host writes a user value: each dict an object tuple (the empty
-    /// bytes, then its keys and values in turn) and each list a tuple, all the way down.
+    /// bytes, its keys, then its values) and each list a tuple, all the way down.
     fn as_objects(value: &Py) -> Py {
         match value {
             Py::Dict(entries) => Py::Tuple(
                 std::iter::once(Py::Mark)
-                    .chain(entries.iter().flat_map(|(k, v)| [s(k), as_objects(v)]))
+                    .chain(entries.iter().map(|(k, _)| s(k)))
+                    .chain(entries.iter().map(|(_, v)| as_objects(v)))
                     .collect(),
             ),
             Py::List(items) | Py::Tuple(items) => Py::Tuple(items.iter().map(as_objects).collect()),

@@ -163,13 +163,10 @@ impl<'t, 'a: 't> Plain<'t, 'a> {
                 }
             }
             Node::Tuple(..) => {
-                let pairs = self.tree.object(node)?;
-                if pairs.len() % 2 != 0 {
-                    return None;
-                }
-                for pair in pairs.chunks_exact(2) {
-                    let name = self.text(pair[0])?;
-                    headers.insert(name, self.text(pair[1])?);
+                let (names, values) = self.tree.object(node)?.ok()?;
+                for (&name, &value) in names.iter().zip(values) {
+                    let name = self.text(name)?;
+                    headers.insert(name, self.text(value)?);
                 }
             }
             _ => return None,
