@@ -28,7 +28,7 @@ import pickle
 from operator import itemgetter
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ._values import snapshot, valid_text
+from ._values import as_json, snapshot, valid_text
 from .context import CLOCK, LOCKS, ContextRow, State
 
 Record = Tuple[Any, ...]
@@ -76,7 +76,7 @@ def encode(records: Sequence[Record], sanitize: bool = False) -> str:
     # record): user values are snapshots, copied acyclic on the hot path (`_values`), and a
     # cycle would still end in RecursionError, which `encode_safely` handles.
     at = index.__getitem__
-    fields = list(map(_fields_of, records))  # the JSON form nests them (docs/record-format.md)
+    fields = list(map(_json_fields, records))  # the JSON form nests them (docs/record-format.md)
     events = json.dumps(
         [(at(id(r[0])), at(id(r[1]))) + r[2:FIELDS] + (f,) for r, f in zip(records, fields, strict=True)],
         separators=(",", ":"),
@@ -107,6 +107,15 @@ def _state_row(state: State) -> Dict[str, Any]:
 
 
 _fields_of = itemgetter(slice(FIELDS, None))
+
+
+def _json_fields(record: Record) -> Tuple[Any, ...]:
+    """A record's fields as the JSON form has them: user values in their record form (object
+    tuples: `raceway._values.as_json`) back as the dicts they stand for."""
+    fields: Tuple[Any, ...] = record[FIELDS:]
+    if tuple in map(type, fields):
+        return tuple([as_json(v) if v.__class__ is tuple else v for v in fields])
+    return fields
 
 
 def _has_big_int(fields: Sequence[Tuple[Any, ...]]) -> bool:
@@ -187,14 +196,18 @@ def _settled(value: Any) -> Any:
     `_values.text` or, when it is a short ``str``, as it came. This finishes what it left:
     an int or float becomes ``snapshot(value)`` (an int beyond 64 bits its decimal string,
     NaN and infinities ``"nan"``, ``"inf"``, ``"-inf"``; any other one itself), a string
-    loses its lone surrogates (`valid_text`), a tuple (a stack) is settled item by item.
-    Anything else was converted when it was recorded and is left as it is."""
+    loses its lone surrogates (`valid_text`), a tuple (a stack, a converted list) is settled
+    item by item and an object tuple (a converted dict) becomes the dict it stands for, settled
+    entry by entry. Anything else was converted when it was recorded and is left as it is."""
     cls = value.__class__
     if cls is int or cls is float:
         return snapshot(value)
     if cls is str:
         return valid_text(value)
     if cls is tuple:
+        if value and value[0].__class__ is bytes:
+            n = len(value) // 2
+            return {_settled(k): _settled(v) for k, v in zip(value[1 : n + 1], value[n + 1 :], strict=False)}
         return tuple(map(_settled, value))
     return value
 
@@ -206,7 +219,7 @@ def _writable(value: Any) -> Any:
         _dumps(value)
         return value
     except (ValueError, TypeError, RecursionError):
-        return snapshot(value)
+        return as_json(snapshot(value))
 
 
 def encode_safely(records: Sequence[Record]) -> str:

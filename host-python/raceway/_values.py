@@ -12,6 +12,14 @@ Limits (documented in docs/values.md):
   at the top as inside containers;
 - dict keys become strings; sets and tuples become lists.
 
+The form a converted value takes in a record is immutable: a list is a ``tuple``, a dict an
+*object tuple*, `OBJECT` followed by its keys and then its values (``{"a": 1, "b": 2}`` is
+``(b"", "a", "b", 1, 2)``: made without a tuple per entry; `as_json` turns one back).
+Python's cyclic GC never untracks a tuple that holds a dict or a list, so a record holding one
+was walked by every collection until it left the log (a full collection walks them all); a
+tuple of strings, numbers and such tuples is untracked in a collection or two. The core reads
+an object tuple as the object it stands for (docs/record-format.md, "Objects").
+
 `snapshot` is the one conversion: what goes on the wire for a value is ``snapshot(value)``,
 whichever path encodes its batch and whatever else the batch holds (`_records`). The hot path
 skips the call for ``int``, ``float``, ``bool`` and ``None``; the encoder finishes those.
@@ -39,6 +47,31 @@ MAX_CHARS = 65536
 
 _INT_MIN = -(2**63)
 _INT_END = 2**64  # the server reads integers as i64 or u64
+
+OBJECT = b""
+"""The head of an object tuple. No converted value holds ``bytes`` (they become text), so a
+tuple that starts with bytes is an object and nothing else."""
+EMPTY_OBJECT: Tuple[Any, ...] = (OBJECT,)
+"""``{}`` in a record (`track_function_call`'s ``args`` when there are none, no headers)."""
+
+
+def as_object(entries: Dict[str, Any]) -> Tuple[Any, ...]:
+    """The object tuple of a dict whose keys are strings and values already converted."""
+    return (OBJECT, *entries, *entries.values()) if entries else EMPTY_OBJECT
+
+
+def as_json(value: Any) -> Any:
+    """A converted value as JSON has it: each object tuple the dict it stands for, each tuple
+    that holds one a list (json writes the other tuples as arrays already). Never raises (an
+    object tuple of a key without its value, which no conversion makes, loses that key)."""
+    if value.__class__ is not tuple or not value:
+        return value
+    if value[0].__class__ is bytes:
+        n = len(value) // 2
+        return {k: as_json(v) for k, v in zip(value[1 : n + 1], value[n + 1 :], strict=False)}
+    if tuple in map(type, value):
+        return [as_json(v) for v in value]
+    return value
 
 
 def cut(s: str, limit: int = MAX_STRING) -> str:
@@ -69,14 +102,15 @@ def valid_text(s: Any) -> Any:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def describe_exception(error: BaseException, max_frames: int) -> Tuple[str, str, List[str]]:
+def describe_exception(error: BaseException, max_frames: int) -> Tuple[str, str, Tuple[str, ...]]:
     """The fields of an ``Error`` event: the exception's type name, its message, and at most
-    ``max_frames`` stack frames as ``file:line in function``, innermost last. Never raises."""
+    ``max_frames`` stack frames as ``file:line in function``, innermost last (a tuple: the
+    record form of a list). Never raises."""
     try:
         frames = traceback.extract_tb(error.__traceback__)[-max_frames:] if error.__traceback__ else []
-        stack = [clean_str(f"{fr.filename}:{fr.lineno} in {fr.name}") for fr in frames]
+        stack = tuple(clean_str(f"{fr.filename}:{fr.lineno} in {fr.name}") for fr in frames)
     except Exception:  # pragma: no cover - a traceback that cannot be read
-        stack = []
+        stack = ()
     try:
         message = text(str(error))
     except Exception:  # a __str__ that raises
@@ -103,8 +137,9 @@ def _big_int(value: int) -> Any:
 
 
 def snapshot(value: Any, depth: int = 0, seen: FrozenSet[int] = frozenset()) -> Any:
-    """A JSON-safe copy of ``value`` (see the module docstring for the rules): a
-    `raceway._core_types.JSONValue`, typed ``Any`` so that callers may keep it where they kept
+    """A JSON-safe copy of ``value`` (see the module docstring for the rules) in its record
+    form (lists as tuples, dicts as object tuples; `as_json` gives the
+    `raceway._core_types.JSONValue`), typed ``Any`` so that callers may keep it where they kept
     the value (``old_value = snapshot(old_value)``). ``seen``: ids of the containers above."""
     cls = type(value)
     if cls is bool or value is None:  # the common scalars, without starting a budget
@@ -129,10 +164,10 @@ keys, and a set lookup (a string caches its hash) is cheaper than checking each 
 _MAX_KNOWN_KEYS = 10_000
 
 
-def flat_dict(value: Dict[Any, Any]) -> Optional[Dict[str, Any]]:
+def flat_dict(value: Dict[Any, Any]) -> Optional[Tuple[Any, ...]]:
     """The common ``args`` shape, ``{"from": "alice", "amount": 100}``: a few short ASCII
     keys with plain scalar values. Such a dict is already JSON-safe and within every limit, so
-    one pass that checks and a copy replace the general conversion (it runs on the
+    one pass that checks and its object tuple replace the general conversion (it runs on the
     application's thread). None when any entry needs the general path."""
     if len(value) > _FLAT_ITEMS:
         return None
@@ -156,9 +191,9 @@ def flat_dict(value: Dict[Any, Any]) -> Optional[Dict[str, Any]]:
                     return None
             elif v is not None and t is not bool:
                 return None
+        return (OBJECT, *value, *value.values()) if value else EMPTY_OBJECT
     except RuntimeError:  # another thread changed the dict meanwhile: the general path copes
         return None
-    return value.copy()
 
 
 class _Converter:
@@ -225,7 +260,9 @@ class _Converter:
             return v
         return self.convert(v, depth + 1, seen)
 
-    def _dict(self, value: Dict[Any, Any], depth: int, seen: FrozenSet[int]) -> Dict[str, Any]:
+    def _dict(self, value: Dict[Any, Any], depth: int, seen: FrozenSet[int]) -> Tuple[Any, ...]:
+        # Collected in a dict first: two keys may convert to the same string (``1`` and
+        # ``"1"``), and the later one wins, as in the dict json would have written.
         out: Dict[str, Any] = {}
         total = len(value)
         item = self._item
@@ -239,9 +276,9 @@ class _Converter:
             else:
                 self.chars -= len(k)
             out[k] = item(v, depth, seen)
-        return out
+        return as_object(out)
 
-    def _list(self, value: Any, depth: int, seen: FrozenSet[int]) -> List[Any]:
+    def _list(self, value: Any, depth: int, seen: FrozenSet[int]) -> Tuple[Any, ...]:
         total = len(value)
         if isinstance(value, (set, frozenset)):
             items = _ordered(value) if total <= MAX_ITEMS else list(itertools.islice(value, MAX_ITEMS))
@@ -257,7 +294,7 @@ class _Converter:
             append(item(v, depth, seen))
         if len(out) < total:
             append(f"…+{total - len(out)} items")
-        return out
+        return tuple(out)
 
 
 def _key(k: Any) -> str:

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from contextvars import Token
-from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional, Tuple, TypeVar
 
 from . import _lifecycle, _values
 from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
@@ -63,6 +63,7 @@ _PLAIN = frozenset({int, float, bool, type(None)})
 _MAX = _values.MAX_STRING
 _snapshot = _values.snapshot
 _flat_dict = _values.flat_dict
+_EMPTY_OBJECT = _values.EMPTY_OBJECT
 _time_ns = time.time_ns
 
 
@@ -75,13 +76,15 @@ def _access_type(value: Any) -> str:
     raise ValueError(f"access_type must be one of {', '.join(_ACCESS)} (any case), got {value!r}")
 
 
-def _headers(value: object, argument: str) -> Dict[str, str]:
+def _headers(value: object, argument: str) -> Tuple[Any, ...]:
+    """``value``'s headers as an object tuple of text (`raceway._values.as_object`)."""
     if value is None:
-        return {}
+        return _EMPTY_OBJECT
     try:
         items = value.items() if isinstance(value, Mapping) else dict(value).items()  # type: ignore[call-overload]
         # Bounded like any other value (docs/values.md): the first MAX_ITEMS headers.
-        return {_values.text(k): _values.text(v) for k, v in itertools.islice(items, _values.MAX_ITEMS)}
+        text = _values.text
+        return _values.as_object({text(k): text(v) for k, v in itertools.islice(items, _values.MAX_ITEMS)})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{argument} must be a mapping of header names to values: {e}") from None
 
@@ -311,7 +314,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         if args.__class__ is dict:  # the usual case, without going through `snapshot`
             args = _flat_dict(args) or _snapshot(args)
         else:
-            args = {} if args is None else args if args.__class__ in _PLAIN else _snapshot(args)
+            args = _EMPTY_OBJECT if args is None else args if args.__class__ in _PLAIN else _snapshot(args)
         if duration_ns is not None:
             duration_ns = _non_negative_int(duration_ns, "duration_ns")
         f = getframe(1)
@@ -467,7 +470,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         ctx = strand_context()
         if ctx is None:
             return self._outside("happens_before")
-        self._record(ctx, "Custom", (HAPPENS_BEFORE, {"sync": sync_id(token)}))
+        self._record(ctx, "Custom", (HAPPENS_BEFORE, (_values.OBJECT, "sync", sync_id(token))))
 
     def happens_after(self, token: Hashable) -> None:
         """The receiving side of `happens_before`: the current strand's later events happen
@@ -475,7 +478,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         ctx = strand_context()
         if ctx is None:
             return self._outside("happens_after")
-        self._record(ctx, "Custom", (HAPPENS_AFTER, {"sync": sync_id(token)}))
+        self._record(ctx, "Custom", (HAPPENS_AFTER, (_values.OBJECT, "sync", sync_id(token))))
 
     # ------------------------------------------------------------------------------------------
     # Lifecycle

@@ -108,7 +108,8 @@ def test_flat_dict_fast_path_gives_what_the_general_conversion_gives():
     original = {"a": 1}
     copy = snapshot(original)
     original["a"] = 2
-    assert copy == {"a": 1}  # the value as it was when recorded
+    assert copy == (_values.OBJECT, "a", 1)  # the value as it was when recorded, in its record form
+    assert _values.as_json(copy) == {"a": 1}
 
 
 def _quiet_client(make_client):

@@ -1,8 +1,10 @@
 """Records hold no object the cyclic GC tracks (raceway/_records.py): a record's context is
-its `ContextRow` and its state a `State`, tuples of strings and ints, so once the GC's young
-collections have looked at it a record waiting in the log is untracked and no full
+its `ContextRow` and its state a `State`, tuples of strings and ints, and user values are in
+their record form (raceway/_values.py: lists as tuples, dicts as object tuples), so once the
+GC's young collections have looked at it a record waiting in the log is untracked and no full
 collection ever walks it. Checked on every path that makes records: the client's ``track_*``
-methods, the instrumented primitives, ``raceway.shared``, spawn and join of threads."""
+methods, the decorators, background jobs, the instrumented primitives, ``raceway.shared``,
+happens-before annotations, spawn and join of threads."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, List
 import raceway
 from raceway import Config, RacewayClient
 
-ATOMIC = (str, int, type(None))
+ATOMIC = (str, int, float, bool, bytes, type(None))
 
 
 def _atomic(value: Any) -> bool:
@@ -29,9 +31,40 @@ def _record_everything(client: RacewayClient) -> List[Any]:
         lock = threading.Lock()
         rlock = threading.RLock()
         accounts = raceway.shared({"alice": 100}, "accounts")
+        @raceway.track_function(client)
+        def plain_call(x: int) -> int:
+            return x
+
+        @raceway.track_function(client, capture_args=True, capture_result=True)
+        def captured(x: Any, *rest: Any, **named: Any) -> Any:
+            return {"out": [x]}
+
+        @raceway.background_job(client, capture_args=True)
+        def job(payload: Any) -> None:
+            pass
+
+        class Account:
+            @raceway.track_method(client)
+            def deposit(self, amount: int) -> None:
+                pass
+
         with client.trace():
             client.track_state_change("balance", 1, 2, "Write")
+            client.track_state_change("ledger", [1, 2], {"a": [1, {"b": None}], "c": "d"}, "Write")
+            client.track_state_change("deep", {"a": {"b": {"c": [1.5, True]}}}, {1: 2, "1": 3}, "Read")
             client.track_function_call("transfer", {"amount": 5})
+            client.track_function_call("nothing")
+            client.track_function_call("nested", {"to": {"name": "bob"}, "ids": [1, 2]})
+            client.track_function_call("listed", [1, (2, 3), {4}])
+            plain_call(1)
+            captured([1], {"k": "v"}, flag=True)
+            Account().deposit(3)
+            job({"ids": [1, 2]})
+            client.track_custom("payload", {"rows": [{"id": 1}, {"id": 2}]})
+            client.track_http_request("POST", "http://example.test/", {"X-A": "1"}, {"q": [1]})
+            client.track_http_response(201, {"Content-Type": "text/plain"}, ["ok"], duration_ms=2)
+            client.happens_before("handoff")
+            client.happens_after("handoff")
             client.track_lock_acquire("L")
             client.track_lock_release("L")
             client.track_custom("note", "x")
@@ -64,13 +97,13 @@ def test_every_record_carries_its_context_and_state_as_atomic_tuples():
         for r in records:
             assert r[0].__class__ is tuple and len(r[0]) == 6 and _atomic(r[0]), r
             assert r[1].__class__ is tuple and len(r[1]) == 2 and _atomic(r[1]), r
-        # A record whose fields are atomic too leaves the GC once collections have seen it
-        # (one per level of nesting at most: the record, its fields, a stack).
-        for _ in range(4):
+        # Every record's fields are atomic too, user values included, so each one leaves the
+        # GC once collections have seen it: one collection per level of nesting at most (a
+        # collection looks at a tuple before the tuples inside it that only it refers to).
+        assert [r for r in records if not _atomic(r[2:])] == []
+        for _ in range(8):
             gc.collect()
-        plain = [r for r in records if _atomic(r[2:])]
-        assert len(plain) >= len(records) // 2
-        assert [r for r in plain if gc.is_tracked(r)] == []
+        assert [r for r in records if gc.is_tracked(r)] == []
     finally:
         client.shutdown(timeout=5)
 

@@ -37,7 +37,7 @@ names = st.one_of(st.just("balance"), any_text, st.sampled_from(["a\udc80b", "n"
 
 def wire(value: Any) -> Any:
     """What the rule says arrives for a user value: its conversion, as JSON reads it back."""
-    return json.loads(json.dumps(_values.snapshot(value), allow_nan=False))
+    return json.loads(json.dumps(_values.as_json(_values.snapshot(value)), allow_nan=False))
 
 
 def record_all(client: RacewayClient, items: List[Tuple[Any, Any]]) -> list:

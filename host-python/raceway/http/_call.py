@@ -184,7 +184,7 @@ class Call:
                 status = carried if isinstance(carried, int) and not isinstance(carried, bool) else 0
             if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 65535:
                 status = 0
-            self._record("HttpResponse", (status, {}, None, duration_ns // 1_000_000), duration_ns)
+            self._record("HttpResponse", (status, _values.EMPTY_OBJECT, None, duration_ns // 1_000_000), duration_ns)
         except Exception as e:
             self.tracer.warn("record", e)
 
@@ -203,7 +203,9 @@ def begin(method: object, url: object, names: Iterable[object] = ()) -> Optional
         if ctx is None or _on_delivery_thread() or tracer.to_endpoint(url):
             return None
         call = Call(tracer, ctx)
-        call._record("HttpRequest", (_values.text(method), describe_url(url, tracer.include_query), {}, None))
+        call._record(
+            "HttpRequest", (_values.text(method), describe_url(url, tracer.include_query), _values.EMPTY_OBJECT, None)
+        )
     except Exception as e:
         tracer.warn("request", e)
         return None

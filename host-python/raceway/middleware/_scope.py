@@ -98,7 +98,7 @@ class RequestScope:
         try:
             scope = cls(client, context_from_headers(client, headers), recorder)
             url = f"{path}?{query}" if options.include_query and query else path
-            scope.record("HttpRequest", (_values.text(method), _values.text(url), {}, None))
+            scope.record("HttpRequest", (_values.text(method), _values.text(url), _values.EMPTY_OBJECT, None))
             scope.activate()
             return scope
         except Exception as e:
@@ -229,7 +229,7 @@ class RequestScope:
         self.status = status
         duration_ns = max(0, (end_ns or time.perf_counter_ns()) - self.start_ns)
         status = status if isinstance(status, int) and 0 <= status <= 65535 else 0
-        self.record("HttpResponse", (status, {}, None, duration_ns // 1_000_000), duration_ns)
+        self.record("HttpResponse", (status, _values.EMPTY_OBJECT, None, duration_ns // 1_000_000), duration_ns)
 
     def traceparent(self) -> str:
         return response_traceparent(self.ctx)
