@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from raceway import Config
+from raceway import Config, RacewayClient
 from raceway._backlog import CHUNK, split_budget
 from raceway._transport import Outcome, RetryPolicy, Transport
 from raceway.testing import CloseMidResponse, CollectorServer, Status
@@ -206,3 +206,25 @@ def test_a_dict_another_thread_changes_while_it_is_checked_is_recorded_not_raise
         sys.setswitchinterval(interval)
     assert client.flush(timeout=10)
     assert client.stats()["recorded"] == 20_000
+
+
+@pytest.mark.parametrize("detect", [False, True])
+def test_with_nothing_to_read_them_records_are_counted_and_the_core_does_no_work(detect: bool) -> None:
+    """No server, no detector, no events file: nothing reads the records, so the flusher takes
+    and counts them and the component runs nothing for them (its fuel is untouched). With the
+    detector on, the same records are read by the core (the fuel moves): the contrast that
+    shows the first case can fail."""
+    client = RacewayClient(Config(endpoint=None, detect_races=detect, report_races_at_shutdown=False))
+    try:
+        store = client._flusher.core._store
+        fuel = store.get_fuel()
+        with client.trace():
+            for i in range(500):
+                client.track_state_change("x", i, i + 1, "Write")
+        assert client.flush(timeout=10)
+        stats = client.stats()
+        assert stats["recorded"] == 500
+        assert stats["queued"] == stats["pending"] == stats["dropped"] == stats["failed"] == stats["sent"] == 0
+        assert (store.get_fuel() != fuel) is detect
+    finally:
+        client.shutdown(timeout=5)
