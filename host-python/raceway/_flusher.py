@@ -49,7 +49,7 @@ from ._records import Record
 from ._sink import EventsFile
 from ._spool import Claim, Spool, SpoolError
 from ._stats import Stats
-from ._transport import FLUSHER_THREAD, Outcome, Pacer, Result, Sender, Transport
+from ._transport import FLUSHER_THREAD, Job, Outcome, Pacer, Result, Sender, Transport
 
 log = logging.getLogger("raceway")
 
@@ -75,6 +75,20 @@ class _Waiter:
     def done(self, ok: bool) -> None:
         self.ok = ok
         self.event.set()
+
+
+class _Flight:
+    """A request on the sender: the backlog entries it carries (the head first), their events,
+    the sender's job (None: abandoned before it started, the budget being spent) and when it
+    started (`time.monotonic`)."""
+
+    __slots__ = ("group", "events", "job", "started")
+
+    def __init__(self, group: List[Entry], events: int, job: Optional[Job], started: float) -> None:
+        self.group = group
+        self.events = events
+        self.job = job
+        self.started = started
 
 
 class Flusher:
@@ -161,6 +175,9 @@ class Flusher:
         self._outage: Optional[str] = None
         self._last_progress = time.monotonic()
         self._in_flight: Optional[str] = None  # why the last request was abandoned
+        self._in_flight_request: Optional[_Flight] = None
+        """A request started while a chunk was encoded (`_overlap`), not yet settled."""
+        self._deferred = False  # this cycle deferred a delivery started by `_overlap`
         self._claim: Optional[Claim] = None
         self._claim_items: Any = None
         self._spool_scanned = self.spool is None
@@ -286,8 +303,12 @@ class Flusher:
 
     def _cycle(self) -> bool:
         """Delivers the backlog, then what waits in the spool, then the records that were in
-        the log when the cycle began, one chunk at a time. False as soon as a delivery is
-        deferred (the rest waits for the retry)."""
+        the log when the cycle began, one chunk at a time, each chunk's requests going out as
+        its parts are encoded (`_overlap`) and its last ones while the next is. False as soon
+        as a delivery is deferred (the rest waits for the retry)."""
+        self._deferred = False
+        if self._in_flight_request is not None and not self._deliver():  # left by a failed cycle
+            return False
         if self.backlog:
             self._drop_stale_backlog()
             if self.backlog and not self._deliver():
@@ -299,14 +320,21 @@ class Flusher:
         while remaining > 0:
             if self._stopping and self._out_of_time():
                 return False
-            records = self._take(min(remaining, self.chunk))
+            # What the backlog still holds counts against the chunk (at most one chunk of
+            # events is held outside the log): the rest of a chunk's bodies, and the request
+            # in flight, go out while the next chunk is encoded, once they leave room for
+            # half a chunk (or for all that remains).
+            want = min(remaining, self.chunk)
+            if not self._make_room(min(want, self.chunk // 2)):
+                return False
+            records = self._take(min(want, self.chunk - self.backlog.events))
             if not records:
                 break
             remaining -= len(records)
             self._encode(records)
-            if not self._deliver():
+            if self._deferred:
                 return False
-        return True
+        return self._deliver()
 
     def _drop_stale_backlog(self) -> None:
         """If the log dropped records since the backlog was taken, the backlog is older than
@@ -419,9 +447,11 @@ class Flusher:
             encoded = self._encode_pickled(part) if self.pickle else None
             if encoded is not None:
                 self._place(part, encoded)
+                self._overlap()
                 continue
             for text, piece in _records.encode_parts(part, per_call):
                 self._place(piece, self._encode_part(text, piece))
+                self._overlap()
 
     def _encode_pickled(self, part: Sequence[Record]) -> Optional[EncodedBatch]:
         """One core call for a part in the pickle form; None when the part cannot be pickled
@@ -500,62 +530,155 @@ class Flusher:
     def _deliver(self) -> bool:
         """Sends the backlog, oldest first, as fast as the pacer allows. False (with the next
         attempt scheduled) when a body cannot be delivered now. Consecutive bodies of this
-        process go in one request (`_request_group`) while the server keeps up."""
+        process go in one request (`_request_group`) while the server keeps up. A request
+        started while the part after it was encoded (`_overlap`) is waited for first."""
         while self.transport is not None:
-            head = self.backlog.head()
-            if head is None:
-                return True
-            now = time.monotonic()
-            wait = self.pacer.delay(now)
-            if wait > 0:
-                self._retry_at = now + wait
-                return False
-            group = self._request_group(head, now)
-            body = head[0] if len(group) == 1 else join_bodies([entry[0] for entry in group])
-            n = sum(entry[1] for entry in group)
-            self.pacer.before_send(n, now)
-            result = self._send(body)
+            flight = self._in_flight_request
+            if flight is None:
+                if self.backlog.head() is None:
+                    return True
+                flight = self._start_request(time.monotonic())
+                if flight is None:  # the pacer's wait: ``_retry_at`` is set
+                    return False
+            self._in_flight_request = None
+            result = self._wait(flight)
             if result is None:  # the budget ended with the request unanswered
                 return False
-            for entry in group:
-                attempts, events = entry[2], entry[1]
-                repeats = result.retries + (1 if attempts else 0)
-                entry[2] = attempts + 1 + result.retries
-                if repeats:
-                    self.stats.add(retried=events * repeats)
-                if entry[3] is not None:
-                    entry[3][0].touch()
-            if result.outcome is Outcome.SENT:
-                for entry in group:
-                    self._done(entry[3], entry[1], "sent")
-                self._progress()
-                self.pacer.accepted(n, time.monotonic())
-                self._recovered()
-            elif result.outcome is Outcome.REJECTED and len(group) > 1:
-                # One bad event refuses a whole request (4xx): the bodies go again one by one
-                # (sent before: never joined again), so only the one that holds it is lost.
-                log.debug(
-                    "raceway: a request of %d bodies was refused (%s); sending them one by one",
-                    len(group),
-                    result.status,
-                )
-                if result.status == 413:
-                    self._too_large(n)
-            elif result.outcome is Outcome.REJECTED:
-                self._done(head[3], head[1], "failed")
-                self._log_repeating(
-                    f"rejected-{result.status}",
-                    "raceway: the server refused %d events; they are dropped: %s",
-                    head[1],
-                    result.reason,
-                )
-            elif result.outcome is Outcome.BACKPRESSURE:
-                self._backpressure(result, n)
-                return False
-            else:
-                self._failed(result)
+            if not self._finish_request(flight, result):
                 return False
         return True
+
+    def _make_room(self, events: int) -> bool:
+        """Delivers the backlog's oldest requests, one at a time, until it holds at most
+        ``chunk - events`` events (a request in flight counts until it is answered). False
+        when a delivery is deferred, as `_deliver`."""
+        while self.chunk - self.backlog.events < events:
+            flight = self._in_flight_request
+            if flight is None:
+                if self.backlog.head() is None:
+                    return True
+                flight = self._start_request(time.monotonic())
+                if flight is None:  # the pacer's wait: ``_retry_at`` is set
+                    return False
+            self._in_flight_request = None
+            result = self._wait(flight)
+            if result is None or not self._finish_request(flight, result):
+                return False
+        return True
+
+    def _start_request(self, now: float) -> Optional["_Flight"]:
+        """Submits the next request (the backlog's head, which must be there, and what joins
+        it) to the sender. None when the pacer says to wait (``_retry_at`` is then set)."""
+        assert self.sender is not None
+        head = self.backlog.head()
+        assert head is not None
+        wait = self.pacer.delay(now)
+        if wait > 0:
+            self._retry_at = now + wait
+            return None
+        group = self._request_group(head, now)
+        body = head[0] if len(group) == 1 else join_bodies([entry[0] for entry in group])
+        n = sum(entry[1] for entry in group)
+        self.pacer.before_send(n, now)
+        if self._stopping:
+            left = self._give_up_at() - now
+            if left <= 0.01:
+                self._in_flight = None
+                return _Flight(group, n, None, now)
+            assert self.transport is not None
+            job = self.sender.submit(body, timeout=min(self.transport.timeout, left), retries=0)
+        else:
+            job = self.sender.submit(body, cancel=self._halt)
+        return _Flight(group, n, job, now)
+
+    def _wait(self, flight: "_Flight") -> Optional[Result]:
+        """The answer to ``flight``, waited for on this thread. Running: as long as the
+        transport's own repeats take, their waits cut short by `stop`. Stopping: until the
+        budget ends; None then (the request is abandoned: its bodies stay in the backlog and
+        are spooled)."""
+        job = flight.job
+        if job is None:
+            return None
+        done = job[3]
+        while not done.wait(POLL):
+            if self._out_of_time():
+                assert self.transport is not None
+                self._in_flight = (
+                    f"no answer from the server; a request had waited {time.monotonic() - flight.started:.1f} s "
+                    f"(timeout {self.transport.timeout:g} s)"
+                )
+                return None
+        return cast(Optional[Result], job[2])
+
+    def _finish_request(self, flight: "_Flight", result: Result) -> bool:
+        """Settles the bodies of an answered request by its outcome. False when delivery is
+        deferred (a failure or back-pressure: the next attempt is scheduled)."""
+        group, n, head = flight.group, flight.events, flight.group[0]
+        for entry in group:
+            attempts, events = entry[2], entry[1]
+            repeats = result.retries + (1 if attempts else 0)
+            entry[2] = attempts + 1 + result.retries
+            if repeats:
+                self.stats.add(retried=events * repeats)
+            if entry[3] is not None:
+                entry[3][0].touch()
+        if result.outcome is Outcome.SENT:
+            for entry in group:
+                self._done(entry[3], entry[1], "sent")
+            self._progress()
+            self.pacer.accepted(n, time.monotonic())
+            self._recovered()
+        elif result.outcome is Outcome.REJECTED and len(group) > 1:
+            # One bad event refuses a whole request (4xx): the bodies go again one by one
+            # (sent before: never joined again), so only the one that holds it is lost.
+            log.debug(
+                "raceway: a request of %d bodies was refused (%s); sending them one by one",
+                len(group),
+                result.status,
+            )
+            if result.status == 413:
+                self._too_large(n)
+        elif result.outcome is Outcome.REJECTED:
+            self._done(head[3], head[1], "failed")
+            self._log_repeating(
+                f"rejected-{result.status}",
+                "raceway: the server refused %d events; they are dropped: %s",
+                head[1],
+                result.reason,
+            )
+        elif result.outcome is Outcome.BACKPRESSURE:
+            self._backpressure(result, n)
+            return False
+        else:
+            self._failed(result)
+            return False
+        return True
+
+    def _overlap(self) -> None:
+        """Between two parts of a chunk being encoded: settles a request that has been
+        answered and starts the next one once a whole request's worth of bodies
+        (``max_batch_size`` events) waits, so the sender and the server work while this thread
+        encodes. Without it every request's round trip left the SDK's core idle (measured:
+        the process busy 84% of the time while it delivered a burst). Not while stopping
+        (`_deliver` keeps to the budget), nor once a delivery was deferred in this cycle (the
+        rest of the chunk is encoded and waits in the backlog, as before)."""
+        if self.transport is None or self._stopping or self._deferred:
+            return
+        flight = self._in_flight_request
+        if flight is not None:
+            if flight.job is None or not flight.job[3].is_set():
+                return
+            self._in_flight_request = None
+            result = cast(Optional[Result], flight.job[2])
+            if result is None or not self._finish_request(flight, result):
+                self._deferred = True
+                return
+        if self.backlog.events < self.max_batch_size:
+            return
+        now = time.monotonic()
+        if self.pacer.backed_off(now):  # under back-pressure bodies go one by one, as they come
+            return
+        self._in_flight_request = self._start_request(now)
 
     def _too_large(self, events: int) -> None:
         """The server (or a proxy before it) refused a joined request of ``events`` events as
@@ -600,30 +723,6 @@ class Flusher:
         except OSError as e:
             self.spool.problem = f"cannot write the spool journal {claim.journal_path}: {e}"  # type: ignore[union-attr]
             self._report_spool()
-
-    def _send(self, body: "bytes | str") -> Optional[Result]:
-        """One send on the sender thread. Running: the transport's own repeats, their waits cut
-        short by `stop`. Stopping: one request, bounded by the time left. None when the budget
-        ends first (the request is abandoned: the body stays in the backlog and is spooled)."""
-        assert self.sender is not None and self.transport is not None
-        if self._stopping:
-            left = self._give_up_at() - time.monotonic()
-            if left <= 0.01:
-                self._in_flight = None
-                return None
-            job = self.sender.submit(body, timeout=min(self.transport.timeout, left), retries=0)
-        else:
-            job = self.sender.submit(body, cancel=self._halt)
-        started = time.monotonic()
-        done = job[3]
-        while not done.wait(POLL):
-            if self._out_of_time():
-                self._in_flight = (
-                    f"no answer from the server; a request had waited {time.monotonic() - started:.1f} s "
-                    f"(timeout {self.transport.timeout:g} s)"
-                )
-                return None
-        return cast(Optional[Result], job[2])
 
     def _progress(self) -> None:
         self._last_progress = time.monotonic()
