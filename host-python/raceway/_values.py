@@ -172,6 +172,9 @@ def flat_dict(value: Dict[Any, Any]) -> Optional[Tuple[Any, ...]]:
     if len(value) > _FLAT_ITEMS:
         return None
     try:
+        # One read of the dict (C-level, under the GIL): another thread may change it while it
+        # is checked, and the object tuple reads it twice (its keys, then its values).
+        value = value.copy()
         if not _known_keys.issuperset(value):
             for k in value:
                 if k.__class__ is not str or len(k) > _FLAT_TEXT or not k.isascii():
@@ -191,9 +194,9 @@ def flat_dict(value: Dict[Any, Any]) -> Optional[Tuple[Any, ...]]:
                     return None
             elif v is not None and t is not bool:
                 return None
-        return (OBJECT, *value, *value.values()) if value else EMPTY_OBJECT
-    except RuntimeError:  # another thread changed the dict meanwhile: the general path copes
+    except Exception:  # a key whose __hash__ or __eq__ raises: the general path copes
         return None
+    return (OBJECT, *value, *value.values()) if value else EMPTY_OBJECT
 
 
 class _Converter:

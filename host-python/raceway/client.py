@@ -81,12 +81,16 @@ def _headers(value: object, argument: str) -> Tuple[Any, ...]:
     if value is None:
         return _EMPTY_OBJECT
     try:
+        if value.__class__ is dict:  # one read (C-level): another thread may be changing it
+            value = value.copy()
         items = value.items() if isinstance(value, Mapping) else dict(value).items()  # type: ignore[call-overload]
         # Bounded like any other value (docs/values.md): the first MAX_ITEMS headers.
         text = _values.text
         return _values.as_object({text(k): text(v) for k, v in itertools.islice(items, _values.MAX_ITEMS)})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{argument} must be a mapping of header names to values: {e}") from None
+    except RuntimeError:  # another mapping changed while it was read: recorded without headers
+        return _EMPTY_OBJECT
 
 
 def _non_negative_int(value: Any, argument: str) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import threading
 from typing import Any, Iterator, List, Tuple
 
 import pytest
@@ -168,3 +170,99 @@ def test_any_value_arrives_the_same_alone_and_in_a_mixed_batch(live, value, neig
     assert alone["v"]["new_value"] == mixed["v"]["new_value"] == wire(value)
     stats = client.stats()
     assert stats["dropped"] == stats["failed"] == 0
+
+
+# -- values another thread changes while they are recorded ---------------------------------------
+def _while_changed(change, record, calls: int) -> RacewayClient:  # type: ignore[no-untyped-def]
+    """Runs ``change()`` in a loop on another thread, with a switch interval of 1 µs, while
+    ``record(client)`` runs ``calls`` times; returns the client, its records in its log."""
+    client = RacewayClient(Config(endpoint=None, flush_interval=600.0, batch_size=10**6, max_queue_size=10**7,
+                                  report_races_at_shutdown=False))
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            change()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        with client.trace():
+            for _ in range(calls):
+                record(client)
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    return client
+
+
+def test_a_dict_changed_by_another_thread_is_recorded_as_one_state_of_it():
+    """`flat_dict` reads the dict once: an object tuple made of its keys and then its values,
+    read separately, paired a key with another key's value when a switch fell between them."""
+    d = {"a": 1, "b": 2}
+    counter = [0]
+
+    def change() -> None:
+        counter[0] += 1
+        d["c"] = 3
+        del d["c"]
+        d.pop("a", None)
+        d["a"] = counter[0]
+
+    client = _while_changed(change, lambda c: c.track_function_call("f", d), 30_000)
+    try:
+        args = [r[11] for r in client._queue if r[8] == "FunctionCall"]
+        assert len(args) == 30_000
+        for a in args:
+            assert len(a) % 2 == 1, a  # the mark, then as many values as keys
+            entries = _values.as_json(a)
+            assert entries["b"] == 2 and entries.get("c", 3) == 3 and set(entries) <= {"a", "b", "c"}, a
+    finally:
+        client.shutdown(timeout=5)
+
+
+def test_headers_changed_by_another_thread_never_raise_into_the_application():
+    h = {f"H{i}": "v" for i in range(50)}
+
+    def change() -> None:
+        h["X"] = "1"
+        h["Y"] = "2"
+        h.pop("X", None)
+        h.pop("Y", None)
+
+    client = _while_changed(change, lambda c: c.track_http_request("GET", "/", h, None), 20_000)
+    try:
+        records = [r for r in client._queue if r[8] == "HttpRequest"]
+        assert len(records) == 20_000
+        assert all(set(_values.as_json(r[11])) >= {f"H{i}" for i in range(50)} for r in records)
+    finally:
+        client.shutdown(timeout=5)
+
+
+def test_a_key_whose_comparison_raises_is_converted_not_raised():
+    class Key:
+        def __hash__(self) -> int:
+            return hash("amount")  # meets a known key's hash, so the set compares them
+
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("no comparing me")
+
+        def __repr__(self) -> str:
+            return "Key()"
+
+    _values.flat_dict({"amount": 1})  # "amount" is a known key now
+    client = RacewayClient(Config(endpoint=None, flush_interval=600.0, batch_size=10**6, report_races_at_shutdown=False))
+    try:
+        with client.trace():
+            client.track_function_call("f", {Key(): 1})
+            client.track_custom("c", {Key(): 2})
+            client.track_state_change("s", None, {Key(): 3}, "Write")
+        values = [r[11] for r in client._queue if r[8] == "FunctionCall"]
+        values += [r[10] for r in client._queue if r[8] == "Custom"]
+        values += [r[11] for r in client._queue if r[8] == "StateChange"]
+        assert [_values.as_json(v) for v in values] == [{"Key()": 1}, {"Key()": 2}, {"Key()": 3}]
+    finally:
+        client.shutdown(timeout=5)
