@@ -304,8 +304,9 @@ class Flusher:
     def _cycle(self) -> bool:
         """Delivers the backlog, then what waits in the spool, then the records that were in
         the log when the cycle began, one chunk at a time, each chunk's requests going out as
-        its parts are encoded (`_overlap`) and its last ones while the next is. False as soon
-        as a delivery is deferred (the rest waits for the retry)."""
+        its parts are encoded (`_overlap`) and its last ones while the next is taken (within
+        one chunk: `_deliver`'s ``keep``). False as soon as a delivery is deferred (the rest
+        waits for the retry)."""
         self._deferred = False
         if self._in_flight_request is not None and not self._deliver():  # left by a failed cycle
             return False
@@ -325,7 +326,7 @@ class Flusher:
             # in flight, go out while the next chunk is encoded, once they leave room for
             # half a chunk (or for all that remains).
             want = min(remaining, self.chunk)
-            if not self._make_room(min(want, self.chunk // 2)):
+            if not self._deliver(keep=self.chunk - min(want, self.chunk // 2)):
                 return False
             records = self._take(min(want, self.chunk - self.backlog.events))
             if not records:
@@ -527,41 +528,23 @@ class Flusher:
     # ------------------------------------------------------------------------------------------
     # Delivery
     # ------------------------------------------------------------------------------------------
-    def _deliver(self) -> bool:
-        """Sends the backlog, oldest first, as fast as the pacer allows. False (with the next
-        attempt scheduled) when a body cannot be delivered now. Consecutive bodies of this
-        process go in one request (`_request_group`) while the server keeps up. A request
-        started while the part after it was encoded (`_overlap`) is waited for first."""
+    def _deliver(self, keep: int = 0) -> bool:
+        """Sends the backlog, oldest first, as fast as the pacer allows, until it is empty (or,
+        with ``keep``, holds at most that many events: a request in flight counts until it is
+        answered, and may stay in flight). False (with the next attempt scheduled) when a body
+        cannot be delivered now. Consecutive bodies of this process go in one request
+        (`_request_group`) while the server keeps up. A request started while a part was
+        encoded (`_overlap`) is waited for first."""
         while self.transport is not None:
+            if self.backlog.head() is None or (keep and self.backlog.events <= keep):
+                return True
             flight = self._in_flight_request
             if flight is None:
-                if self.backlog.head() is None:
-                    return True
                 flight = self._start_request(time.monotonic())
                 if flight is None:  # the pacer's wait: ``_retry_at`` is set
                     return False
             self._in_flight_request = None
-            result = self._wait(flight)
-            if result is None:  # the budget ended with the request unanswered
-                return False
-            if not self._finish_request(flight, result):
-                return False
-        return True
-
-    def _make_room(self, events: int) -> bool:
-        """Delivers the backlog's oldest requests, one at a time, until it holds at most
-        ``chunk - events`` events (a request in flight counts until it is answered). False
-        when a delivery is deferred, as `_deliver`."""
-        while self.chunk - self.backlog.events < events:
-            flight = self._in_flight_request
-            if flight is None:
-                if self.backlog.head() is None:
-                    return True
-                flight = self._start_request(time.monotonic())
-                if flight is None:  # the pacer's wait: ``_retry_at`` is set
-                    return False
-            self._in_flight_request = None
-            result = self._wait(flight)
+            result = self._wait(flight)  # None: the budget ended with the request unanswered
             if result is None or not self._finish_request(flight, result):
                 return False
         return True
