@@ -1,4 +1,4 @@
-"""Review of the record form of user values (lists as tuples, dicts as object tuples
+"""The record form of user values (lists as tuples, dicts as object tuples
 ``(b"", k1..kn, v1..vn)``: raceway/_values.py, docs/record-format.md "Objects").
 
 Checked with the built component and real clients, on every path that makes records: the

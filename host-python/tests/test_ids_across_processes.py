@@ -1,4 +1,4 @@
-"""Review of ids drawn from the seeded Mersenne Twister (raceway/context.py): every way a
+"""Ids drawn from the seeded Mersenne Twister (raceway/context.py): every way a
 process can start from this one (multiprocessing's fork, spawn and forkserver, and a plain
 ``os.fork`` from a thread that is not the main one), and threads drawing at once, give ids
 that never repeat."""

@@ -1,4 +1,4 @@
-"""Review of `Config.background_nice` (raceway/_priority.py): with it on and the SDK's threads
+"""`Config.background_nice` (raceway/_priority.py): with it on and the SDK's threads
 lowered, what the application starts afterwards (threads, a subprocess, a forked child, a
 second client made on another thread) keeps the application's own nice value."""
 

@@ -1,4 +1,4 @@
-"""Review of requests of several bodies (docs/delivery.md, "Request size"), against real
+"""Requests of several bodies (docs/delivery.md, "Request size"), against real
 collectors on 127.0.0.1: what a joined request does at a shutdown, with the spool, behind a
 server that refuses large requests, under a full server queue, and to the order of each
 context's events."""
