@@ -153,6 +153,9 @@ class Flusher:
         self.sender = Sender(transport, nice) if transport is not None else None
         self.wake = threading.Event()
         """Set by the hot path (the log reached a batch), `flush` and `stop`."""
+        self.wake_size = min(batch_size, queue.maxlen or batch_size)
+        """The log's size at which an append wakes the waiting flusher (`EventRecorder.wake_at`
+        when armed: ``batch_size``, at most the log's limit)."""
         self.arm = arm or _nothing
         """Called before each wait: the hot path wakes the flusher only while it waits
         (`EventRecorder.arm`), so appends made while it works pay no call."""
@@ -253,7 +256,7 @@ class Flusher:
                 self.arm()
                 # Appends made while it worked did not wake it (`arm`): a batch already waiting
                 # is taken now, not after the interval.
-                if len(self.queue) < self.batch_size:
+                if len(self.queue) < self.wake_size:
                     self.wake.wait(self.interval)
                 self.wake.clear()
             return
