@@ -540,9 +540,11 @@ impl<'a> Tree<'a> {
         })
     }
 
-    /// Writes the JSON of every user value of every event record, as the JSON form has it.
-    /// The records' places of values are those of `docs/record-format.md`; a record of another
-    /// shape is left for the typed read to refuse.
+    /// Writes the JSON of every user value of every event record, as the JSON form has it,
+    /// then makes table rows of the contexts and states written inline (`inline_rows`, which
+    /// must come after: it rewrites the nodes the values were rendered from). The records'
+    /// places of values are those of `docs/record-format.md`; a record of another shape is
+    /// left for the typed read to refuse.
     pub fn render_values(&mut self) -> Result<String, String> {
         // With room for the nodes `inline_rows` adds (one per distinct inline tuple, a few
         // per batch), so that adding them does not copy the table.
@@ -550,7 +552,9 @@ impl<'a> Tree<'a> {
         raw.resize(self.nodes.len(), NONE);
         let values = self.render_values_into(&mut raw);
         self.raw = raw;
-        values
+        let values = values?;
+        self.inline_rows()?;
+        Ok(values)
     }
 
     /// `render_values`, with the table of where each value's JSON is apart from the tree (so
@@ -690,10 +694,10 @@ impl<'a> Tree<'a> {
     /// tuple the same node. Each distinct tuple gets the next index after the batch's own
     /// table rows, its node becomes that index and the tuple moves to a node of its own, read
     /// as a row by `batch` (as the JSON form's table rows are, positionally). So every read
-    /// of the records sees indexes, as in the JSON form. Call after `render_values`, whose
-    /// values are then already rendered. At most two nodes per record are added. Fails when
-    /// one tuple is written both as a context and as a state.
-    pub fn inline_rows(&mut self) -> Result<(), String> {
+    /// of the records sees indexes, as in the JSON form. Called by `render_values`, once the
+    /// values are rendered. At most two nodes per record are added. Fails when one tuple is
+    /// written both as a context and as a state.
+    fn inline_rows(&mut self) -> Result<(), String> {
         let Node::Dict(d) = self.nodes[self.root as usize] else {
             return Ok(());
         };
@@ -1444,7 +1448,6 @@ mod tests {
             let text = host_string(bytes);
             let mut tree = Tree::read(&text).unwrap();
             tree.render_values().unwrap();
-            tree.inline_rows().unwrap();
             assert_eq!(tree.inline.each_ref().map(Vec::len), [1, 1]);
         }
     }
@@ -1500,7 +1503,6 @@ mod tests {
         [true, false].map(|plain| {
             let mut tree = Tree::read(text).unwrap();
             let values = tree.render_values().unwrap();
-            tree.inline_rows().unwrap();
             if let Some(budget) = budget {
                 tree.visits_left.set(budget);
             }
@@ -1536,7 +1538,6 @@ mod tests {
     fn read_plainly(text: &str) -> usize {
         let mut tree = Tree::read(text).unwrap();
         let values = tree.render_values().unwrap();
-        tree.inline_rows().unwrap();
         let Node::Dict(d) = tree.nodes[tree.root as usize] else {
             panic!("a dict")
         };

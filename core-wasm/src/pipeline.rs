@@ -130,7 +130,6 @@ pub fn process_pickle(
     pickle::check_size(records)?;
     let mut tree = pickle::Tree::read(records)?;
     let values = tree.render_values()?;
-    tree.inline_rows()?;
     let batch = tree.batch(&values)?;
     Ok(process_read(config, batch, max_per_body, detector))
 }
