@@ -34,6 +34,7 @@ mod events;
 
 use crate::read::ReadBatch;
 use crate::record::{BatchRecord, ContextRecord, EventRecord, StateRecord};
+use crate::render;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
@@ -901,21 +902,14 @@ fn ascii_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Whether each of the eight bytes of `w` is one `ascii_string` writes as it is: from `' '`
-/// to `'~'`, neither `"` nor `\\`. A byte is found by the usual zero-byte test on the word less
-/// 0x20 in each byte (control characters; bytes from 0x80 are cleared by `!w`), on the word
-/// xor `"` and xor `\\`; bytes from 0x7f have their top bit set in `w` or after adding one to
-/// their low seven bits (which never carries out of a byte).
+/// to `'~'`, neither `"` nor `\\` (none that JSON escapes, `render::json_escapes`, and none from
+/// 0x7f: those have their top bit set in `w` or after adding one to their low seven bits,
+/// which never carries out of a byte).
 fn written_as_is(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
     let high = (w | ((w & !HIGH) + ONES)) & HIGH;
-    control
-        | high
-        | has_zero(w ^ (ONES * u64::from(b'"')))
-        | has_zero(w ^ (ONES * u64::from(b'\\')))
-        == 0
+    render::json_escapes(w) | high == 0
 }
 
 /// A float as Python's `repr` writes it (which `json` uses): the shortest digits that read back

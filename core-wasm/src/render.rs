@@ -63,24 +63,23 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-/// Whether a byte of `bytes` is one JSON escapes (a control character, `"` or `\\`), eight
-/// bytes at a time: a byte is found by the usual zero-byte test on the word, on the word
-/// less 0x20 in each byte (control characters) and on the word xor each of the two.
-fn needs_escape(bytes: &[u8]) -> bool {
+/// The bytes of the word `w` that JSON escapes (a control character, `"` or `\\`), each marked
+/// by its top bit: the usual zero-byte test on the word less 0x20 in each byte (control
+/// characters) and on the word xor each of the two. Bytes from 0x80 are never marked: `!w &
+/// HIGH` clears them in the control test, and the zero tests on the xors cannot be set by them.
+pub fn json_escapes(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    control | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))
+}
+
+/// Whether a byte of `bytes` is one JSON escapes (`json_escapes`), eight bytes at a time.
+fn needs_escape(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-        // Bytes from 0x80 never match: `!w & HIGH` clears them in the control test, and the
-        // zero tests on the xors cannot be set by them.
-        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        if control
-            | has_zero(w ^ (ONES * u64::from(b'"')))
-            | has_zero(w ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
+        if json_escapes(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) != 0 {
             return true;
         }
     }
