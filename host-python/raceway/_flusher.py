@@ -9,9 +9,11 @@ Delivery policy (docs/delivery.md):
 
 - A spool left by an earlier client with the same endpoint is delivered first, body by body,
   each one journaled once delivered (`_spool.py`).
-- Records are taken from the log one chunk at a time, and only when nothing taken earlier is
-  still undelivered: at most one chunk of events is ever held outside the log (see
-  ``_backlog.py`` for why that bounds memory).
+- Records are taken from the log one chunk at a time, as far as what is still undelivered
+  leaves room: at most one chunk of events is ever held outside the log (see ``_backlog.py``
+  for why that bounds memory). Requests go out while a chunk is encoded (`Flusher._overlap`),
+  the last ones of a chunk while the next is taken, so the sender, the server and the core
+  work at once.
 - Bodies go out oldest first. A 206 (the server's ingest queue is full) is back-pressure, not
   failure: the body is sent again once the pacer (`_transport.Pacer`, AIMD on the rate) allows,
   and the pacer keeps later bodies to what the server takes. A body that cannot be delivered
@@ -329,7 +331,7 @@ class Flusher:
             # in flight, go out while the next chunk is encoded, once they leave room for
             # half a chunk (or for all that remains).
             want = min(remaining, self.chunk)
-            if not self._deliver(keep=self.chunk - min(want, self.chunk // 2)):
+            if not self._deliver(keep=self.chunk - min(want, max(1, self.chunk // 2))):
                 return False
             records = self._take(min(want, self.chunk - self.backlog.events))
             if not records:
@@ -348,7 +350,9 @@ class Flusher:
             self._settle(n, dropped=n)
 
     def _take(self, n: int) -> List[Record]:
-        if self.log_drops is not None:
+        # The drops the backlog's oldest events have seen: bodies of the last chunk still held
+        # (carried into this take) are older than anything the log dropped since their take.
+        if self.log_drops is not None and not self.backlog.events:
             self._drops_at_take = self.log_drops()
         self._taken += n
         records: List[Record] = []
@@ -588,13 +592,19 @@ class Flusher:
         done = job[3]
         while not done.wait(POLL):
             if self._out_of_time():
-                assert self.transport is not None
-                self._in_flight = (
-                    f"no answer from the server; a request had waited {time.monotonic() - flight.started:.1f} s "
-                    f"(timeout {self.transport.timeout:g} s)"
-                )
+                self._abandon(flight)
                 return None
         return cast(Optional[Result], job[2])
+
+    def _abandon(self, flight: "_Flight") -> None:
+        """Stops waiting for ``flight`` (its bodies stay in the backlog, to be spooled or counted;
+        the sender finishes it alone) and keeps why, for the line that says what was not
+        delivered."""
+        assert self.transport is not None
+        self._in_flight = (
+            f"no answer from the server; a request had waited {time.monotonic() - flight.started:.1f} s "
+            f"(timeout {self.transport.timeout:g} s)"
+        )
 
     def _finish_request(self, flight: "_Flight", result: Result) -> bool:
         """Settles the bodies of an answered request by its outcome. False when delivery is
@@ -760,6 +770,14 @@ class Flusher:
         """The budget is spent: everything still held, and still in the log, goes to the spool
         (encoded first), or is counted as failed; one log line says how many and why."""
         self._release_claim()
+        # A request `_overlap` started and nobody waited for (the budget ended, or the core
+        # failed, while a chunk was encoded): settled by its answer if it has one (a 200 is
+        # delivered: not spooled, not sent again by the next client), else abandoned.
+        flight, self._in_flight_request = self._in_flight_request, None
+        if flight is not None and flight.job is not None and flight.job[3].is_set():
+            self._finish_request(flight, cast(Result, flight.job[2]))
+        elif flight is not None and flight.job is not None:
+            self._abandon(flight)
         reason = self._in_flight or self._outage or ("the server's queue stayed full" if self.pacer.rate else None)
         own = self.backlog.take_own()
         spooled = failed = 0
