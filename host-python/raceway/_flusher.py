@@ -183,6 +183,8 @@ class Flusher:
         self._in_flight_request: Optional[_Flight] = None
         """A request started while a chunk was encoded (`_overlap`), not yet settled."""
         self._deferred = False  # this cycle deferred a delivery started by `_overlap`
+        self._log_at_take = 0  # the log's length right after the last take
+        self._grew = False  # the log grew while the last chunk was worked on (`_recording`)
         self._claim: Optional[Claim] = None
         self._claim_items: Any = None
         self._spool_scanned = self.spool is None
@@ -323,17 +325,26 @@ class Flusher:
             if not self._deliver():
                 return False
         remaining = len(self.queue)
+        self._grew = False  # what the log did while the flusher waited says nothing of now
+        first = True
         while remaining > 0:
             if self._stopping and self._out_of_time():
                 return False
             # What the backlog still holds counts against the chunk (at most one chunk of
             # events is held outside the log): the rest of a chunk's bodies, and the request
             # in flight, go out while the next chunk is encoded, once they leave room for
-            # half a chunk (or for all that remains).
+            # half a chunk (or for all that remains). Not while the application records (the
+            # log grew since the last take): the round trips are then its time, and the chunk
+            # is delivered before the next is taken, as it was without overlap.
             want = min(remaining, self.chunk)
-            if not self._deliver(keep=self.chunk - min(want, max(1, self.chunk // 2))):
+            if not first:
+                self._grew = len(self.queue) > self._log_at_take
+            first = False
+            keep = 0 if self._grew else self.chunk - min(want, max(1, self.chunk // 2))
+            if not self._deliver(keep=keep):
                 return False
             records = self._take(min(want, self.chunk - self.backlog.events))
+            self._log_at_take = len(self.queue)
             if not records:
                 break
             remaining -= len(records)
@@ -669,12 +680,23 @@ class Flusher:
             if result is None or not self._finish_request(flight, result):
                 self._deferred = True
                 return
-        if self.backlog.events < self.max_batch_size:
+        # While the application records, the round trips are its time: requests wait for the
+        # end of the chunk, as they did without overlap.
+        if self._recording() or self.backlog.events < self.max_batch_size:
             return
         now = time.monotonic()
         if self.pacer.backed_off(now):  # under back-pressure bodies go one by one, as they come
             return
         self._in_flight_request = self._start_request(now)
+
+    def _recording(self) -> bool:
+        """Whether the application is recording: the log grew while the last chunk was worked
+        on, or since this one was taken. Then the flusher does not overlap requests with its
+        own work, so that a burst keeps the time a request's round trip leaves (measured with
+        overlap during bursts of 80,000 calls: 0.83 -> 0.88-0.92 µs per call on the
+        application's thread). Looking only between two parts missed it: with one core, the
+        application often does not run between two parts."""
+        return self._grew or len(self.queue) > self._log_at_take
 
     def _too_large(self, events: int) -> None:
         """The server (or a proxy before it) refused a joined request of ``events`` events as
