@@ -5,6 +5,7 @@ component, real threads."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Callable, Iterator, List
 
@@ -32,6 +33,17 @@ def assert_valid_batch(batch: object) -> None:
     """Fails with every schema error of a request body the SDK sent."""
     errors = sorted(_validator.iter_errors(batch), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Polls ``predicate`` every 2 ms until it holds (True) or ``timeout`` seconds pass (False):
+    for states a test cannot be told of (a collector takes a fault without notifying)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 from conftest import assert_valid_batch
+from conftest import wait_until as _wait_until
 
 from raceway import Config, RacewayClient
 
@@ -81,14 +81,11 @@ class GateCollector:
         self._sock.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 8.0) -> bool:
-    """Short of the client's 10 s request timeout: a held request is never sent twice."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
+
+def wait_until(predicate: Callable[[], bool]) -> bool:
+    """`conftest.wait_until`, short of the client's 10 s request timeout: a held request is
+    never sent twice."""
+    return _wait_until(predicate, timeout=8.0)
 
 
 @pytest.fixture

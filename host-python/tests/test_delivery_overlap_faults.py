@@ -20,10 +20,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from conftest import assert_valid_batch
+from conftest import assert_valid_batch, wait_until
 
 from raceway import Config, ContextAwareThread, RacewayClient
 from raceway.testing import (
@@ -162,15 +162,6 @@ def _held_request(client: RacewayClient, gate: PartGate) -> Any:
     assert flight.job is not None and flight.job[3].wait(30), "the request started by _overlap was never answered"
     return flight
 
-
-def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Polls ``predicate`` (a collector takes a fault without notifying its waiters)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def _stats_add_up(stats: Dict[str, int]) -> None:
@@ -382,7 +373,7 @@ def test_shutdown_with_a_held_request_spools_the_rest_and_the_next_client_sends_
             server.script(Stall(release=release))
             total = 3 * chunk
             trace = _burst(client, total)
-            assert _until(lambda: not server.faults)  # the first request is held
+            assert wait_until(lambda: not server.faults)  # the first request is held
             done: List[bool] = []
             stopper = threading.Thread(target=lambda: done.append(client.shutdown(timeout=1.0)))
             stopper.start()
@@ -457,7 +448,7 @@ def test_flush_waiters_from_several_threads_are_answered_once_their_events_are_d
             threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
             for t in threads:
                 t.start()
-            assert _until(lambda: not server.faults)  # a request is held
+            assert wait_until(lambda: not server.faults)  # a request is held
             time.sleep(0.2)
             assert not results  # nobody answered while their events wait behind the held request
             release.set()
@@ -641,7 +632,7 @@ def test_fork_while_a_request_is_in_flight(clients: List[RacewayClient]) -> None
             _warm_up(client, server)
             server.script(Stall(release=release))
             trace = _burst(client, 2 * chunk)
-            assert _until(lambda: not server.faults)  # held at the server
+            assert wait_until(lambda: not server.faults)  # held at the server
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child
                 code = 1

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import tracemalloc
 import uuid
 from typing import Callable, List
 
-from conftest import assert_valid_batch
+from conftest import assert_valid_batch, wait_until
 from raceway import ExecutionContext
 from raceway.testing import CloseMidResponse, CollectorServer, Stall, Status
 
@@ -53,14 +52,6 @@ class HeldSampler:
         self._stop.set()
         self._thread.join()
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_every_event_id_arrives_through_an_outage_and_memory_stays_within_the_limit(make_client, capfd):

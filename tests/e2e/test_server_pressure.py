@@ -20,9 +20,9 @@ import logging
 import threading
 import time
 import uuid
-from typing import Callable, List
+from typing import List
 
-from conftest import assert_valid_batch
+from conftest import assert_valid_batch, wait_until
 from raceway import Config, ExecutionContext, RacewayClient
 from raceway.testing import CloseMidResponse, CollectorServer, Drop, Hang, QueueingCollector, Reset, Status
 
@@ -31,14 +31,6 @@ def ids_of(ctx: ExecutionContext, first: int, last: int) -> List[str]:
     base = int(ctx.id_base, 16)
     return [str(uuid.UUID(int=(base + seq) % 2**128)) for seq in range(first, last + 1)]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def record(client: RacewayClient, threads: int, per_thread: int) -> List[ExecutionContext]:
