@@ -7,9 +7,9 @@ no other place for them) and the core's detector reads by name (``detector/mod.r
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Any, Hashable, Tuple
 
-from ._values import text
+from ._values import OBJECT, text
 
 HAPPENS_BEFORE = "raceway:happens-before"
 HAPPENS_AFTER = "raceway:happens-after"
@@ -24,3 +24,9 @@ def sync_id(token: Hashable) -> str:
     if isinstance(token, _BY_VALUE) or (isinstance(token, tuple) and all(isinstance(t, _BY_VALUE) for t in token)):
         return text(f"{type(token).__name__}:{token!r}")
     return f"{type(token).__module__}.{type(token).__qualname__}@{id(token):x}"
+
+
+def sync_data(sync: str) -> Tuple[Any, ...]:
+    """The ``Custom`` event's data for the synchronisation object ``sync`` (`sync_id`):
+    ``{"sync": sync}`` in its record form (an object tuple, `raceway._values`)."""
+    return (OBJECT, "sync", sync)

@@ -23,7 +23,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, Mapping, Optional, Tuple, TypeVar
 
 from . import _lifecycle, _values
-from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
+from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_data, sync_id
 from ._backlog import split_budget
 from ._client_lifecycle import ClientLifecycle
 from ._client_propagation import Propagation
@@ -474,7 +474,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         ctx = strand_context()
         if ctx is None:
             return self._outside("happens_before")
-        self._record(ctx, "Custom", (HAPPENS_BEFORE, (_values.OBJECT, "sync", sync_id(token))))
+        self._record(ctx, "Custom", (HAPPENS_BEFORE, sync_data(sync_id(token))))
 
     def happens_after(self, token: Hashable) -> None:
         """The receiving side of `happens_before`: the current strand's later events happen
@@ -482,7 +482,7 @@ class RacewayClient(RaceQueries, Propagation, ClientLifecycle):
         ctx = strand_context()
         if ctx is None:
             return self._outside("happens_after")
-        self._record(ctx, "Custom", (HAPPENS_AFTER, (_values.OBJECT, "sync", sync_id(token))))
+        self._record(ctx, "Custom", (HAPPENS_AFTER, sync_data(sync_id(token))))
 
     # ------------------------------------------------------------------------------------------
     # Lifecycle

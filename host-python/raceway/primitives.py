@@ -53,11 +53,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Hashable, List, Literal, Optional, Protocol, Tuple
 
 from . import _auto
-from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_id
+from ._annotations import HAPPENS_AFTER, HAPPENS_BEFORE, sync_data, sync_id
 from ._location import by_offset as _by_offset
 from ._location import is_sdk, user_frame
 from ._recording import record_event, site_from, strand
-from ._values import OBJECT
 from ._values import text as _text
 from .context import LOCKS, ExecutionContext, current_task, strand_context
 from .context import current_var as _current
@@ -291,7 +290,7 @@ def _annotate(token: Hashable, name: str, method: str) -> None:
         return
     client, ctx = found
     try:
-        if not record_event(client, ctx, "Custom", (name, (OBJECT, "sync", _sync(token)))):
+        if not record_event(client, ctx, "Custom", (name, sync_data(_sync(token)))):
             getattr(client, method)(token)
     except Exception:
         pass
