@@ -28,7 +28,7 @@ import pickle
 from operator import itemgetter
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ._values import as_json, snapshot, valid_text
+from ._values import as_json, entries, snapshot, valid_text
 from .context import CLOCK, LOCKS, ContextRow, State
 
 Record = Tuple[Any, ...]
@@ -206,8 +206,7 @@ def _settled(value: Any) -> Any:
         return valid_text(value)
     if cls is tuple:
         if value and value[0].__class__ is bytes:
-            n = len(value) // 2
-            return {_settled(k): _settled(v) for k, v in zip(value[1 : n + 1], value[n + 1 :], strict=False)}
+            return {_settled(k): _settled(v) for k, v in entries(value)}
         return tuple(map(_settled, value))
     return value
 

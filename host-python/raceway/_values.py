@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import traceback
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, TypeVar, overload
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple, TypeVar, overload
 
 _T = TypeVar("_T")
 
@@ -60,15 +60,20 @@ def as_object(entries: Dict[str, Any]) -> Tuple[Any, ...]:
     return (OBJECT, *entries, *entries.values()) if entries else EMPTY_OBJECT
 
 
+def entries(value: Tuple[Any, ...]) -> Iterator[Tuple[Any, Any]]:
+    """The ``(key, value)`` pairs of an object tuple. An object tuple of a key without its
+    value, which no conversion makes, loses that key."""
+    n = len(value) // 2
+    return zip(value[1 : n + 1], value[n + 1 :], strict=False)
+
+
 def as_json(value: Any) -> Any:
     """A converted value as JSON has it: each object tuple the dict it stands for, each tuple
-    that holds one a list (json writes the other tuples as arrays already). Never raises (an
-    object tuple of a key without its value, which no conversion makes, loses that key)."""
+    that holds one a list (json writes the other tuples as arrays already). Never raises."""
     if value.__class__ is not tuple or not value:
         return value
     if value[0].__class__ is bytes:
-        n = len(value) // 2
-        return {k: as_json(v) for k, v in zip(value[1 : n + 1], value[n + 1 :], strict=False)}
+        return {k: as_json(v) for k, v in entries(value)}
     if tuple in map(type, value):
         return [as_json(v) for v in value]
     return value
