@@ -324,9 +324,7 @@ class Flusher:
         while self._load_spool():
             if not self._deliver():
                 return False
-        remaining = len(self.queue)
-        self._grew = False  # what the log did while the flusher waited says nothing of now
-        first = True
+        remaining = self._log_at_take = len(self.queue)  # growth while it waited says nothing of now
         while remaining > 0:
             if self._stopping and self._out_of_time():
                 return False
@@ -337,9 +335,7 @@ class Flusher:
             # log grew since the last take): the round trips are then its time, and the chunk
             # is delivered before the next is taken, as it was without overlap.
             want = min(remaining, self.chunk)
-            if not first:
-                self._grew = len(self.queue) > self._log_at_take
-            first = False
+            self._grew = len(self.queue) > self._log_at_take
             keep = 0 if self._grew else self.chunk - min(want, max(1, self.chunk // 2))
             if not self._deliver(keep=keep):
                 return False
