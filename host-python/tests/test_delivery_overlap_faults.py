@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from conftest import assert_valid_batch, wait_until
@@ -78,10 +78,11 @@ def gate() -> Iterator[PartGate]:
         logger.setLevel(level)
 
 
-def _config(url: str, **overrides: Any) -> Config:
+def _settings(url: str, **overrides: Any) -> Dict[str, Any]:
+    """The `Config` fields these tests use, for conftest's ``make_client``."""
     settings: Dict[str, Any] = dict(
         endpoint=url,
-        service_name="overlap-review",
+        service_name="overlap",
         batch_size=50,
         max_batch_size=500,
         flush_interval=3600.0,
@@ -93,15 +94,11 @@ def _config(url: str, **overrides: Any) -> Config:
         timeout=10.0,
     )
     settings.update(overrides)
-    return Config(**settings)
+    return settings
 
 
-@pytest.fixture
-def clients() -> Iterator[List[RacewayClient]]:
-    made: List[RacewayClient] = []
-    yield made
-    for client in made:
-        client.shutdown(timeout=5)
+def _config(url: str, **overrides: Any) -> Config:
+    return Config(**_settings(url, **overrides))
 
 
 def _warm_up(client: RacewayClient, server: CollectorServer) -> None:
@@ -163,7 +160,6 @@ def _held_request(client: RacewayClient, gate: PartGate) -> Any:
     return flight
 
 
-
 def _stats_add_up(stats: Dict[str, int]) -> None:
     assert stats["queued"] == stats["pending"] == 0
     assert stats["recorded"] == stats["sent"] + stats["dropped"] + stats["failed"] + stats["spooled"], stats
@@ -186,11 +182,10 @@ FAULTS: List[Tuple[str, Fault, bool]] = [
 
 @pytest.mark.parametrize("name,fault,taken", FAULTS, ids=[f[0] for f in FAULTS])
 def test_a_fault_on_a_request_started_mid_chunk_loses_nothing_and_keeps_the_order(
-    name: str, fault: Fault, taken: bool, gate: PartGate, clients: List[RacewayClient]
+    name: str, fault: Fault, taken: bool, gate: PartGate, make_client: Callable[..., RacewayClient]
 ) -> None:
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url, timeout=0.5 if isinstance(fault, Stall) else 10.0))
-        clients.append(client)
+        client = make_client(**_settings(server.url, timeout=0.5 if isinstance(fault, Stall) else 10.0))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         _warm_up(client, server)
         server.script(fault)
@@ -222,13 +217,12 @@ def test_a_fault_on_a_request_started_mid_chunk_loses_nothing_and_keeps_the_orde
 
 @pytest.mark.parametrize("refusals", [1, 2])
 def test_a_joined_request_refused_mid_chunk_goes_again_body_by_body(
-    refusals: int, gate: PartGate, clients: List[RacewayClient]
+    refusals: int, gate: PartGate, make_client: Callable[..., RacewayClient]
 ) -> None:
     """A 400 for the joined request started by `_overlap`: its bodies go again one by one, so
     only a body that is itself refused (the second 400: the head body alone) is lost."""
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url))
-        clients.append(client)
+        client = make_client(**_settings(server.url))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         _warm_up(client, server)
         server.script(*[Status(400, error="bad event")] * refusals)
@@ -256,11 +250,10 @@ def test_a_joined_request_refused_mid_chunk_goes_again_body_by_body(
 
 
 def test_413_for_a_request_started_mid_chunk_halves_later_requests(
-    gate: PartGate, clients: List[RacewayClient]
+    gate: PartGate, make_client: Callable[..., RacewayClient]
 ) -> None:
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url))
-        clients.append(client)
+        client = make_client(**_settings(server.url))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         _warm_up(client, server)
         server.script(Status(413, error="too large"))
@@ -282,7 +275,7 @@ def test_413_for_a_request_started_mid_chunk_halves_later_requests(
         assert stats["sent"] == total + 1 and stats["failed"] == 0
 
 
-def test_faults_on_many_requests_of_a_burst_lose_only_refused_bodies(clients: List[RacewayClient]) -> None:
+def test_faults_on_many_requests_of_a_burst_lose_only_refused_bodies(make_client: Callable[..., RacewayClient]) -> None:
     """Every third request fails (503, 429, 400, a dropped connection, 413 in turn) while
     requests go out between parts and the next chunks are taken: what arrives arrives once and
     in order, and every event is either sent or counted as failed (refused by a 400/413)."""
@@ -311,8 +304,7 @@ def test_faults_on_many_requests_of_a_burst_lose_only_refused_bodies(clients: Li
 
     with CollectorServer(responder=respond) as server:
         # Accepted events: counted by the responder's answers (the server counts only 2xx).
-        client = RacewayClient(_config(server.url, max_queue_size=10**6))
-        clients.append(client)
+        client = make_client(**_settings(server.url, max_queue_size=10**6))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         total = 4 * chunk + 123
         trace = _burst(client, total)
@@ -334,12 +326,11 @@ def test_faults_on_many_requests_of_a_burst_lose_only_refused_bodies(clients: Li
 # ------------------------------------------------------------------------------------------------
 # 206 back-pressure
 # ------------------------------------------------------------------------------------------------
-def test_back_pressure_counts_every_event_the_server_took_twice(clients: List[RacewayClient]) -> None:
+def test_back_pressure_counts_every_event_the_server_took_twice(make_client: Callable[..., RacewayClient]) -> None:
     """Against the server's queue (`QueueingCollector`, small and fast): every event is stored
     once, and what entered the queue more than once is exactly what ``duplicated`` says."""
     with QueueingCollector(capacity=1200, drain_rate=40_000.0, step=200) as server:
-        client = RacewayClient(_config(server.url))
-        clients.append(client)
+        client = make_client(**_settings(server.url))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         total = 3 * chunk + 77
         _burst(client, total)
@@ -360,14 +351,13 @@ def test_back_pressure_counts_every_event_the_server_took_twice(clients: List[Ra
 # Shutdown with a request started by _overlap in flight
 # ------------------------------------------------------------------------------------------------
 def test_shutdown_with_a_held_request_spools_the_rest_and_the_next_client_sends_it(
-    tmp_path: Any, clients: List[RacewayClient]
+    tmp_path: Any, make_client: Callable[..., RacewayClient]
 ) -> None:
     release = threading.Event()
     spool = str(tmp_path / "spool")
     try:
         with CollectorServer() as server:
-            client = RacewayClient(_config(server.url, spool_dir=spool))
-            clients.append(client)
+            client = make_client(**_settings(server.url, spool_dir=spool))
             chunk = client._flusher.chunk  # type: ignore[union-attr]
             _warm_up(client, server)
             server.script(Stall(release=release))
@@ -386,8 +376,7 @@ def test_shutdown_with_a_held_request_spools_the_rest_and_the_next_client_sends_
             assert server.wait_for(lambda s: len(s.batches) >= 2, timeout=30)
             held = server.batches[1]  # nothing else was sent: the budget ended while it was held
             assert len(held["events"]) == 500
-            second = RacewayClient(_config(server.url, spool_dir=spool))
-            clients.append(second)
+            second = make_client(**_settings(server.url, spool_dir=spool))
             assert second.shutdown(timeout=30)
             assert second.stats()["spool_sent"] == stats["spooled"]
             chain = _chain(server.events, trace)
@@ -401,12 +390,13 @@ def test_shutdown_with_a_held_request_spools_the_rest_and_the_next_client_sends_
         release.set()
 
 
-def test_shutdown_while_requests_go_out_mid_chunk_delivers_everything_once(clients: List[RacewayClient]) -> None:
+def test_shutdown_while_requests_go_out_mid_chunk_delivers_everything_once(
+    make_client: Callable[..., RacewayClient],
+) -> None:
     """`shutdown()` right after a burst of several chunks, against a server that keeps up:
     every event arrives once, none is spooled, and the counts add up."""
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url, max_queue_size=10**6))
-        clients.append(client)
+        client = make_client(**_settings(server.url, max_queue_size=10**6))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         total = 5 * chunk + 11
         with client.trace() as ctx:
@@ -426,13 +416,12 @@ def test_shutdown_while_requests_go_out_mid_chunk_delivers_everything_once(clien
 # flush() waiters
 # ------------------------------------------------------------------------------------------------
 def test_flush_waiters_from_several_threads_are_answered_once_their_events_are_delivered(
-    clients: List[RacewayClient],
+    make_client: Callable[..., RacewayClient],
 ) -> None:
     release = threading.Event()
     try:
         with CollectorServer() as server:
-            client = RacewayClient(_config(server.url, max_queue_size=10**6))
-            clients.append(client)
+            client = make_client(**_settings(server.url, max_queue_size=10**6))
             chunk = client._flusher.chunk  # type: ignore[union-attr]
             _warm_up(client, server)
             server.script(Stall(release=release))
@@ -464,10 +453,9 @@ def test_flush_waiters_from_several_threads_are_answered_once_their_events_are_d
         release.set()
 
 
-def test_flush_during_an_outage_says_false_and_true_once_delivered(clients: List[RacewayClient]) -> None:
+def test_flush_during_an_outage_says_false_and_true_once_delivered(make_client: Callable[..., RacewayClient]) -> None:
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url, max_queue_size=10**6, retry_backoff_max=0.05))
-        clients.append(client)
+        client = make_client(**_settings(server.url, max_queue_size=10**6, retry_backoff_max=0.05))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         _warm_up(client, server)
         server.refuse()
@@ -502,7 +490,9 @@ def _sampled(client: RacewayClient, stop: threading.Event, samples: List[Tuple[i
 
 
 @pytest.mark.parametrize("server_kind", ["outage", "slow"])
-def test_the_held_bound_holds_and_the_oldest_are_dropped(server_kind: str, clients: List[RacewayClient]) -> None:
+def test_the_held_bound_holds_and_the_oldest_are_dropped(
+    server_kind: str, make_client: Callable[..., RacewayClient]
+) -> None:
     limit = 16_000
 
     def slow(rec: Received) -> Any:
@@ -510,8 +500,7 @@ def test_the_held_bound_holds_and_the_oldest_are_dropped(server_kind: str, clien
         return 200, {"success": True, "data": f"Ingested {len(rec.json['events'])} events", "error": None}
 
     with CollectorServer(responder=slow if server_kind == "slow" else None) as server:
-        client = RacewayClient(_config(server.url, max_queue_size=limit, retry_backoff_max=0.05))
-        clients.append(client)
+        client = make_client(**_settings(server.url, max_queue_size=limit, retry_backoff_max=0.05))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         maxlen = client._queue.maxlen
         assert maxlen is not None and maxlen + chunk == limit
@@ -553,11 +542,10 @@ def test_the_held_bound_holds_and_the_oldest_are_dropped(server_kind: str, clien
 # A record the flusher cannot encode, while a request is in flight
 # ------------------------------------------------------------------------------------------------
 def test_a_record_that_cannot_be_encoded_mid_chunk_is_counted_and_the_request_in_flight_is_kept(
-    gate: PartGate, clients: List[RacewayClient], caplog: pytest.LogCaptureFixture
+    gate: PartGate, make_client: Callable[..., RacewayClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url, retry_backoff_max=0.05))
-        clients.append(client)
+        client = make_client(**_settings(server.url, retry_backoff_max=0.05))
         flusher = client._flusher
         assert flusher is not None
         chunk = flusher.chunk
@@ -589,10 +577,9 @@ def test_a_record_that_cannot_be_encoded_mid_chunk_is_counted_and_the_request_in
 # ------------------------------------------------------------------------------------------------
 # Detection with a server
 # ------------------------------------------------------------------------------------------------
-def test_races_with_a_server_wait_for_the_overlapped_delivery(clients: List[RacewayClient]) -> None:
+def test_races_with_a_server_wait_for_the_overlapped_delivery(make_client: Callable[..., RacewayClient]) -> None:
     with CollectorServer() as server:
-        client = RacewayClient(_config(server.url, detect_races=True, max_queue_size=10**6))
-        clients.append(client)
+        client = make_client(**_settings(server.url, detect_races=True, max_queue_size=10**6))
         chunk = client._flusher.chunk  # type: ignore[union-attr]
         barrier = threading.Barrier(2)
 
@@ -622,12 +609,11 @@ def test_races_with_a_server_wait_for_the_overlapped_delivery(clients: List[Race
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork with threads
-def test_fork_while_a_request_is_in_flight(clients: List[RacewayClient]) -> None:
+def test_fork_while_a_request_is_in_flight(make_client: Callable[..., RacewayClient]) -> None:
     release = threading.Event()
     try:
         with CollectorServer() as server:
-            client = RacewayClient(_config(server.url, max_queue_size=10**6))
-            clients.append(client)
+            client = make_client(**_settings(server.url, max_queue_size=10**6))
             chunk = client._flusher.chunk  # type: ignore[union-attr]
             _warm_up(client, server)
             server.script(Stall(release=release))

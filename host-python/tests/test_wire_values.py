@@ -200,8 +200,10 @@ def _while_changed(change, record, calls: int) -> RacewayClient:  # type: ignore
 
 
 def test_a_dict_changed_by_another_thread_is_recorded_as_one_state_of_it():
-    """`flat_dict` reads the dict once: an object tuple made of its keys and then its values,
-    read separately, paired a key with another key's value when a switch fell between them."""
+    """`flat_dict` checks the user's dict in Python and reads it once: another thread changing
+    it meanwhile never raises into the application, and an object tuple made of its keys and
+    then its values, read separately, paired a key with another key's value when a switch fell
+    between them."""
     d = {"a": 1, "b": 2}
     counter = [0]
 
