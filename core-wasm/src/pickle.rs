@@ -88,8 +88,8 @@ enum Node<'a> {
     /// `builtins.int`, to be called by `REDUCE`.
     IntType,
     /// The empty `bytes`, which no user value holds (the host converts bytes to text): at
-    /// the head of a tuple it makes the tuple an object, its other items keys and values in
-    /// turn (`Tree::object`). Python's cyclic GC never untracks a tuple that holds a dict,
+    /// the head of a tuple it makes the tuple an object, its other items its keys and then
+    /// its values (`Tree::object`). Python's cyclic GC never untracks a tuple that holds a dict,
     /// and does untrack one of strings, ints and such tuples, so the host writes a user's
     /// dict this way (docs/record-format.md, "Objects").
     ObjectMark,
@@ -906,8 +906,7 @@ fn ascii_string(out: &mut Vec<u8>, s: &str) {
 /// 0x7f: those have their top bit set in `w` or after adding one to their low seven bits,
 /// which never carries out of a byte).
 fn written_as_is(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    use render::{HIGH, ONES};
     let high = (w | ((w & !HIGH) + ONES)) & HIGH;
     render::json_escapes(w) | high == 0
 }

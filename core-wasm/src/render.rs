@@ -63,13 +63,16 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
+/// A one in each byte of a word, and each byte's top bit: the word-at-a-time byte tests'
+/// constants (`json_escapes`, `pickle::written_as_is`).
+pub const ONES: u64 = 0x0101_0101_0101_0101;
+pub const HIGH: u64 = 0x8080_8080_8080_8080;
+
 /// The bytes of the word `w` that JSON escapes (a control character, `"` or `\\`), each marked
 /// by its top bit: the usual zero-byte test on the word less 0x20 in each byte (control
 /// characters) and on the word xor each of the two. Bytes from 0x80 are never marked: `!w &
 /// HIGH` clears them in the control test, and the zero tests on the xors cannot be set by them.
 pub fn json_escapes(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
     control | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))
